@@ -210,6 +210,8 @@ class Raft {
 
   // Follower: the snapshot being received in chunks, and the next offset expected.
   std::optional<SnapshotMeta> incomingSnapshot_;
+  NodeId incomingFrom_ = kNoNode;
+  Term incomingTerm_ = 0;
   uint64_t incomingOffset_ = 0;
 
   // Output not yet handed out in a Ready.
