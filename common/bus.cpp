@@ -1,0 +1,544 @@
+#include "common/bus.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <grp.h>
+
+#include <spdlog/spdlog.h>
+
+namespace shoal::bus {
+namespace {
+
+// The envelope's first field (vtable slot 0) is the header struct, slot 1 the error.
+constexpr flatbuffers::voffset_t kHeaderField = 4;
+constexpr flatbuffers::voffset_t kErrorField = 6;
+constexpr flatbuffers::voffset_t kBodyTypeField = 8;
+constexpr flatbuffers::voffset_t kBodyField = 10;
+
+const wire::Header* headerOf(const void* data) {
+  auto* table = flatbuffers::GetRoot<flatbuffers::Table>(data);
+  return table->GetStruct<const wire::Header*>(kHeaderField);
+}
+
+std::string hexPrefix(std::span<const uint8_t> bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes.size() && i < 8; ++i) {
+    out += digits[bytes[i] >> 4];
+    out += digits[bytes[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+const wire::Error* Frame::error() const {
+  auto* table = flatbuffers::GetRoot<flatbuffers::Table>(msg_.data());
+  return table->GetPointer<const wire::Error*>(kErrorField);
+}
+
+Result<const Protocol*> verify(std::span<const uint8_t> bytes,
+                               std::span<const Protocol* const> protocols, const Limits& limits) {
+  if (bytes.size() > limits.maxBytes)
+    return Error{"message of " + std::to_string(bytes.size()) + " bytes is over the limit of " +
+                     std::to_string(limits.maxBytes) + " bytes",
+                 static_cast<int>(wire::ErrorCode::BadMessage)};
+  // Root offset (4 bytes), identifier (4 bytes), and at least a vtable and a table.
+  if (bytes.size() < 16)
+    return Error{"message of " + std::to_string(bytes.size()) +
+                     " bytes is too short to be a shoal envelope",
+                 static_cast<int>(wire::ErrorCode::BadMessage)};
+  const Protocol* protocol = nullptr;
+  for (const Protocol* p : protocols)
+    if (std::memcmp(bytes.data() + 4, p->identifier.data(), 4) == 0) protocol = p;
+  if (!protocol)
+    return Error{"message is of no protocol served here (identifier bytes " +
+                     hexPrefix(bytes.subspan(4, 4)) + ")",
+                 static_cast<int>(wire::ErrorCode::UnknownProtocol)};
+  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), limits.maxDepth, limits.maxTables);
+  if (!protocol->verify(verifier))
+    return Error{"message failed the " + std::string(protocol->name) +
+                     " protocol's verifier (truncated or corrupt buffer)",
+                 static_cast<int>(wire::ErrorCode::BadMessage)};
+  // The verifier accepts a missing header only if the schema forgot `required`.
+  if (!headerOf(bytes.data()))
+    return Error{"message has no header", static_cast<int>(wire::ErrorCode::BadMessage)};
+  return protocol;
+}
+
+Result<Frame> decode(zmq::message_t msg, std::span<const Protocol* const> protocols,
+                     const Limits& limits) {
+  auto protocol = verify({static_cast<const uint8_t*>(msg.data()), msg.size()}, protocols, limits);
+  if (!protocol) return protocol.error();
+  wire::Header header = *headerOf(msg.data());
+  return Frame(std::move(msg), *protocol, header);
+}
+
+Buffer finish(flatbuffers::FlatBufferBuilder& fbb, const Protocol& protocol, wire::Kind kind,
+              uint8_t bodyType, flatbuffers::Offset<void> body,
+              flatbuffers::Offset<wire::Error> error) {
+  wire::Header header(0, 0, 0, protocol.version, kind);
+  auto start = fbb.StartTable();
+  if (!body.IsNull()) fbb.AddOffset(kBodyField, body);
+  if (!error.IsNull()) fbb.AddOffset(kErrorField, error);
+  fbb.AddStruct(kHeaderField, &header);
+  if (bodyType != 0) fbb.AddElement<uint8_t>(kBodyTypeField, bodyType, 0);
+  flatbuffers::Offset<flatbuffers::Table> root(fbb.EndTable(start));
+  fbb.Finish(root, protocol.identifier.data());
+  return fbb.Release();
+}
+
+Buffer control(const Protocol& protocol, wire::Kind kind, uint64_t requestId, uint32_t credits,
+               wire::ErrorCode code, std::string_view message) {
+  flatbuffers::FlatBufferBuilder fbb(128 + message.size());
+  flatbuffers::Offset<wire::Error> error;
+  if (code != wire::ErrorCode::None)
+    error = wire::CreateError(fbb, code, fbb.CreateString(message.data(), message.size()));
+  Buffer buf = finish(fbb, protocol, kind, 0, 0, error);
+  setHeader(buf, requestId, kind, 0, credits);
+  return buf;
+}
+
+void setHeader(Buffer& buf, uint64_t requestId, wire::Kind kind, uint32_t timeoutMs,
+               uint32_t credits) {
+  // The header struct is stored inline in the finished buffer; rewrite it there.
+  auto* header = const_cast<wire::Header*>(headerOf(buf.data()));
+  *header = wire::Header(requestId, timeoutMs, credits, header->version(), kind);
+}
+
+const char* errorCodeName(wire::ErrorCode code) { return wire::EnumNameErrorCode(code); }
+
+Error errorFrom(const Frame& frame) {
+  const wire::Error* e = frame.error();
+  if (!e) return Error{"the server failed the call without saying why",
+                       static_cast<int>(wire::ErrorCode::Internal)};
+  return Error{e->message() ? e->message()->str() : errorCodeName(e->code()),
+               static_cast<int>(e->code())};
+}
+
+void RateLimitedWarning::warn(const std::string& message) {
+  auto now = Loop::Clock::now();
+  if (now - windowStart_ >= period_) {
+    if (suppressed_ > 0)
+      spdlog::warn("{} more like this in the last {}s were not logged", suppressed_, period_.count());
+    windowStart_ = now;
+    inWindow_ = 0;
+    suppressed_ = 0;
+  }
+  if (inWindow_ < burst_) {
+    ++inWindow_;
+    spdlog::warn("{}", message);
+  } else {
+    ++suppressed_;
+  }
+}
+
+// --- Server ---------------------------------------------------------------------------
+
+bool Call::expired() const { return deadline_ && Loop::Clock::now() > *deadline_; }
+
+void Call::reply(Buffer buf) {
+  assert(!answered_);
+  answered_ = true;
+  if (expired()) {
+    ++server_->stats_.expired;
+    return;
+  }
+  setHeader(buf, requestId(), wire::Kind::Reply, 0, 0);
+  server_->sendTo(peer_, std::move(buf));
+}
+
+void Call::fail(wire::ErrorCode code, std::string message) {
+  assert(!answered_);
+  answered_ = true;
+  if (expired()) {
+    ++server_->stats_.expired;
+    return;
+  }
+  server_->sendError(peer_, request_.protocol(), requestId(), code, message);
+}
+
+std::shared_ptr<ServerStream> Call::openStream() {
+  assert(!answered_);
+  answered_ = true;
+  auto stream = std::shared_ptr<ServerStream>(
+      new ServerStream(server_, peer_, requestId(), request_.header().credits()));
+  server_->streams_[{peer_, requestId()}] = stream;
+  return stream;
+}
+
+bool ServerStream::send(Buffer buf) {
+  if (!open_ || credits_ == 0) return false;
+  --credits_;
+  setHeader(buf, id_, wire::Kind::StreamItem, 0, 0);
+  server_->sendTo(peer_, std::move(buf));
+  return true;
+}
+
+void ServerStream::end() { end(wire::ErrorCode::None, {}); }
+
+void ServerStream::end(wire::ErrorCode code, std::string message) {
+  if (!open_) return;
+  // StreamEnd is always sent: it is the one message that needs no credit.
+  server_->sendTo(peer_, control(*server_->protocols_.front(), wire::Kind::StreamEnd, id_, 0,
+                                 code, message));
+  close();
+}
+
+void ServerStream::close() {
+  if (!open_) return;
+  open_ = false;
+  auto keep = server_->streams_[{peer_, id_}];  // keep this alive through the erase
+  server_->streams_.erase({peer_, id_});
+  if (onClose_) onClose_();
+}
+
+Server::Server(Loop& loop, zmq::context_t& ctx, Limits limits)
+    : loop_(loop), socket_(ctx, zmq::socket_type::router), limits_(limits) {
+  socket_.set(zmq::sockopt::linger, 0);
+  // Fail a send to a peer that went away instead of dropping it silently: the server then
+  // ends that peer's streams.
+  socket_.set(zmq::sockopt::router_mandatory, 1);
+  socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.maxBytes) + 1024);
+}
+
+Server::~Server() { close(); }
+
+void Server::setCurve(const CurveServerKeys& keys, std::string zapDomain) {
+  socket_.set(zmq::sockopt::curve_server, 1);
+  socket_.set(zmq::sockopt::curve_secretkey, keys.secretKey);
+  socket_.set(zmq::sockopt::zap_domain, zapDomain);
+}
+
+Status Server::bind(const std::string& endpoint) {
+  try {
+    socket_.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    return Error{"cannot listen on " + endpoint + ": " + e.what(), e.num()};
+  }
+  if (endpoint.starts_with("ipc://")) {
+    ipcPath_ = endpoint.substr(6);
+    // Local sockets are for root and the shoal group (DESIGN.md §1).
+    ::chmod(ipcPath_.c_str(), 0660);
+    if (struct group* g = ::getgrnam("shoal"))
+      if (::chown(ipcPath_.c_str(), 0, g->gr_gid) != 0)
+        spdlog::debug("could not give {} to group shoal: {}", ipcPath_, std::strerror(errno));
+  }
+  loop_.watch(socket_, [this] { onReadable(); });
+  return {};
+}
+
+void Server::serve(const Protocol& protocol, Handler handler) {
+  if (!handlers_.count(&protocol)) protocols_.push_back(&protocol);
+  handlers_[&protocol] = std::move(handler);
+}
+
+void Server::close() {
+  if (closed_) return;
+  closed_ = true;
+  while (!streams_.empty()) streams_.begin()->second->end(wire::ErrorCode::Unavailable, "server is shutting down");
+  loop_.unwatch(socket_);
+  socket_.close();
+  if (!ipcPath_.empty()) ::unlink(ipcPath_.c_str());
+}
+
+void Server::onReadable() {
+  // Drain what is there, but yield to the loop after a batch so timers still run.
+  for (int i = 0; i < 256 && !closed_; ++i) {
+    zmq::message_t peer;
+    if (!socket_.recv(peer, zmq::recv_flags::dontwait)) return;
+    std::string peerKey;
+    std::vector<zmq::message_t> parts;
+    while (socket_.get(zmq::sockopt::rcvmore)) {
+      zmq::message_t part;
+      if (!socket_.recv(part, zmq::recv_flags::dontwait)) break;
+      if (parts.size() < 2) parts.push_back(std::move(part));
+    }
+    if (parts.size() != 1) {
+      ++stats_.badMessages;
+      badWarning_.warn(fmt::format("dropped a message of {} parts on the {} socket (expected 1)",
+                                   parts.size(), ipcPath_.empty() ? "tcp" : ipcPath_));
+      continue;
+    }
+    // With CURVE, ZAP's user id is the peer's public key (curve::ZapHandler sets it).
+    if (const char* k = zmq_msg_gets(parts[0].handle(), "User-Id")) peerKey = k;
+    handle(peer.to_string(), std::move(parts[0]), std::move(peerKey));
+  }
+}
+
+void Server::handle(std::string peer, zmq::message_t msg, std::string peerKey) {
+  ++stats_.received;
+  auto decoded = decode(std::move(msg), protocols_, limits_);
+  if (!decoded) {
+    ++stats_.badMessages;
+    badWarning_.warn("bad message from a peer: " + decoded.error().message);
+    // Answer in the protocol named, or in the first protocol served; request id 0 since
+    // nothing in an unverified buffer can be trusted.
+    sendError(peer, *protocols_.front(), 0, static_cast<wire::ErrorCode>(decoded.error().code),
+              decoded.error().message + "; the message was dropped");
+    return;
+  }
+  Frame frame = std::move(decoded).value();
+  const Protocol* protocol = &frame.protocol();
+  uint64_t id = frame.requestId();
+  switch (frame.kind()) {
+    case wire::Kind::Request: {
+      std::optional<Loop::Clock::time_point> deadline;
+      if (frame.header().timeout_ms() > 0)
+        deadline = loop_.now() + Millis(frame.header().timeout_ms());
+      try {
+        handlers_[protocol](Call(this, peer, std::move(peerKey), std::move(frame), deadline));
+      } catch (const std::exception& e) {
+        // A handler's bug must not take the daemon down with it; the caller hears of it.
+        spdlog::error("{} handler failed on request {}: {}", protocol->name, id, e.what());
+        sendError(peer, *protocol, id, wire::ErrorCode::Internal,
+                  std::string("internal error: ") + e.what() + " (see the daemon's log)");
+      }
+      return;
+    }
+    case wire::Kind::Credit: {
+      auto it = streams_.find({peer, id});
+      if (it == streams_.end()) return;  // ended already; the grant crossed our StreamEnd
+      auto stream = it->second;
+      bool wasEmpty = stream->credits_ == 0;
+      stream->credits_ += frame.header().credits();
+      if (wasEmpty && stream->credits_ > 0 && stream->onCredit_) stream->onCredit_();
+      return;
+    }
+    case wire::Kind::Cancel: {
+      auto it = streams_.find({peer, id});
+      if (it != streams_.end()) it->second->close();
+      return;
+    }
+    default:
+      ++stats_.badMessages;
+      badWarning_.warn(fmt::format("{} message of kind {} is not valid from a client; dropped",
+                                   protocol->name, wire::EnumNameKind(frame.kind())));
+      sendError(peer, *protocol, id, wire::ErrorCode::BadMessage,
+                std::string("a client may send only Request, Credit or Cancel, not ") +
+                    wire::EnumNameKind(frame.kind()));
+  }
+}
+
+void Server::sendTo(const std::string& peer, Buffer buf) {
+  if (closed_) return;
+  try {
+    zmq::message_t id(peer.data(), peer.size());
+    // The buffer is copied into the message; ZeroMQ may keep it after we return.
+    zmq::message_t body(buf.data(), buf.size());
+    if (!socket_.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
+        !socket_.send(body, zmq::send_flags::dontwait)) {
+      spdlog::debug("send to a peer would block; dropped the message");
+      return;
+    }
+    ++stats_.sent;
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EHOSTUNREACH) throw;
+    // The peer is gone: end its streams quietly.
+    std::vector<std::shared_ptr<ServerStream>> gone;
+    for (auto& [key, s] : streams_)
+      if (key.first == peer) gone.push_back(s);
+    for (auto& s : gone) s->close();
+  }
+}
+
+void Server::sendError(const std::string& peer, const Protocol& protocol, uint64_t requestId,
+                       wire::ErrorCode code, std::string_view message) {
+  sendTo(peer, control(protocol, wire::Kind::Error, requestId, 0, code, message));
+}
+
+// --- Client ---------------------------------------------------------------------------
+
+Client::Client(Loop& loop, zmq::context_t& ctx, const Protocol& protocol, Limits limits)
+    : loop_(loop), socket_(ctx, zmq::socket_type::dealer), protocol_(protocol), limits_(limits) {
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.maxBytes) + 1024);
+  // Do not queue requests for a server that is not there yet beyond what deadlines allow.
+  socket_.set(zmq::sockopt::immediate, 0);
+  loop_.watch(socket_, [this] { onReadable(); });
+}
+
+Client::~Client() {
+  for (auto& [id, c] : calls_) loop_.cancel(c.timer);
+  loop_.unwatch(socket_);
+}
+
+void Client::setCurve(const CurveClientKeys& keys) {
+  socket_.set(zmq::sockopt::curve_serverkey, keys.serverPublicKey);
+  socket_.set(zmq::sockopt::curve_publickey, keys.publicKey);
+  socket_.set(zmq::sockopt::curve_secretkey, keys.secretKey);
+}
+
+Status Client::connect(const std::string& endpoint) {
+  try {
+    socket_.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return Error{"cannot connect to " + endpoint + ": " + e.what(), e.num()};
+  }
+  return {};
+}
+
+void Client::send(Buffer buf) {
+  zmq::message_t msg(buf.data(), buf.size());
+  if (socket_.send(msg, zmq::send_flags::dontwait)) ++stats_.sent;
+}
+
+void Client::sendRaw(std::string_view bytes) {
+  zmq::message_t msg(bytes.data(), bytes.size());
+  if (socket_.send(msg, zmq::send_flags::dontwait)) ++stats_.sent;
+}
+
+uint64_t Client::call(Buffer request, Millis timeout, ReplyFn fn) {
+  uint64_t id = nextId_++;
+  uint32_t timeoutMs = static_cast<uint32_t>(std::max<int64_t>(1, timeout.count()));
+  setHeader(request, id, wire::Kind::Request, timeoutMs, 0);
+  auto timer = loop_.after(timeout, [this, id, timeoutMs] {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    auto done = std::move(it->second.fn);
+    calls_.erase(it);
+    ++stats_.expired;
+    done(Error{std::string(protocol_.name) +  " request got no answer within " + std::to_string(timeoutMs) + "ms",
+               static_cast<int>(wire::ErrorCode::DeadlineExceeded)});
+  });
+  calls_[id] = {std::move(fn), timer};
+  send(std::move(request));
+  return id;
+}
+
+uint64_t Client::openStream(Buffer request, uint32_t window, ItemFn onItem, EndFn onEnd,
+                            bool autoGrant) {
+  uint64_t id = nextId_++;
+  setHeader(request, id, wire::Kind::Request, 0, window);
+  streams_[id] = {std::move(onItem), std::move(onEnd), window, window, 0, autoGrant};
+  send(std::move(request));
+  return id;
+}
+
+void Client::grant(uint64_t streamId, uint32_t credits) {
+  auto it = streams_.find(streamId);
+  if (it == streams_.end() || credits == 0) return;
+  it->second.outstanding += credits;
+  send(control(protocol_, wire::Kind::Credit, streamId, credits));
+}
+
+void Client::cancel(uint64_t id) {
+  if (auto it = calls_.find(id); it != calls_.end()) {
+    loop_.cancel(it->second.timer);
+    calls_.erase(it);
+  }
+  if (streams_.erase(id)) send(control(protocol_, wire::Kind::Cancel, id));
+}
+
+void Client::onReadable() {
+  for (int i = 0; i < 256; ++i) {
+    zmq::message_t msg;
+    if (!socket_.recv(msg, zmq::recv_flags::dontwait)) return;
+    bool more = socket_.get(zmq::sockopt::rcvmore);
+    while (socket_.get(zmq::sockopt::rcvmore)) {
+      zmq::message_t rest;
+      if (!socket_.recv(rest, zmq::recv_flags::dontwait)) break;
+    }
+    ++stats_.received;
+    const Protocol* accepted[] = {&protocol_};
+    auto decoded = more ? Result<Frame>(Error{"message of several parts"})
+                        : decode(std::move(msg), accepted, limits_);
+    if (!decoded) {
+      ++stats_.badMessages;
+      badWarning_.warn(std::string("bad message from the ") + std::string(protocol_.name) +
+                       " server dropped: " + decoded.error().message);
+      continue;
+    }
+    dispatch(std::move(decoded).value());
+  }
+}
+
+void Client::dispatch(Frame frame) {
+  uint64_t id = frame.requestId();
+  switch (frame.kind()) {
+    case wire::Kind::Reply:
+    case wire::Kind::Error: {
+      if (auto it = calls_.find(id); it != calls_.end()) {
+        loop_.cancel(it->second.timer);
+        auto fn = std::move(it->second.fn);
+        calls_.erase(it);
+        if (frame.kind() == wire::Kind::Error)
+          fn(errorFrom(frame));
+        else
+          fn(std::move(frame));
+        return;
+      }
+      if (auto it = streams_.find(id); it != streams_.end() && frame.kind() == wire::Kind::Error) {
+        auto onEnd = std::move(it->second.onEnd);
+        streams_.erase(it);
+        if (onEnd) onEnd(errorFrom(frame));
+        return;
+      }
+      if (frame.kind() == wire::Kind::Error && id == 0)
+        badWarning_.warn(std::string("the ") + std::string(protocol_.name) +
+                         " server refused a message: " + errorFrom(frame).message);
+      // Otherwise a late answer to a call that timed out or was cancelled.
+      return;
+    }
+    case wire::Kind::StreamItem: {
+      auto it = streams_.find(id);
+      if (it == streams_.end()) return;  // cancelled; items in flight are dropped
+      auto& s = it->second;
+      if (s.outstanding == 0) {
+        // The server outran the credits it was given: a protocol violation.
+        ++stats_.badMessages;
+        auto onEnd = std::move(s.onEnd);
+        streams_.erase(it);
+        send(control(protocol_, wire::Kind::Cancel, id));
+        if (onEnd) onEnd(Error{"the server sent more stream items than it had credits for",
+                               static_cast<int>(wire::ErrorCode::BadMessage)});
+        return;
+      }
+      --s.outstanding;
+      ++s.consumed;
+      auto onItem = s.onItem;  // the callback may cancel the stream
+      onItem(frame);
+      it = streams_.find(id);
+      if (it != streams_.end() && it->second.autoGrant &&
+          it->second.consumed >= std::max<uint32_t>(1, it->second.window / 2)) {
+        uint32_t n = it->second.consumed;
+        it->second.consumed = 0;
+        grant(id, n);
+      }
+      return;
+    }
+    case wire::Kind::StreamEnd: {
+      auto it = streams_.find(id);
+      if (it == streams_.end()) return;
+      auto onEnd = std::move(it->second.onEnd);
+      streams_.erase(it);
+      Status st;
+      if (frame.error() && frame.error()->code() != wire::ErrorCode::None) st = errorFrom(frame);
+      if (onEnd) onEnd(st);
+      return;
+    }
+    default:
+      ++stats_.badMessages;
+      badWarning_.warn(std::string("unexpected ") + wire::EnumNameKind(frame.kind()) +
+                       " message from the " + std::string(protocol_.name) + " server; dropped");
+  }
+}
+
+// --- SyncClient -----------------------------------------------------------------------
+
+SyncClient::SyncClient(const Protocol& protocol, Limits limits)
+    : client_(loop_, ctx_, protocol, limits) {}
+
+Status SyncClient::connect(const std::string& endpoint) { return client_.connect(endpoint); }
+
+Result<Frame> SyncClient::call(Buffer request, Millis timeout) {
+  std::optional<Result<Frame>> result;
+  client_.call(std::move(request), timeout, [&](Result<Frame> r) { result.emplace(std::move(r)); });
+  while (!result) loop_.runOnce(timeout);
+  return std::move(*result);
+}
+
+}  // namespace shoal::bus

@@ -1,0 +1,22 @@
+#pragma once
+// The shoal CLI: Docker's verbs (DESIGN.md §11). Each command group registers itself on the
+// root app; what a command prints and returns is its own.
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace shoal::cli {
+
+struct Globals {
+  std::string runDir;  // where daemons' local sockets are: --run-dir, $SHOAL_RUN_DIR, /run/shoal
+};
+
+// Exit codes: 0 ok, 1 the operation failed, 2 bad usage.
+struct Outcome {
+  int code = 0;
+};
+
+void addDebugCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+
+}  // namespace shoal::cli

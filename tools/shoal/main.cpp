@@ -1,0 +1,23 @@
+// shoal: the command line of a shoal cluster.
+#include <cstdlib>
+
+#include "tools/shoal/cli.h"
+
+int main(int argc, char** argv) {
+  CLI::App app("shoal: run containers on a cluster, the Docker Swarm way", "shoal");
+  app.set_version_flag("--version", std::string("shoal ") + SHOAL_VERSION);
+  app.require_subcommand(1);
+  shoal::cli::Globals globals;
+  const char* env = std::getenv("SHOAL_RUN_DIR");
+  globals.runDir = env && *env ? env : "/run/shoal";
+  app.add_option("--run-dir", globals.runDir,
+                 "Where the daemons' local sockets are (default $SHOAL_RUN_DIR or /run/shoal)");
+  shoal::cli::Outcome outcome;
+  shoal::cli::addDebugCommands(app, globals, outcome);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return outcome.code;
+}
