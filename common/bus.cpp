@@ -231,6 +231,8 @@ Status Server::bind(const std::string& endpoint) {
   return {};
 }
 
+std::string Server::endpoint() const { return socket_.get(zmq::sockopt::last_endpoint); }
+
 void Server::serve(const Protocol& protocol, Handler handler) {
   if (!handlers_.count(&protocol)) protocols_.push_back(&protocol);
   handlers_[&protocol] = std::move(handler);
@@ -336,7 +338,10 @@ void Server::sendTo(const std::string& peer, Buffer buf) {
     }
     ++stats_.sent;
   } catch (const zmq::error_t& e) {
-    if (e.num() != EHOSTUNREACH) throw;
+    if (e.num() != EHOSTUNREACH) {
+      spdlog::warn("send to a peer failed: {}", e.what());
+      return;
+    }
     // The peer is gone: end its streams quietly.
     std::vector<std::shared_ptr<ServerStream>> gone;
     for (auto& [key, s] : streams_)

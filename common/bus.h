@@ -240,6 +240,8 @@ class Server {
   // ipc:// or tcp:// endpoint. For ipc, the socket file is made 0660.
   Status bind(const std::string& endpoint);
   void serve(const Protocol& protocol, Handler handler);
+  // The endpoint bound last, with the port the kernel chose for tcp://host:*.
+  std::string endpoint() const;
   const Stats& stats() const { return stats_; }
   size_t openStreams() const { return streams_.size(); }
   // Ends every stream and closes the socket (an ipc socket file is removed).
