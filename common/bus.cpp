@@ -151,6 +151,19 @@ void Call::reply(Buffer buf) {
   server_->sendTo(peer_, std::move(buf));
 }
 
+void Call::replyRaw(std::string_view envelope) {
+  assert(!answered_);
+  answered_ = true;
+  if (expired()) {
+    ++server_->stats_.expired;
+    return;
+  }
+  std::string copy(envelope);
+  auto* header = const_cast<wire::Header*>(headerOf(copy.data()));
+  *header = wire::Header(requestId(), 0, 0, header->version(), header->kind());
+  server_->sendToBytes(peer_, copy.data(), copy.size());
+}
+
 void Call::fail(wire::ErrorCode code, std::string message) {
   assert(!answered_);
   answered_ = true;
@@ -325,12 +338,14 @@ void Server::handle(std::string peer, zmq::message_t msg, std::string peerKey) {
   }
 }
 
-void Server::sendTo(const std::string& peer, Buffer buf) {
+void Server::sendTo(const std::string& peer, Buffer buf) { sendToBytes(peer, buf.data(), buf.size()); }
+
+void Server::sendToBytes(const std::string& peer, const void* data, size_t size) {
   if (closed_) return;
   try {
     zmq::message_t id(peer.data(), peer.size());
     // The buffer is copied into the message; ZeroMQ may keep it after we return.
-    zmq::message_t body(buf.data(), buf.size());
+    zmq::message_t body(data, size);
     if (!socket_.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
         !socket_.send(body, zmq::send_flags::dontwait)) {
       spdlog::debug("send to a peer would block; dropped the message");
@@ -386,9 +401,25 @@ Status Client::connect(const std::string& endpoint) {
   return {};
 }
 
-void Client::send(Buffer buf) {
-  zmq::message_t msg(buf.data(), buf.size());
+void Client::send(Buffer buf) { sendBytes(buf.data(), buf.size()); }
+
+void Client::sendBytes(const void* data, size_t size) {
+  zmq::message_t msg(data, size);
   if (socket_.send(msg, zmq::send_flags::dontwait)) ++stats_.sent;
+}
+
+void Client::post(Buffer message) {
+  setHeader(message, 0, wire::Kind::Request, 0, 0);
+  send(std::move(message));
+}
+
+uint64_t Client::callRaw(std::string envelope, Millis timeout, ReplyFn fn) {
+  uint64_t id = track(timeout, std::move(fn));
+  auto* header = const_cast<wire::Header*>(headerOf(envelope.data()));
+  *header = wire::Header(id, static_cast<uint32_t>(timeout.count()), 0, header->version(),
+                         wire::Kind::Request);
+  sendBytes(envelope.data(), envelope.size());
+  return id;
 }
 
 void Client::sendRaw(std::string_view bytes) {
@@ -397,9 +428,16 @@ void Client::sendRaw(std::string_view bytes) {
 }
 
 uint64_t Client::call(Buffer request, Millis timeout, ReplyFn fn) {
+  uint64_t id = track(timeout, std::move(fn));
+  setHeader(request, id, wire::Kind::Request,
+            static_cast<uint32_t>(std::max<int64_t>(1, timeout.count())), 0);
+  send(std::move(request));
+  return id;
+}
+
+uint64_t Client::track(Millis timeout, ReplyFn fn) {
   uint64_t id = nextId_++;
   uint32_t timeoutMs = static_cast<uint32_t>(std::max<int64_t>(1, timeout.count()));
-  setHeader(request, id, wire::Kind::Request, timeoutMs, 0);
   auto timer = loop_.after(timeout, [this, id, timeoutMs] {
     auto it = calls_.find(id);
     if (it == calls_.end()) return;
@@ -410,7 +448,6 @@ uint64_t Client::call(Buffer request, Millis timeout, ReplyFn fn) {
                static_cast<int>(wire::ErrorCode::DeadlineExceeded)});
   });
   calls_[id] = {std::move(fn), timer};
-  send(std::move(request));
   return id;
 }
 

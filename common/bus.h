@@ -176,6 +176,9 @@ class Call {
   bool answered() const { return answered_; }
 
   void reply(Buffer buf);
+  // Replies with an envelope received from elsewhere (a forwarded answer), as it is but for
+  // the request id.
+  void replyRaw(std::string_view envelope);
   void fail(wire::ErrorCode code, std::string message);
   // Opens a stream; its initial credits are the request's header.credits.
   std::shared_ptr<ServerStream> openStream();
@@ -253,6 +256,7 @@ class Server {
   void onReadable();
   void handle(std::string peer, zmq::message_t msg, std::string peerKey);
   void sendTo(const std::string& peer, Buffer buf);
+  void sendToBytes(const std::string& peer, const void* data, size_t size);
   void sendError(const std::string& peer, const Protocol& protocol, uint64_t requestId,
                  wire::ErrorCode code, std::string_view message);
 
@@ -292,6 +296,10 @@ class Client {
   // Sends a request; fn gets the reply, the server's error, or DeadlineExceeded once
   // timeout passed. Returns the request id.
   uint64_t call(Buffer request, Millis timeout, ReplyFn fn);
+  // The same with an envelope received from elsewhere (forwarding); it must be verified.
+  uint64_t callRaw(std::string envelope, Millis timeout, ReplyFn fn);
+  // A one-way message: no reply is expected (Raft messages).
+  void post(Buffer message);
 
   // Opens a stream with `window` credits. With autoGrant, credits are granted again as
   // items are delivered (half a window at a time); otherwise call grant().
@@ -322,6 +330,8 @@ class Client {
   void onReadable();
   void dispatch(Frame frame);
   void send(Buffer buf);
+  void sendBytes(const void* data, size_t size);
+  uint64_t track(Millis timeout, ReplyFn fn);
 
   Loop& loop_;
   zmq::socket_t socket_;

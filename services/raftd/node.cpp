@@ -1,0 +1,837 @@
+#include "services/raftd/node.h"
+
+#include <sodium.h>
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "common/proc.h"
+#include "services/raftd/codec.h"
+#include "services/raftd/protocols.h"
+
+namespace shoal::raftd {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A Normal entry's data: format byte, proposer node id, proposal sequence, time of proposal
+// (Unix ns, so every manager writes the same meta), then the StoreTxn.
+constexpr uint8_t kProposalFormat = 1;
+constexpr size_t kProposalHeader = 1 + 8 + 8 + 8;
+
+void putU64(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+uint64_t getU64(std::string_view in, size_t at) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[at + i]);
+  return v;
+}
+std::string beKey(uint64_t v) {
+  std::string s;
+  putU64(s, v);
+  return s;
+}
+
+int64_t unixNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t randomU64() {
+  uint64_t v = 0;
+  while (v == 0) randombytes_buf(&v, sizeof v);
+  return v;
+}
+
+bus::Buffer storeReply(flatbuffers::FlatBufferBuilder& fbb, storeapi::Body type,
+                       flatbuffers::Offset<void> body) {
+  return bus::message<storeapi::Envelope>(fbb, type, body);
+}
+
+const char* wireName(wire::ErrorCode c) { return bus::errorCodeName(c); }
+
+}  // namespace
+
+RaftNode::RaftNode(Daemon& daemon, const NodeOptions& options)
+    : daemon_(daemon), options_(options), rng_(randomU64()) {
+  if (options_.advertiseAddr.empty()) options_.advertiseAddr = options_.listenAddr;
+}
+
+RaftNode::~RaftNode() = default;
+
+Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOptions& options) {
+  if (options.bootstrap && !options.join.empty())
+    return Error{"--bootstrap and --join exclude each other: bootstrap starts a new cluster, "
+                 "join enters an existing one"};
+  if (options.advertiseAddr.empty() && options.listenAddr.starts_with("0.0.0.0"))
+    return Error{"--listen-addr " + options.listenAddr +
+                 " is not an address peers can reach: give --advertise-addr HOST:PORT"};
+  std::unique_ptr<RaftNode> node(new RaftNode(daemon, options));
+  if (auto st = node->open(); !st) return st.error();
+  if (auto st = node->createCore(); !st) return st.error();
+  if (auto st = node->startTransport(); !st) return st.error();
+  daemon.addStatus([n = node.get()](nlohmann::json& j) { n->status(j); });
+  daemon.server().serve(kStoreProtocol, [n = node.get()](bus::Call call) { n->serveStore(std::move(call)); });
+  daemon.onStop([n = node.get()] {
+    n->failPending(wire::ErrorCode::Unavailable, "raftd is stopping; retry on another manager");
+  });
+  node->onSoftState(node->raft_->status().leader == node->id_
+                        ? raft::SoftState{node->id_, raft::Role::Leader}
+                        : raft::SoftState{node->raft_->leader(), node->raft_->role()});
+  daemon.loop().every(options.tick, [n = node.get()] { n->onTick(); });
+  if (!options.join.empty() && node->raft_->confState().voters.empty()) node->tryJoin();
+  return node;
+}
+
+Status RaftNode::open() {
+  lmdb::Options lo;
+  lo.mapSize = 64u << 20;
+  auto env = lmdb::Environment::open(daemon_.stateDir() + "/db", lo);
+  if (!env) return env.error();
+  env_ = std::move(env).value();
+  auto storage = RaftStorage::open(*env_, daemon_.stateDir() + "/snapshots");
+  if (!storage) return storage.error();
+  storage_ = std::move(storage).value();
+  auto store = store::Store::open(*env_);
+  if (!store) return store.error();
+  store_ = std::move(store).value();
+  auto members = env_->table("member.peers");
+  if (!members) return members.error();
+  membersTable_ = *members;
+  auto cluster = env_->table("member.cluster");
+  if (!cluster) return cluster.error();
+  clusterTable_ = *cluster;
+
+  id_ = storage_->nodeId();
+  if (id_ == 0) {
+    id_ = randomU64();
+    if (auto st = env_->update([&](lmdb::WriteTxn& txn) { return storage_->setNodeId(txn, id_); }); !st)
+      return st;
+    spdlog::info("new raft identity: node {:x}", id_);
+  }
+  if (options_.bootstrap && storage_->lastIndex() == 0 && storage_->snapshotMeta().index == 0) {
+    clusterId_ = randomU64();
+    auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+      if (auto s = txn.put(membersTable_, beKey(id_), options_.advertiseAddr); !s) return s;
+      if (auto s = txn.put(clusterTable_, "id", beKey(clusterId_)); !s) return s;
+      return {};
+    });
+    if (!st) return st;
+    if (auto s = storage_->bootstrap({id_}); !s) return s;
+    spdlog::info("bootstrapped a new cluster {:x} with this node {:x} at {}", clusterId_, id_,
+                 options_.advertiseAddr);
+  } else if (options_.bootstrap) {
+    spdlog::info("--bootstrap ignored: this node already has raft state");
+  }
+  return loadMembers();
+}
+
+Status RaftNode::loadMembers() {
+  auto txn = env_->read();
+  if (!txn) return txn.error();
+  std::map<raft::NodeId, std::string> found;
+  auto st = txn->scanPrefix(membersTable_, "", [&](std::string_view k, std::string_view v) {
+    if (k.size() == 8) found[getU64(k, 0)] = std::string(v);
+    return true;
+  });
+  if (!st) return st;
+  auto cid = txn->get(clusterTable_, "id");
+  if (!cid) return cid.error();
+  if (*cid && (*cid)->size() == 8) clusterId_ = getU64(**cid, 0);
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (!found.count(it->first) || found[it->first] != it->second.address)
+      it = peers_.erase(it);
+    else
+      ++it;
+  }
+  for (auto& [id, addr] : found)
+    if (!peers_.count(id)) peers_[id].address = addr;
+  return {};
+}
+
+Status RaftNode::createCore() {
+  raft::Config cfg;
+  cfg.id = id_;
+  cfg.electionTicks = options_.electionTicks;
+  cfg.heartbeatTicks = options_.heartbeatTicks;
+  cfg.applied = storage_->applied();
+  cfg.random = [this] { return static_cast<uint32_t>(rng_()); };
+  auto core = raft::Raft::create(std::move(cfg), *storage_);
+  if (!core) return core.error();
+  raft_ = std::move(core).value();
+  return {};
+}
+
+Status RaftNode::startTransport() {
+  peerServer_ = std::make_unique<bus::Server>(daemon_.loop(), daemon_.zmq());
+  peerServer_->serve(kRaftProtocol, [this](bus::Call call) { servePeer(std::move(call)); });
+  peerServer_->serve(kStoreProtocol, [this](bus::Call call) { serveStore(std::move(call)); });
+  if (auto st = peerServer_->bind("tcp://" + options_.listenAddr); !st)
+    return Error{st.error().message + "; choose another --listen-addr"};
+  spdlog::info("raft peers: listening on {} (advertised as {})", options_.listenAddr,
+               options_.advertiseAddr);
+  return {};
+}
+
+RaftNode::Peer& RaftNode::peer(raft::NodeId id) {
+  Peer& p = peers_[id];
+  if (!p.raft && !p.address.empty()) {
+    p.raft = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kRaftProtocol);
+    p.store = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kStoreProtocol);
+    if (auto st = p.raft->connect("tcp://" + p.address); !st) spdlog::warn("{}", st.error().message);
+    if (auto st = p.store->connect("tcp://" + p.address); !st) spdlog::warn("{}", st.error().message);
+  }
+  return p;
+}
+
+std::string RaftNode::addressOf(raft::NodeId id) const {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? std::string() : it->second.address;
+}
+
+// --- driving the core -----------------------------------------------------------------
+
+void RaftNode::onTick() {
+  raft_->tick();
+  if (raft_->role() == raft::Role::Leader) promoteCaughtUpLearners();
+  scheduleReady();
+}
+
+void RaftNode::scheduleReady() {
+  if (readyScheduled_) return;
+  readyScheduled_ = true;
+  // Posted: runs after the loop has drained what arrived, so one Ready (and one LMDB
+  // commit) covers many messages and proposals — group commit.
+  daemon_.loop().post([this] {
+    readyScheduled_ = false;
+    processReady();
+  });
+}
+
+void RaftNode::processReady() {
+  while (raft_->hasReady()) {
+    raft::Ready rd = raft_->ready();
+    ++readyBatches_;
+    for (auto& chunk : rd.snapshotChunks)
+      if (auto st = storage_->writeChunk(chunk); !st)
+        spdlog::error("cannot write a snapshot chunk: {}", st.error().message);
+    if (rd.snapshot) {
+      if (auto st = installSnapshot(*rd.snapshot); !st) {
+        // Nothing of this Ready may go out if its state is not durable: stop the daemon
+        // rather than acknowledge what we do not have.
+        spdlog::critical("cannot install snapshot {}: {}; stopping", rd.snapshot->index,
+                         st.error().message);
+        daemon_.requestStop();
+        return;
+      }
+    }
+    if (auto st = persistAndApply(rd); !st) {
+      spdlog::critical("cannot persist raft state: {}; stopping", st.error().message);
+      daemon_.requestStop();
+      return;
+    }
+    for (auto& m : rd.messages) send(m);
+    for (auto& rs : rd.readStates) {
+      if (rs.context.size() != 8) continue;
+      auto it = reads_.find(getU64(rs.context, 0));
+      if (it != reads_.end()) it->second.index = rs.index;
+    }
+    if (rd.softState) onSoftState(*rd.softState);
+    raft_->advance(rd);
+  }
+  // Reads whose index has been applied can now be answered.
+  raft::Index applied = storage_->applied();
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.index && *it->second.index <= applied) {
+      answerRead(it->second.call);
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  maybeSnapshot();
+  pumpWatchers();
+}
+
+Status RaftNode::persistAndApply(const raft::Ready& rd) {
+  if (rd.entries.empty() && !rd.hardState && rd.committedEntries.empty()) return {};
+  std::vector<std::function<void()>> after;
+  auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+    after.clear();  // update() may run this again after growing the map
+    if (!rd.entries.empty())
+      if (auto s = storage_->append(txn, rd.entries); !s) return s;
+    if (rd.hardState)
+      if (auto s = storage_->setHardState(txn, *rd.hardState); !s) return s;
+    for (auto& e : rd.committedEntries)
+      if (auto s = applyEntry(txn, e, after); !s) return s;
+    if (!rd.committedEntries.empty())
+      if (auto s = storage_->setApplied(txn, rd.committedEntries.back().index); !s) return s;
+    return {};
+  });
+  if (!st) return st;
+  appliedEntries_ += rd.committedEntries.size();
+  for (auto& fn : after) fn();
+  return {};
+}
+
+Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
+                            std::vector<std::function<void()>>& after) {
+  if (e.type == raft::EntryType::ConfChange) {
+    auto cc = raft::decodeConfChange(e.data);
+    if (!cc) {
+      spdlog::error("committed conf change at {} is unreadable: {}", e.index, cc.error().message);
+      return {};
+    }
+    if (cc->type == raft::ConfChangeType::AddLearner && !cc->context.empty()) {
+      if (auto s = txn.put(membersTable_, beKey(cc->node), cc->context); !s) return s;
+    } else if (cc->type == raft::ConfChangeType::Remove) {
+      if (auto s = txn.del(membersTable_, beKey(cc->node)); !s) return s.error();
+    }
+    after.push_back([this, c = *cc, index = e.index] {
+      static const char* names[] = {"added learner", "promoted", "removed"};
+      spdlog::info("membership at {}: {} node {:x} {}", index, names[static_cast<int>(c.type)],
+                   c.node, c.context);
+      if (auto st = loadMembers(); !st) spdlog::error("{}", st.error().message);
+      if (c.type == raft::ConfChangeType::Remove && c.node == id_)
+        spdlog::warn("this node was removed from the cluster; it no longer takes part");
+    });
+    // Answer the member request that proposed it (its context carries no sequence; match by
+    // index instead).
+    for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
+      if (it->second.index == e.index) {
+        uint64_t seq = it->first;
+        after.push_back([this, seq, node = cc->node, index = e.index] {
+          auto p = proposals_.find(seq);
+          if (p == proposals_.end()) return;
+          flatbuffers::FlatBufferBuilder fbb;
+          auto body = storeapi::CreateMemberReply(fbb, node, index);
+          if (p->second.call.request().protocol().name == kRaftProtocol.name) {
+            flatbuffers::FlatBufferBuilder f2;
+            auto jr = raftpeer::CreateJoinReply(f2, clusterId_, id_, f2.CreateString(options_.advertiseAddr));
+            p->second.call.reply(bus::message<raftpeer::Envelope>(f2, raftpeer::Body::JoinReply, jr.Union()));
+          } else {
+            p->second.call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
+          }
+          proposals_.erase(p);
+        });
+        break;
+      }
+    }
+    return {};
+  }
+  if (e.data.empty()) return {};  // a new leader's empty entry
+  if (e.data.size() < kProposalHeader || static_cast<uint8_t>(e.data[0]) != kProposalFormat) {
+    spdlog::error("committed entry {} has an unknown format; skipped", e.index);
+    return {};
+  }
+  raft::NodeId proposer = getU64(e.data, 1);
+  uint64_t seq = getU64(e.data, 9);
+  int64_t when = static_cast<int64_t>(getU64(e.data, 17));
+  auto verdict = store_->apply(txn, std::string_view(e.data).substr(kProposalHeader), e.index, when);
+  if (!verdict) return verdict.error();
+  if (proposer == id_) {
+    after.push_back([this, seq, index = e.index, v = *verdict] {
+      auto p = proposals_.find(seq);
+      if (p == proposals_.end()) return;
+      if (!v.ok()) {
+        p->second.call.fail(static_cast<wire::ErrorCode>(v.error().code), v.error().message);
+      } else {
+        flatbuffers::FlatBufferBuilder fbb;
+        auto body = storeapi::CreateTxnReply(fbb, index);
+        p->second.call.reply(storeReply(fbb, storeapi::Body::TxnReply, body.Union()));
+      }
+      proposals_.erase(p);
+    });
+  }
+  return {};
+}
+
+Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
+  auto path = storage_->completeIncoming(meta);
+  if (!path) return path.error();
+  lmdb::Options so;
+  so.readOnly = true;
+  so.flags = MDB_NOSUBDIR | MDB_NOLOCK;
+  so.maxTables = 64;
+  auto snap = lmdb::Environment::open(*path, so);
+  if (!snap) return snap.error();
+
+  // The snapshot is a copy of the leader's whole environment; take its state-machine tables
+  // (everything but the leader's own raft.* log and hard state).
+  std::vector<std::pair<std::string, unsigned>> names;
+  {
+    auto txn = (*snap)->read();
+    if (!txn) return txn.error();
+    MDB_dbi main;
+    if (int rc = mdb_dbi_open(txn->raw(), nullptr, 0, &main); rc != 0)
+      return Error{std::string("cannot read the snapshot's tables: ") + mdb_strerror(rc), rc};
+    MDB_cursor* cur;
+    mdb_cursor_open(txn->raw(), main, &cur);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
+      if (name.starts_with("raft.")) continue;
+      MDB_dbi dbi;
+      unsigned flags = 0;
+      if (mdb_dbi_open(txn->raw(), name.c_str(), 0, &dbi) == 0) mdb_dbi_flags(txn->raw(), dbi, &flags);
+      names.emplace_back(name, flags & (MDB_DUPSORT | MDB_INTEGERKEY | MDB_DUPFIXED | MDB_REVERSEKEY));
+    }
+    mdb_cursor_close(cur);
+  }
+  std::vector<std::pair<lmdb::Table, lmdb::Table>> pairs;
+  for (auto& [name, flags] : names) {
+    auto from = (*snap)->table(name, flags);
+    if (!from) return from.error();
+    auto to = env_->table(name, flags);
+    if (!to) return to.error();
+    pairs.emplace_back(*from, *to);
+  }
+  auto src = (*snap)->read();
+  if (!src) return src.error();
+  auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+    for (auto& [from, to] : pairs) {
+      if (auto s = txn.clear(to); !s) return s;
+      Status inner;
+      auto s = src->scanPrefix(from, "", [&](std::string_view k, std::string_view v) {
+        inner = txn.put(to, k, v, (to.flags() & MDB_DUPSORT) ? MDB_NODUPDATA : 0);
+        return inner.ok();
+      });
+      if (!s) return s;
+      if (!inner) return inner;
+    }
+    return storage_->installSnapshot(txn, meta);
+  });
+  if (!st) return st;
+  // The store's tables were replaced under it: reopen (its watch history starts afresh, so
+  // watchers must resync).
+  auto store = store::Store::open(*env_);
+  if (!store) return store.error();
+  store_ = std::move(store).value();
+  for (auto& w : watchers_) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = storeapi::CreateWatchEvents(fbb, true, meta.index);
+    w.stream->send(storeReply(fbb, storeapi::Body::WatchEvents, body.Union()));
+    w.stream->end();
+  }
+  watchers_.clear();
+  ++snapshotsInstalled_;
+  spdlog::info("installed snapshot at index {} term {} ({} bytes)", meta.index, meta.term, meta.size);
+  return loadMembers();
+}
+
+void RaftNode::maybeSnapshot() {
+  raft::Index applied = storage_->applied();
+  raft::Index last = storage_->snapshotMeta().index;
+  if (applied < last + options_.snapshotInterval) return;
+  std::string tmp = daemon_.stateDir() + "/snapshots/tmp";
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+  auto st = env_->copy(tmp, /*compact=*/true);
+  if (!st) {
+    spdlog::error("snapshot at {} failed: {}", applied, st.error().message);
+    return;
+  }
+  auto term = storage_->term(applied);
+  if (!term) {
+    spdlog::error("snapshot at {} failed: {}", applied, term.error().message);
+    return;
+  }
+  if (auto s = storage_->recordSnapshot(applied, *term, raft_->confState(), tmp + "/data.mdb"); !s) {
+    spdlog::error("snapshot at {} failed: {}", applied, s.error().message);
+    return;
+  }
+  std::filesystem::remove_all(tmp, ec);
+  raft::Index keepFrom = applied > options_.keepEntries ? applied - options_.keepEntries : 0;
+  if (keepFrom > storage_->firstIndex()) {
+    if (auto s = env_->update([&](lmdb::WriteTxn& txn) { return storage_->compact(txn, keepFrom); }); !s)
+      spdlog::error("log compaction to {} failed: {}", keepFrom, s.error().message);
+  }
+  ++snapshotsTaken_;
+  spdlog::info("snapshot taken at index {} term {}; log compacted to {}", applied, *term, keepFrom);
+}
+
+void RaftNode::send(const raft::Message& m) {
+  Peer& p = peer(m.to);
+  if (!p.raft) {
+    spdlog::debug("no address for node {:x}; message {} dropped", m.to, raft::messageTypeName(m.type));
+    return;
+  }
+  p.raft->post(encodeMessage(m, clusterId_));
+}
+
+void RaftNode::onSoftState(const raft::SoftState& s) {
+  bool wasLeader = soft_.role == raft::Role::Leader;
+  bool isLeader = s.role == raft::Role::Leader;
+  if (s.leader != soft_.leader || wasLeader != isLeader) {
+    if (isLeader)
+      spdlog::info("this node {:x} is the leader of term {}", id_, raft_->term());
+    else if (s.leader)
+      spdlog::info("node {:x} ({}) is the leader of term {}", s.leader, addressOf(s.leader), raft_->term());
+    else
+      spdlog::info("no leader in term {}", raft_->term());
+    for (auto& sub : leadershipSubs_) sub.dirty = true;
+  }
+  if (wasLeader && !isLeader)
+    failPending(wire::ErrorCode::NotLeader, "leadership was lost before the write committed; retry");
+  soft_ = s;
+  daemon_.setStatusText(std::string(raft::roleName(s.role)) + ", term " + std::to_string(raft_->term()));
+  pumpLeadership();
+}
+
+void RaftNode::promoteCaughtUpLearners() {
+  for (raft::NodeId l : raft_->confState().learners) {
+    if (raft_->learnerCaughtUp(l, 50)) {
+      auto r = raft_->proposeConfChange({raft::ConfChangeType::Promote, l, {}});
+      if (r) spdlog::info("promoting learner {:x}: caught up", l);
+      return;  // one change at a time
+    }
+  }
+}
+
+void RaftNode::tryJoin() {
+  if (joined_) return;
+  if (joinTarget_.empty()) joinTarget_ = options_.join;
+  joinClient_ = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kRaftProtocol);
+  if (auto st = joinClient_->connect("tcp://" + joinTarget_); !st) {
+    spdlog::error("cannot join through {}: {}", joinTarget_, st.error().message);
+    return;
+  }
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = raftpeer::CreateJoinRequest(fbb, id_, fbb.CreateString(options_.advertiseAddr));
+  spdlog::info("asking {} to let this node {:x} join", joinTarget_, id_);
+  joinClient_->call(
+      bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinRequest, body.Union()), 5s,
+      [this](Result<bus::Frame> r) {
+        auto retry = [this] { daemon_.loop().after(500ms, [this] { tryJoin(); }); };
+        if (!r) {
+          spdlog::warn("join through {} failed: {}; retrying", joinTarget_, r.error().message);
+          joinTarget_ = options_.join;
+          return retry();
+        }
+        auto* jr = r->as<raftpeer::Envelope>()->body_as_JoinReply();
+        if (!jr) return retry();
+        if (jr->cluster_id() == 0) {
+          if (jr->leader_address() && jr->leader_address()->size())
+            joinTarget_ = jr->leader_address()->str();
+          return retry();
+        }
+        joined_ = true;
+        spdlog::info("joined cluster {:x} as a learner; the leader promotes this node once it has caught up",
+                     jr->cluster_id());
+      });
+}
+
+void RaftNode::failPending(wire::ErrorCode code, const std::string& why) {
+  for (auto& [seq, p] : proposals_) p.call.fail(code, why);
+  proposals_.clear();
+  for (auto& [seq, r] : reads_) r.call.fail(code, why);
+  reads_.clear();
+}
+
+// --- serving --------------------------------------------------------------------------
+
+void RaftNode::servePeer(bus::Call call) {
+  auto* env = call.as<raftpeer::Envelope>();
+  switch (env->body_type()) {
+    case raftpeer::Body::Message: {
+      auto* in = env->body_as_Message();
+      if (clusterId_ != 0 && in->cluster_id() != 0 && in->cluster_id() != clusterId_) {
+        spdlog::warn("dropped a raft message of cluster {:x} (this is {:x})", in->cluster_id(), clusterId_);
+        return;
+      }
+      auto m = decodeMessage(*in);
+      if (!m) {
+        spdlog::warn("dropped a raft message: {}", m.error().message);
+        return;
+      }
+      if (clusterId_ == 0 && in->cluster_id() != 0 && m->type == raft::MessageType::Snap) {
+        // A joining node learns its cluster from the leader's first snapshot.
+        clusterId_ = in->cluster_id();
+      }
+      if (auto st = raft_->step(*m); !st) spdlog::debug("step: {}", st.error().message);
+      scheduleReady();
+      return;
+    }
+    case raftpeer::Body::JoinRequest: {
+      auto* jr = env->body_as_JoinRequest();
+      if (raft_->role() != raft::Role::Leader) {
+        flatbuffers::FlatBufferBuilder fbb;
+        auto body = raftpeer::CreateJoinReply(fbb, 0, raft_->leader(), fbb.CreateString(addressOf(raft_->leader())));
+        return call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, body.Union()));
+      }
+      std::string addr = jr->address() ? jr->address()->str() : "";
+      if (jr->node_id() == 0 || addr.empty())
+        return call.fail(wire::ErrorCode::InvalidArgument, "a join request needs a node id and an address");
+      auto& conf = raft_->confState();
+      bool member = std::count(conf.voters.begin(), conf.voters.end(), jr->node_id()) ||
+                    std::count(conf.learners.begin(), conf.learners.end(), jr->node_id());
+      if (member) {
+        flatbuffers::FlatBufferBuilder fbb;
+        auto body = raftpeer::CreateJoinReply(fbb, clusterId_, id_, fbb.CreateString(options_.advertiseAddr));
+        return call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, body.Union()));
+      }
+      auto idx = raft_->proposeConfChange({raft::ConfChangeType::AddLearner, jr->node_id(), addr});
+      if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
+      peers_[jr->node_id()].address = addr;  // reachable before the change applies
+      proposals_.emplace(nextSeq_++, Proposal{std::move(call), *idx});
+      scheduleReady();
+      return;
+    }
+    default:
+      call.fail(wire::ErrorCode::Unimplemented, "raft peers send Message and JoinRequest only");
+  }
+}
+
+void RaftNode::serveStore(bus::Call call) {
+  auto* env = call.as<storeapi::Envelope>();
+  switch (env->body_type()) {
+    case storeapi::Body::TxnRequest:
+      return handleTxn(std::move(call));
+    case storeapi::Body::GetRequest:
+    case storeapi::Body::ListRequest:
+      return handleRead(std::move(call));
+    case storeapi::Body::WatchRequest:
+      return handleWatch(std::move(call));
+    case storeapi::Body::StatusRequest: {
+      nlohmann::json j = daemon_.status();
+      flatbuffers::FlatBufferBuilder fbb;
+      auto body = storeapi::CreateStatusReply(fbb, fbb.CreateString(j.dump()));
+      return call.reply(storeReply(fbb, storeapi::Body::StatusReply, body.Union()));
+    }
+    case storeapi::Body::LeadershipRequest: {
+      leadershipSubs_.push_back({call.openStream(), true});
+      auto& sub = leadershipSubs_.back();
+      sub.stream->onCredit([this] { pumpLeadership(); });
+      pumpLeadership();
+      return;
+    }
+    case storeapi::Body::AddMemberRequest:
+    case storeapi::Body::RemoveMemberRequest:
+    case storeapi::Body::TransferLeaderRequest: {
+      if (raft_->role() != raft::Role::Leader) return forwardToLeader(std::move(call));
+      if (auto* t = env->body_as_TransferLeaderRequest()) {
+        auto st = raft_->transferLeadership(t->node_id());
+        if (!st) return call.fail(wire::ErrorCode::InvalidArgument, st.error().message);
+        scheduleReady();
+        flatbuffers::FlatBufferBuilder fbb;
+        auto body = storeapi::CreateMemberReply(fbb, t->node_id(), 0);
+        return call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
+      }
+      raft::ConfChange cc;
+      if (auto* a = env->body_as_AddMemberRequest()) {
+        if (!a->address() || a->address()->size() == 0 || a->node_id() == 0)
+          return call.fail(wire::ErrorCode::InvalidArgument, "AddMember needs a node id and an address host:port");
+        cc = {raft::ConfChangeType::AddLearner, a->node_id(), a->address()->str()};
+        peers_[a->node_id()].address = a->address()->str();
+      } else {
+        auto* r = env->body_as_RemoveMemberRequest();
+        auto& conf = raft_->confState();
+        bool voter = std::count(conf.voters.begin(), conf.voters.end(), r->node_id());
+        if (voter && conf.voters.size() <= 2 && r->node_id() != id_)
+          spdlog::warn("removing voter {:x} leaves {} voter(s)", r->node_id(), conf.voters.size() - 1);
+        cc = {raft::ConfChangeType::Remove, r->node_id(), {}};
+      }
+      auto idx = raft_->proposeConfChange(cc);
+      if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
+      proposals_.emplace(nextSeq_++, Proposal{std::move(call), *idx});
+      scheduleReady();
+      return;
+    }
+    default:
+      call.fail(wire::ErrorCode::Unimplemented,
+                std::string("store message ") + storeapi::EnumNameBody(env->body_type()) +
+                    " is not a request raftd serves");
+  }
+}
+
+void RaftNode::forwardToLeader(bus::Call call) {
+  raft::NodeId leader = raft_->leader();
+  if (leader == 0 || leader == id_ || addressOf(leader).empty())
+    return call.fail(wire::ErrorCode::Unavailable,
+                     "no leader is known right now (an election may be under way); retry shortly");
+  Peer& p = peer(leader);
+  // Re-send the caller's envelope as it is; the bus sets a fresh request id.
+  std::string raw(call.request().bytes());
+  auto held = std::make_shared<bus::Call>(std::move(call));
+  auto timeout = held->request().header().timeout_ms() ? bus::Millis(held->request().header().timeout_ms())
+                                                        : bus::Millis(5000);
+  p.store->callRaw(std::move(raw), timeout, [held](Result<bus::Frame> r) {
+    if (!r) return held->fail(static_cast<wire::ErrorCode>(r.error().code), r.error().message);
+    held->replyRaw(r->bytes());
+  });
+}
+
+void RaftNode::handleTxn(bus::Call call) {
+  if (raft_->role() != raft::Role::Leader) return forwardToLeader(std::move(call));
+  auto* req = call.as<storeapi::Envelope>()->body_as_TxnRequest();
+  if (!req->txn() || req->txn()->size() == 0)
+    return call.fail(wire::ErrorCode::InvalidArgument, "a transaction needs at least one change");
+  if (req->txn()->size() > store::Store::kMaxBytes)
+    return call.fail(wire::ErrorCode::ResourceExhausted,
+                     "a transaction may hold at most 1.5 MiB; split it into smaller batches");
+  uint64_t seq = nextSeq_++;
+  std::string data;
+  data.reserve(kProposalHeader + req->txn()->size());
+  data.push_back(static_cast<char>(kProposalFormat));
+  putU64(data, id_);
+  putU64(data, seq);
+  putU64(data, static_cast<uint64_t>(unixNanos()));
+  data.append(reinterpret_cast<const char*>(req->txn()->data()), req->txn()->size());
+  auto idx = raft_->propose(std::move(data));
+  if (!idx) return call.fail(wire::ErrorCode::NotLeader, idx.error().message + "; retry");
+  proposals_.emplace(seq, Proposal{std::move(call), *idx});
+  scheduleReady();
+}
+
+void RaftNode::handleRead(bus::Call call) {
+  auto* env = call.as<storeapi::Envelope>();
+  bool local = env->body_type() == storeapi::Body::GetRequest ? env->body_as_GetRequest()->local()
+                                                              : env->body_as_ListRequest()->local();
+  if (local) return answerRead(call);
+  // Linearizable (dissertation §6.4): note the commit index, confirm leadership, wait until
+  // that index is applied here, then read the local copy.
+  uint64_t seq = nextSeq_++;
+  if (auto st = raft_->readIndex(beKey(seq)); !st)
+    return call.fail(wire::ErrorCode::Unavailable,
+                     st.error().message + "; retry, or ask for a local read");
+  reads_.emplace(seq, PendingRead{std::move(call), std::nullopt});
+  scheduleReady();
+}
+
+void RaftNode::answerRead(bus::Call& call) {
+  auto* env = call.as<storeapi::Envelope>();
+  auto txn = env_->read();
+  if (!txn) return call.fail(wire::ErrorCode::Internal, txn.error().message);
+  Result<std::vector<std::string_view>> found = std::vector<std::string_view>{};
+  if (auto* g = env->body_as_GetRequest()) {
+    auto kind = static_cast<store::ObjectKind>(g->kind());
+    auto one = g->id() && g->id()->size() ? store_->get(*txn, kind, g->id()->string_view())
+                                          : store_->getByName(*txn, kind, g->name() ? g->name()->string_view() : "");
+    if (!one) return call.fail(wire::ErrorCode::Internal, one.error().message);
+    if (!*one)
+      return call.fail(wire::ErrorCode::NotFound,
+                       std::string("no ") + objects::EnumNameObjectKind(g->kind()) + " " +
+                           (g->id() && g->id()->size() ? g->id()->str() : (g->name() ? g->name()->str() : "")));
+    found = std::vector<std::string_view>{**one};
+  } else {
+    auto* l = env->body_as_ListRequest();
+    auto kind = static_cast<store::ObjectKind>(l->kind());
+    if (l->service_id() && l->service_id()->size())
+      found = l->slot() ? store_->tasksOfSlot(*txn, l->service_id()->string_view(), l->slot())
+                        : store_->tasksOfService(*txn, l->service_id()->string_view());
+    else if (l->node_id() && l->node_id()->size())
+      found = store_->tasksOfNode(*txn, l->node_id()->string_view());
+    else if (l->role() >= 0)
+      found = store_->nodesWithRole(*txn, static_cast<objects::NodeRole>(l->role()));
+    else
+      found = store_->list(*txn, kind);
+    if (!found) return call.fail(wire::ErrorCode::Internal, found.error().message);
+  }
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<storeapi::Object>> objs;
+  for (auto sv : *found)
+    objs.push_back(storeapi::CreateObject(fbb, fbb.CreateVector(reinterpret_cast<const uint8_t*>(sv.data()), sv.size())));
+  auto body = storeapi::CreateObjectsReply(fbb, storage_->applied(), fbb.CreateVector(objs));
+  call.reply(storeReply(fbb, storeapi::Body::ObjectsReply, body.Union()));
+}
+
+void RaftNode::handleWatch(bus::Call call) {
+  auto* w = call.as<storeapi::Envelope>()->body_as_WatchRequest();
+  Watcher watcher;
+  if (w->kinds())
+    for (auto k : *w->kinds()) watcher.filter.kinds.push_back(static_cast<store::ObjectKind>(k));
+  if (w->service_id()) watcher.filter.serviceId = w->service_id()->str();
+  if (w->node_id()) watcher.filter.nodeId = w->node_id()->str();
+  watcher.lastIndex = w->from_index() ? w->from_index() : storage_->applied();
+  watcher.stream = call.openStream();
+  watcher.stream->onCredit([this] { pumpWatchers(); });
+  watchers_.push_back(std::move(watcher));
+  pumpWatchers();
+}
+
+void RaftNode::pumpWatchers() {
+  for (auto& w : watchers_) {
+    while (w.stream->open() && w.stream->credits() > 0) {
+      auto batch = store_->changesSince(w.lastIndex, w.filter, 256);
+      if (!batch.resyncNeeded && batch.events.empty()) {
+        w.lastIndex = std::max(w.lastIndex, batch.lastIndex);
+        break;
+      }
+      flatbuffers::FlatBufferBuilder fbb;
+      std::vector<flatbuffers::Offset<storeapi::Event>> events;
+      for (auto& e : batch.events)
+        events.push_back(storeapi::CreateEvent(
+            fbb, e->index, static_cast<objects::ObjectKind>(e->kind), static_cast<objects::Operation>(e->operation),
+            fbb.CreateString(e->id), e->version,
+            fbb.CreateVector(reinterpret_cast<const uint8_t*>(e->object.data()), e->object.size())));
+      auto body = storeapi::CreateWatchEvents(fbb, batch.resyncNeeded, batch.lastIndex, fbb.CreateVector(events));
+      w.stream->send(storeReply(fbb, storeapi::Body::WatchEvents, body.Union()));
+      w.lastIndex = batch.lastIndex;
+      if (batch.resyncNeeded) {
+        w.stream->end();
+        break;
+      }
+    }
+  }
+  std::erase_if(watchers_, [](const Watcher& w) { return !w.stream->open(); });
+}
+
+void RaftNode::pumpLeadership() {
+  for (auto& sub : leadershipSubs_) {
+    if (!sub.dirty || !sub.stream->open() || sub.stream->credits() == 0) continue;
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = storeapi::CreateLeadership(fbb, soft_.role == raft::Role::Leader, soft_.leader, raft_->term());
+    if (sub.stream->send(storeReply(fbb, storeapi::Body::Leadership, body.Union()))) sub.dirty = false;
+  }
+  std::erase_if(leadershipSubs_, [](const LeadershipSub& s) { return !s.stream->open(); });
+}
+
+void RaftNode::status(nlohmann::json& j) const {
+  auto st = raft_->status();
+  j["node_id"] = fmt::format("{:x}", id_);
+  j["cluster_id"] = fmt::format("{:x}", clusterId_);
+  j["address"] = options_.advertiseAddr;
+  j["role"] = raft::roleName(st.role);
+  j["term"] = st.term;
+  j["leader"] = st.leader ? fmt::format("{:x}", st.leader) : "";
+  j["leader_address"] = addressOf(st.leader);
+  j["commit"] = st.commit;
+  j["applied"] = storage_->applied();
+  j["last_index"] = st.lastIndex;
+  j["first_index"] = storage_->firstIndex();
+  nlohmann::json members = nlohmann::json::array();
+  auto describe = [&](raft::NodeId id, bool learner) {
+    nlohmann::json m{{"id", fmt::format("{:x}", id)}, {"address", addressOf(id)},
+                     {"suffrage", learner ? "learner" : "voter"}, {"self", id == id_}};
+    for (auto& p : st.peers) {
+      if (p.id != id) continue;
+      static const char* states[] = {"probe", "replicate", "snapshot"};
+      m["match"] = p.match;
+      m["next"] = p.next;
+      m["state"] = states[static_cast<int>(p.state)];
+      m["active"] = p.recentActive;
+    }
+    members.push_back(m);
+  };
+  for (auto id : st.conf.voters) describe(id, false);
+  for (auto id : st.conf.learners) describe(id, true);
+  j["members"] = members;
+  auto snap = storage_->snapshotMeta();
+  j["snapshot"] = {{"index", snap.index}, {"term", snap.term}, {"size", snap.size},
+                   {"taken", snapshotsTaken_}, {"installed", snapshotsInstalled_}};
+  if (auto info = env_->info())
+    j["lmdb"] = {{"map_size", info->mapSize}, {"used_bytes", info->usedBytes}};
+  j["pending"] = {{"proposals", proposals_.size()}, {"reads", reads_.size()},
+                  {"watchers", watchers_.size()}};
+  j["applied_entries"] = appliedEntries_;
+  j["ready_batches"] = readyBatches_;
+  if (peerServer_) {
+    auto& s = peerServer_->stats();
+    j["peer_bus"] = {{"received", s.received}, {"sent", s.sent}, {"bad_messages", s.badMessages}};
+  }
+}
+
+}  // namespace shoal::raftd
