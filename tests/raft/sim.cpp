@@ -1,0 +1,533 @@
+// Deterministic simulation of a Raft cluster (DESIGN §5; the approach of FoundationDB's and
+// LogCabin's tests): 3–5 servers over a network that loses, duplicates, delays and reorders
+// messages, with partitions, crash-restarts (only persisted state survives), membership
+// changes, leadership transfers and snapshots. An invariant checker runs after every step
+// (LogCabin's invariants.checkAll()); a failing seed prints the command line that replays it.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/raft/cluster.h"
+
+namespace shoal::raft::test {
+namespace {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed * 0x2545f4914f6cdd1dULL + 1) {}
+  uint64_t next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  uint64_t below(uint64_t n) { return next() % n; }
+  bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
+
+ private:
+  uint64_t s_;
+};
+
+struct Failure {
+  std::string what;
+};
+
+// Messages delivered by type over all runs: shows the runs exercise every path.
+uint64_t delivered[16];
+uint64_t confChanges;
+
+struct InFlight {
+  uint64_t due;
+  uint64_t seq;
+  Message m;
+};
+
+class Sim {
+ public:
+  Sim(uint64_t seed, bool longRun) : seed_(seed), rng_(seed), long_(longRun) {}
+
+  std::optional<std::string> run();
+
+ private:
+  void check(bool ok, const std::string& what) {
+    if (!ok)
+      throw Failure{what};
+  }
+  void checkInvariants();
+  void checkLogMatching();
+  void checkAppliedPrefixes();
+  void step();
+  void collectMessages();
+  void deliverDue();
+  void chaos(int tick);
+  NodeId leader();
+
+  uint64_t seed_;
+  Rng rng_;
+  bool long_;
+  Cluster cluster_;
+  std::vector<InFlight> flight_;
+  uint64_t now_ = 0;
+  uint64_t seq_ = 0;
+  double drop_ = 0, dup_ = 0, slow_ = 0;
+  std::map<Term, NodeId> leaders_;
+  std::map<Index, std::pair<Term, std::string>> committed_;  // everything any node applied
+  std::map<Index, bool> normal_;  // committed_ index holds a normal entry
+  std::map<NodeId, Term> lastTerm_;
+  std::map<NodeId, int> downUntil_;
+  NodeId joiner_ = 0;
+  int proposals_ = 0;
+  int tick_ = 0;
+  bool faults_ = true;
+  bool checkQuorum_ = true;
+  uint64_t chunkBytes_ = 0;
+  NodeId trace_ = std::getenv("SIM_TRACE") ? std::strtoull(std::getenv("SIM_TRACE"), nullptr, 10) : 0;
+};
+
+NodeId Sim::leader() {
+  NodeId best = kNoNode;
+  Term bestTerm = 0;
+  for (NodeId id : cluster_.ids()) {
+    TestNode& n = cluster_.node(id);
+    if (n.raft && n.raft->role() == Role::Leader && n.raft->term() >= bestTerm) {
+      best = id;
+      bestTerm = n.raft->term();
+    }
+  }
+  return best;
+}
+
+void Sim::collectMessages() {
+  for (Message& m : cluster_.pending()) {
+    if (faults_ && rng_.chance(drop_))
+      continue;
+    uint64_t delay = rng_.below(6);
+    if (faults_ && rng_.chance(slow_))
+      delay += rng_.below(60);
+    flight_.push_back(InFlight{now_ + delay, seq_++, m});
+    if (faults_ && rng_.chance(dup_))
+      flight_.push_back(InFlight{now_ + delay + rng_.below(20), seq_++, m});
+  }
+  cluster_.pending().clear();
+}
+
+void Sim::deliverDue() {
+  std::vector<InFlight> due;
+  std::vector<InFlight> rest;
+  for (InFlight& f : flight_)
+    (f.due <= now_ ? due : rest).push_back(std::move(f));
+  flight_ = std::move(rest);
+  std::sort(due.begin(), due.end(), [](const InFlight& a, const InFlight& b) {
+    return a.due != b.due ? a.due < b.due : a.seq < b.seq;
+  });
+  for (InFlight& f : due) {
+    const Message& m = f.m;
+    if (!cluster_.linkUp(m.from, m.to))
+      continue;
+    TestNode& n = cluster_.node(m.to);
+    if (!n.raft)
+      continue;
+    ++delivered[static_cast<size_t>(m.type)];
+    if (trace_ && (m.from == trace_ || m.to == trace_))
+      std::printf("t%d %s\n", tick_, describeMessage(m).c_str());
+    auto st = n.raft->step(m);
+    check(st.ok(), "step failed: " + (st.ok() ? std::string() : st.error().message));
+    cluster_.processReady(m.to);
+    collectMessages();
+    checkInvariants();
+  }
+}
+
+void Sim::step() {
+  cluster_.processAllReady();
+  collectMessages();
+  checkInvariants();
+  deliverDue();
+  ++now_;
+}
+
+void Sim::checkInvariants() {
+  for (NodeId id : cluster_.ids()) {
+    TestNode& n = cluster_.node(id);
+    // Persisted term never goes back (paper figure 2: currentTerm increases monotonically).
+    Term stored = n.storage->hardState().term;
+    check(stored >= lastTerm_[id], "node " + std::to_string(id) + " persisted term went back from " +
+                                       std::to_string(lastTerm_[id]) + " to " + std::to_string(stored));
+    lastTerm_[id] = stored;
+    if (!n.raft)
+      continue;
+    const Raft& r = *n.raft;
+    // Election safety (paper §5.2): at most one leader per term.
+    if (r.role() == Role::Leader) {
+      auto [it, fresh] = leaders_.emplace(r.term(), id);
+      check(it->second == id, "two leaders in term " + std::to_string(r.term()) + ": " +
+                                  std::to_string(it->second) + " and " + std::to_string(id));
+      (void)fresh;
+    }
+    const RaftLog& log = r.log();
+    check(log.committed() <= log.lastIndex(), "node " + std::to_string(id) + " commit past its log");
+    check(n.applied <= log.committed(), "node " + std::to_string(id) + " applied past commit");
+    check(log.firstIndex() <= log.lastIndex() + 1, "node " + std::to_string(id) + " log bounds");
+  }
+}
+
+void Sim::checkLogMatching() {
+  auto ids = cluster_.ids();
+  for (size_t a = 0; a < ids.size(); ++a) {
+    TestNode& na = cluster_.node(ids[a]);
+    if (!na.raft)
+      continue;
+    const RaftLog& la = na.raft->log();
+    // Committed entries in a log are the committed ones (state machine safety, §5.4.3).
+    for (Index i = la.firstIndex(); i <= la.committed(); ++i) {
+      auto it = committed_.find(i);
+      if (it != committed_.end())
+        check(la.termOrZero(i) == it->second.first,
+              "node " + std::to_string(ids[a]) + " holds committed index " + std::to_string(i) +
+                  " with term " + std::to_string(la.termOrZero(i)) + ", committed term " +
+                  std::to_string(it->second.first));
+    }
+    for (size_t b = a + 1; b < ids.size(); ++b) {
+      TestNode& nb = cluster_.node(ids[b]);
+      if (!nb.raft)
+        continue;
+      const RaftLog& lb = nb.raft->log();
+      Index lo = std::max(la.firstIndex(), lb.firstIndex());
+      Index hi = std::min(la.lastIndex(), lb.lastIndex());
+      // Log matching (paper §5.3): same index and term means identical logs up to there.
+      Index top = 0;
+      for (Index i = hi; i >= lo && i > 0; --i)
+        if (la.termOrZero(i) == lb.termOrZero(i)) {
+          top = i;
+          break;
+        }
+      if (top == 0)
+        continue;
+      auto ea = la.slice(lo, top + 1, UINT64_MAX);
+      auto eb = lb.slice(lo, top + 1, UINT64_MAX);
+      check(ea.ok() && eb.ok(), "reading logs failed");
+      check(*ea == *eb, "log matching violated between " + std::to_string(ids[a]) + " and " +
+                            std::to_string(ids[b]) + " below index " + std::to_string(top));
+    }
+  }
+}
+
+void Sim::checkAppliedPrefixes() {
+  for (NodeId id : cluster_.ids()) {
+    TestNode& n = cluster_.node(id);
+    Index prev = 0;
+    for (const AppliedEntry& e : n.state) {
+      check(e.index > prev, "node " + std::to_string(id) + " state out of order");
+      prev = e.index;
+      auto it = committed_.find(e.index);
+      check(it != committed_.end() && it->second.first == e.term && it->second.second == e.data,
+            "node " + std::to_string(id) + " state holds index " + std::to_string(e.index) +
+                " that differs from the committed sequence");
+    }
+    // Nothing committed with data is missing below the applied index.
+    size_t have = 0;
+    for (const auto& [idx, te] : committed_)
+      if (idx <= n.applied && !te.second.empty() && normal_[idx])
+        ++have;
+    size_t mine = 0;
+    for (const AppliedEntry& e : n.state)
+      if (e.index <= n.applied)
+        ++mine;
+    check(have == mine, "node " + std::to_string(id) + " applied " + std::to_string(mine) +
+                            " entries up to " + std::to_string(n.applied) + ", the sequence has " +
+                            std::to_string(have));
+  }
+}
+
+void Sim::chaos(int tick) {
+  auto ids = cluster_.ids();
+  NodeId lead = leader();
+  // Client traffic.
+  if (lead && rng_.chance(0.3)) {
+    auto r = cluster_.node(lead).raft->propose("p" + std::to_string(++proposals_));
+    (void)r;
+  }
+  if (rng_.chance(0.02)) {
+    NodeId id = ids[rng_.below(ids.size())];
+    if (cluster_.node(id).raft)
+      (void)cluster_.node(id).raft->readIndex("r" + std::to_string(tick));
+  }
+  if (!faults_)
+    return;
+  // Partitions come and go.
+  if (rng_.chance(0.01)) {
+    std::vector<std::vector<NodeId>> groups(2);
+    for (NodeId id : ids)
+      groups[rng_.below(2)].push_back(id);
+    cluster_.partition(groups);
+  } else if (rng_.chance(0.01)) {
+    cluster_.isolate(ids[rng_.below(ids.size())]);
+  } else if (rng_.chance(0.03)) {
+    cluster_.heal();
+  }
+  // Crash and restart: only what a Ready said to persist survives.
+  for (NodeId id : ids) {
+    TestNode& n = cluster_.node(id);
+    if (n.raft && rng_.chance(0.003)) {
+      cluster_.crash(id);
+      downUntil_[id] = tick + 5 + static_cast<int>(rng_.below(40));
+    } else if (!n.raft && tick >= downUntil_[id]) {
+      cluster_.restart(id);
+    }
+  }
+  lead = leader();  // the leader may have crashed
+  // Membership changes, one server at a time through a learner.
+  if (lead && rng_.chance(0.02)) {
+    Raft& r = *cluster_.node(lead).raft;
+    const ConfState& cs = r.confState();
+    ConfChange cc;
+    if (!cs.learners.empty()) {
+      NodeId l = cs.learners[0];
+      if (r.learnerCaughtUp(l, 5)) {
+        cc = ConfChange{ConfChangeType::Promote, l, {}};
+      } else if (rng_.chance(0.2) && checkQuorum_) {
+        cc = ConfChange{ConfChangeType::Remove, l, {}};
+      }
+    } else {
+      std::vector<NodeId> outside;
+      for (NodeId id : ids)
+        if (std::find(cs.voters.begin(), cs.voters.end(), id) == cs.voters.end())
+          outside.push_back(id);
+      if (!outside.empty() && rng_.chance(0.6)) {
+        cc = ConfChange{ConfChangeType::AddLearner, outside[rng_.below(outside.size())], {}};
+      } else if (cs.voters.size() > 3 && checkQuorum_) {
+        // Without check-quorum's leader lease a removed server that keeps campaigning can
+        // disrupt the cluster forever (dissertation §4.2.3); raftd always runs with it.
+        cc = ConfChange{ConfChangeType::Remove, cs.voters[rng_.below(cs.voters.size())], {}};
+      }
+    }
+    if (cc.node != kNoNode)
+      (void)r.proposeConfChange(cc);
+  }
+  // Leadership transfer.
+  if (lead && rng_.chance(0.01)) {
+    const ConfState& cs = cluster_.node(lead).raft->confState();
+    NodeId t = cs.voters[rng_.below(cs.voters.size())];
+    if (t != lead)
+      (void)cluster_.node(lead).raft->transferLeadership(t);
+  }
+  // Snapshots and compaction.
+  for (NodeId id : ids) {
+    TestNode& n = cluster_.node(id);
+    if (n.raft && n.applied > n.storage->snapshotMeta().index + 10 && rng_.chance(0.05))
+      (void)cluster_.compact(id, rng_.below(4));
+  }
+}
+
+std::optional<std::string> Sim::run() {
+  try {
+    size_t voters = 3 + rng_.below(3);
+    NodeOptions o;
+    o.seed = seed_;
+    o.preVote = rng_.chance(0.8);
+    o.checkQuorum = rng_.chance(0.8);
+    checkQuorum_ = o.checkQuorum;
+    o.maxInflight = 1 + rng_.below(8);
+    o.maxBytes = 8 + rng_.below(64);
+    o.chunkBytes = rng_.chance(0.3) ? 8 + rng_.below(64) : 256 + rng_.below(1024);
+    chunkBytes_ = o.chunkBytes;
+    drop_ = rng_.chance(0.5) ? 0.02 + 0.1 * rng_.chance(0.3) : 0.0;
+    dup_ = rng_.chance(0.5) ? 0.03 : 0.0;
+    slow_ = rng_.chance(0.5) ? 0.05 : 0.0;
+    std::vector<NodeId> ids;
+    for (NodeId i = 1; i <= voters; ++i)
+      ids.push_back(i);
+    cluster_.addVoters(ids, o);
+    joiner_ = voters + 1;
+    cluster_.addJoiner(joiner_, o);
+
+    cluster_.onApply = [this](NodeId id, const Entry& e) {
+      auto [it, fresh] = committed_.emplace(e.index, std::make_pair(e.term, e.data));
+      normal_[e.index] = e.type == EntryType::Normal;
+      if (fresh && e.type == EntryType::ConfChange)
+        ++confChanges;
+      check(fresh || (it->second.first == e.term && it->second.second == e.data),
+            "node " + std::to_string(id) + " applied " + describeEntry(e) +
+                " but index " + std::to_string(e.index) + " was committed as term " +
+                std::to_string(it->second.first));
+    };
+    cluster_.onSoftState = [this](NodeId id, const SoftState& s) {
+      if (s.role != Role::Leader)
+        return;
+      // Leader completeness (paper §5.4.1): a new leader holds every committed entry.
+      const RaftLog& log = cluster_.node(id).raft->log();
+      for (const auto& [idx, te] : committed_) {
+        if (idx < log.firstIndex())
+          continue;
+        check(idx <= log.lastIndex() && log.termOrZero(idx) == te.first,
+              "leader " + std::to_string(id) + " of term " +
+                  std::to_string(cluster_.node(id).raft->term()) + " lacks committed index " +
+                  std::to_string(idx));
+      }
+    };
+
+    int ticks = long_ ? 3000 : 300;
+    constexpr int kSubsteps = 4;
+    for (tick_ = 0; tick_ < ticks; ++tick_) {
+      for (NodeId id : cluster_.ids())
+        if (cluster_.node(id).raft)
+          cluster_.node(id).raft->tick();
+      chaos(tick_);
+      for (int s = 0; s < kSubsteps; ++s)
+        step();
+      if (tick_ % 50 == 0)
+        checkLogMatching();
+    }
+
+    // Heal everything; a proposal must then commit within a bounded number of ticks.
+    faults_ = false;
+    cluster_.heal();
+    for (NodeId id : cluster_.ids())
+      cluster_.restart(id);
+    // Liveness: with the network whole again, a proposal commits within a bound, and every
+    // member applies it soon after (a learner may first need a whole snapshot in chunks).
+    // Snapshots go one chunk per round trip, so the bound grows with what must be streamed.
+    uint64_t maxSnapshot = 0;
+    for (NodeId id : cluster_.ids())
+      maxSnapshot = std::max(maxSnapshot, cluster_.node(id).storage->snapshotMeta().size);
+    const int transfer = static_cast<int>(3 * (maxSnapshot / chunkBytes_ + 1));
+    const int kCommitTicks = 200 + transfer;
+    const int kCatchUpTicks = 1000 + transfer;
+    std::optional<Index> finalIndex;
+    Term finalTerm = 0;
+    NodeId finalLeader = kNoNode;
+    bool committed = false;
+    bool everywhere = false;
+    for (int t = 0; t < kCommitTicks + kCatchUpTicks && !everywhere; ++t, ++tick_) {
+      check(committed || t < kCommitTicks,
+            "after healing, a proposal did not commit within " + std::to_string(kCommitTicks) +
+                " ticks");
+      for (NodeId id : cluster_.ids())
+        cluster_.node(id).raft->tick();
+      NodeId lead = leader();
+      if (!committed && lead &&
+          (!finalIndex || finalLeader != lead || cluster_.node(lead).raft->term() != finalTerm)) {
+        auto r = cluster_.node(lead).raft->propose("final");
+        if (r) {
+          finalIndex = *r;
+          finalLeader = lead;
+          finalTerm = cluster_.node(lead).raft->term();
+        }
+      }
+      for (int s = 0; s < kSubsteps; ++s)
+        step();
+      if (!finalIndex)
+        continue;
+      auto it = committed_.find(*finalIndex);
+      if (it == committed_.end() || it->second.second != "final")
+        continue;
+      committed = true;
+      NodeId l = leader();
+      if (!l)
+        continue;
+      const ConfState& cs = cluster_.node(l).raft->confState();
+      everywhere = true;
+      for (NodeId id : cluster_.ids()) {
+        bool member = std::count(cs.voters.begin(), cs.voters.end(), id) ||
+                      std::count(cs.learners.begin(), cs.learners.end(), id);
+        if (member && cluster_.node(id).applied < *finalIndex)
+          everywhere = false;
+      }
+    }
+    check(everywhere, "after healing, the final proposal committed but not every member applied "
+                      "it within " + std::to_string(kCatchUpTicks) + " more ticks");
+    checkLogMatching();
+    checkAppliedPrefixes();
+  } catch (const Failure& f) {
+    std::string out = "tick " + std::to_string(tick_) + ": " + f.what;
+    for (NodeId id : cluster_.ids()) {
+      TestNode& n = cluster_.node(id);
+      if (!n.raft) {
+        out += "\n    node " + std::to_string(id) + " down";
+        continue;
+      }
+      NodeStatus st = n.raft->status();
+      out += "\n    node " + std::to_string(id) + " " + roleName(st.role) + " term " +
+             std::to_string(st.term) + " leader " + std::to_string(st.leader) + " commit " +
+             std::to_string(st.commit) + " applied " + std::to_string(n.applied) + " last " +
+             std::to_string(st.lastIndex) + " first " + std::to_string(n.raft->log().firstIndex()) +
+             " " + describeConfState(st.conf);
+      for (const PeerStatus& p : st.peers)
+        out += "\n      peer " + std::to_string(p.id) + " match " + std::to_string(p.match) +
+               " next " + std::to_string(p.next) + " " + progressStateName(p.state) +
+               (p.learner ? " learner" : "") + (p.recentActive ? " active" : "") +
+               " snap " + std::to_string(p.pendingSnapshot) + "@" + std::to_string(p.snapshotOffset);
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+}  // namespace shoal::raft::test
+
+int main(int argc, char** argv) {
+  uint64_t seeds = 1000;
+  uint64_t first = 1;
+  bool one = false;
+  bool longRun = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--seeds" && i + 1 < argc) {
+      seeds = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--seed" && i + 1 < argc) {
+      first = std::strtoull(argv[++i], nullptr, 10);
+      one = true;
+    } else if (a == "--first" && i + 1 < argc) {
+      first = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--long") {
+      longRun = true;
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--seeds N] [--first S] [--seed S] [--long]\n"
+                   "  --seeds N  run N seeds (default 1000) starting at --first (default 1)\n"
+                   "  --seed S   replay one seed\n"
+                   "  --long     3000 ticks per seed instead of 300\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (one)
+    seeds = 1;
+  auto start = std::chrono::steady_clock::now();
+  int failed = 0;
+  for (uint64_t s = first; s < first + seeds; ++s) {
+    shoal::raft::test::Sim sim(s, longRun);
+    if (auto f = sim.run()) {
+      ++failed;
+      std::printf("seed %llu FAILED: %s\n  replay: %s --seed %llu%s\n",
+                  static_cast<unsigned long long>(s), f->c_str(), argv[0],
+                  static_cast<unsigned long long>(s), longRun ? " --long" : "");
+      if (failed >= 5)
+        break;
+    }
+  }
+  using shoal::raft::MessageType;
+  namespace t = shoal::raft::test;
+  std::printf("delivered: %llu MsgVote, %llu MsgPreVote, %llu MsgApp, %llu MsgSnap, "
+              "%llu MsgTimeoutNow, %llu MsgReadIndexResp; %llu conf changes committed\n",
+              static_cast<unsigned long long>(t::delivered[size_t(MessageType::Vote)]),
+              static_cast<unsigned long long>(t::delivered[size_t(MessageType::PreVote)]),
+              static_cast<unsigned long long>(t::delivered[size_t(MessageType::App)]),
+              static_cast<unsigned long long>(t::delivered[size_t(MessageType::Snap)]),
+              static_cast<unsigned long long>(t::delivered[size_t(MessageType::TimeoutNow)]),
+              static_cast<unsigned long long>(t::delivered[size_t(MessageType::ReadIndexResp)]),
+              static_cast<unsigned long long>(t::confChanges));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("raft-sim: %llu seeds from %llu, %d failed, %.1f s\n",
+              static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(first),
+              failed, secs);
+  return failed ? 1 : 0;
+}
