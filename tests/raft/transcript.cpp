@@ -7,7 +7,7 @@
 //       [inflight=N]                 bootstrap voters 1..N
 //   add-joiner ID [options]          an empty server that may be added later
 //   campaign ID | tick ID [N] | tick-heartbeat ID | tick-election ID
-//   process-ready [ID...] | deliver [ID] | stabilize
+//   process-ready [ID...] | deliver [ID] | step (deliver all, then all Readies) | stabilize
 //   drop-pending FROM TO [MsgType]   lose messages in flight
 //   partition A B / C D | isolate ID | heal
 //   propose ID DATA | conf-change ID add-learner|promote|remove NODE
@@ -124,6 +124,10 @@ class Runner {
         cluster_.processReady(num(a[i]));
     } else if (c == "deliver") {
       cluster_.deliver(a.size() > 1 ? num(a[1]) : kNoNode);
+    } else if (c == "step") {
+      // One round: deliver everything in flight, then every node handles its Ready.
+      cluster_.deliver();
+      cluster_.processAllReady();
     } else if (c == "stabilize") {
       cluster_.stabilize();
     } else if (c == "drop-pending") {
@@ -189,7 +193,8 @@ class Runner {
       out_ += std::to_string(st.id) + " " + roleName(st.role) + " Term:" + std::to_string(st.term) +
               " Lead:" + std::to_string(st.leader) + " Commit:" + std::to_string(st.commit) +
               " Applied:" + std::to_string(st.applied) + " Last:" + std::to_string(st.lastIndex) +
-              " " + describeConfState(st.conf) + "\n";
+              " " + describeConfState(st.conf) +
+              (st.leadTransferee ? " Transferee:" + std::to_string(st.leadTransferee) : "") + "\n";
       for (const PeerStatus& p : st.peers)
         out_ += "  " + std::to_string(p.id) + ": " + progressStateName(p.state) + " match=" +
                 std::to_string(p.match) + " next=" + std::to_string(p.next) +
