@@ -77,7 +77,10 @@ struct Info {
 class Table {
  public:
   Table() = default;
-  const std::string& name() const { return *name_; }
+  const std::string& name() const {
+    static const std::string kNone = "(no table)";
+    return name_ != nullptr ? *name_ : kNone;
+  }
   MDB_dbi dbi() const { return dbi_; }
   unsigned flags() const { return flags_; }
   bool valid() const { return name_ != nullptr; }
