@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <system_error>
 
 #include <spdlog/spdlog.h>
@@ -58,10 +59,18 @@ Error ioError(const std::string& op, const std::string& path, int err) {
 // core can tell it from kErrCompacted / kErrUnavailable.
 Error storeError(const Error& e) { return Error{e.message, raft::kErrIo}; }
 
-// An error out of Environment::update()/view(): ours keep their raft::StorageError code, the
-// environment's own (begin, commit) become kErrIo.
-Error storageError(const Error& e) {
-  return e.code >= raft::kErrCompacted && e.code <= raft::kErrIo ? e : storeError(e);
+// Runs fn in a write transaction. An error fn returns keeps its raft::StorageError code; the
+// environment's own (begin, commit: MDB_* or errno codes) become kErrIo.
+Status update(lmdb::Environment& env, const std::function<Status(lmdb::WriteTxn&)>& fn) {
+  bool inner = false;
+  Status st = env.update([&](lmdb::WriteTxn& txn) {
+    Status s = fn(txn);
+    inner = !s.ok();
+    return s;
+  });
+  if (!st && !inner)
+    return storeError(st.error());
+  return st;
 }
 
 void appendVarint(std::string& out, uint64_t v) {
@@ -290,17 +299,20 @@ Result<std::unique_ptr<RaftStorage>> RaftStorage::open(lmdb::Environment& env,
   std::unique_ptr<RaftStorage> s(new RaftStorage(env, std::move(snapshotDir), *log, *meta));
   if (Status st = s->initialize(); !st)
     return st.error();
-  Status st = env.view([&](lmdb::ReadTxn& txn) -> Status {
-    auto state = s->loadState(txn);
+  Status st = [&]() -> Status {
+    auto txn = env.read();
+    if (!txn)
+      return storeError(txn.error());
+    auto state = s->loadState(*txn);
     if (!state)
       return state.error();
-    if (Status c = s->checkLog(txn, *state); !c)
+    if (Status c = s->checkLog(*txn, *state); !c)
       return c;
     s->state_ = std::move(*state);
-    return s->rebuildTermCache(txn);
-  });
+    return s->rebuildTermCache(*txn);
+  }();
   if (!st)
-    return storageError(st.error());
+    return st.error();
   if (Status c = s->checkSnapshotFile(); !c)
     return c.error();
   // Files a crash left behind: a snapshot moved in place but never recorded, a half-received
@@ -311,7 +323,18 @@ Result<std::unique_ptr<RaftStorage>> RaftStorage::open(lmdb::Environment& env,
 }
 
 Status RaftStorage::initialize() {
-  return env_.update([&](lmdb::WriteTxn& txn) -> Status {
+  {
+    // A store already initialised needs no write (and may be open read-only, by a tool).
+    auto txn = env_.read();
+    if (!txn)
+      return storeError(txn.error());
+    auto metaCount = txn->count(meta_);
+    if (!metaCount)
+      return storeError(metaCount.error());
+    if (*metaCount != 0)
+      return {};
+  }
+  return update(env_, [&](lmdb::WriteTxn& txn) -> Status {
     auto metaCount = txn.count(meta_);
     if (!metaCount)
       return storeError(metaCount.error());
@@ -849,7 +872,7 @@ Status RaftStorage::bootstrap(lmdb::WriteTxn& txn, const std::vector<NodeId>& vo
 }
 
 Status RaftStorage::bootstrap(const std::vector<NodeId>& voters) {
-  return env_.update([&](lmdb::WriteTxn& txn) { return bootstrap(txn, voters); });
+  return update(env_, [&](lmdb::WriteTxn& txn) { return bootstrap(txn, voters); });
 }
 
 Status RaftStorage::recordSnapshot(Index index, Term term, const ConfState& conf,
@@ -897,7 +920,7 @@ Status RaftStorage::recordSnapshot(Index index, Term term, const ConfState& conf
     if (Status s = syncPath(snapshotDir_, true); !s)
       return s;
   }
-  Status st = env_.update([&](lmdb::WriteTxn& txn) -> Status {
+  Status st = update(env_, [&](lmdb::WriteTxn& txn) -> Status {
     auto v = txn.get(meta_, kKeySnapshot);
     if (!v)
       return storeError(v.error());
@@ -918,7 +941,7 @@ Status RaftStorage::recordSnapshot(Index index, Term term, const ConfState& conf
   if (!st) {
     if (!target.empty())
       ::unlink(target.c_str());
-    return storageError(st.error());
+    return st;
   }
   spdlog::info("raft: recorded snapshot {} (term {}, {} bytes)", index, term, meta.size);
   removeSnapshotFiles(snapshotFileName(index, term), true, false);

@@ -284,6 +284,20 @@ TEST_CASE("hard state, applied index and identity persist across a restart") {
   CHECK(n.s().clusterId() == "c0ffee");
   CHECK(n.s().lastIndex() == 3);
 
+  // A tool may inspect the state through a read-only environment.
+  {
+    n.close();
+    lmdb::Options ro;
+    ro.readOnly = true;
+    auto env = lmdb::Environment::open(n.envDir(), ro);
+    REQUIRE(env.ok());
+    auto s = RaftStorage::open(**env, n.snapDir());
+    REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().message));
+    CHECK((*s)->hardState() == HardState{2, 1, 3});
+    CHECK((*s)->entries(1, 4, UINT64_MAX).value() == ents(1, 3, 2));
+  }
+  n.open();
+
   // A server keeps its identity, and the applied index never goes back.
   CHECK_FALSE(n.write([&](lmdb::WriteTxn& t) { return n.s().setNodeId(t, 8); }).ok());
   CHECK(n.write([&](lmdb::WriteTxn& t) { return n.s().setNodeId(t, 7); }).ok());
@@ -382,7 +396,13 @@ TEST_CASE("snapshots: record, compact, read in chunks, restart") {
   compareReads(mem, n.s(), rng);
   CHECK(n.s().snapshotChunk(10, 0, 10).error().code == raft::kErrSnapshotOutOfDate);
 
+  // What a crash may leave behind is removed on open: a snapshot moved in place but never
+  // recorded, a half-received one, a half-copied one.
+  writeFile(n.snapDir() + "/99-9.snap", "x");
+  writeFile(n.snapDir() + "/incoming-99-9.snap", "x");
+  writeFile(n.snapDir() + "/16-1.snap.tmp", "x");
   n.reopen();
+  CHECK(listDir(n.snapDir()) == std::vector<std::string>{"15-1.snap"});
   compareReads(mem, n.s(), rng);
   std::string all;
   while (all.size() < data2.size())
