@@ -22,7 +22,7 @@ raft::ConfState decodeConf(const raftpeer::ConfState* c) {
 
 }  // namespace
 
-bus::Buffer encodeMessage(const raft::Message& m, uint64_t clusterId) {
+bus::Buffer encodeMessage(const raft::Message& m, uint64_t clusterId, std::string_view fromAddress) {
   size_t guess = 256 + m.chunkData.size() + m.context.size();
   for (auto& e : m.entries) guess += e.data.size() + 48;
   flatbuffers::FlatBufferBuilder fbb(guess);
@@ -37,9 +37,10 @@ bus::Buffer encodeMessage(const raft::Message& m, uint64_t clusterId) {
                                            encodeConf(fbb, m.snapshot.conf), m.snapshot.size);
   auto chunk = fbb.CreateVector(reinterpret_cast<const uint8_t*>(m.chunkData.data()), m.chunkData.size());
   auto ctx = fbb.CreateVector(reinterpret_cast<const uint8_t*>(m.context.data()), m.context.size());
+  auto from = fbb.CreateString(fromAddress.data(), fromAddress.size());
   auto msg = raftpeer::CreateMessage(fbb, static_cast<uint8_t>(m.type), m.from, m.to, m.term,
                                      m.logTerm, m.index, ents, m.commit, m.reject, m.rejectHint,
-                                     snap, m.chunkOffset, chunk, m.chunkDone, ctx, clusterId);
+                                     snap, m.chunkOffset, chunk, m.chunkDone, ctx, clusterId, from);
   return bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::Message, msg.Union());
 }
 

@@ -8,7 +8,7 @@
 
 namespace shoal::raftd {
 
-bus::Buffer encodeMessage(const raft::Message& m, uint64_t clusterId);
+bus::Buffer encodeMessage(const raft::Message& m, uint64_t clusterId, std::string_view fromAddress);
 // Checks what the verifier cannot: enum ranges and that the message is for `self`.
 Result<raft::Message> decodeMessage(const raftpeer::Message& m);
 

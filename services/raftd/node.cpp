@@ -51,7 +51,6 @@ bus::Buffer storeReply(flatbuffers::FlatBufferBuilder& fbb, storeapi::Body type,
   return bus::message<storeapi::Envelope>(fbb, type, body);
 }
 
-const char* wireName(wire::ErrorCode c) { return bus::errorCodeName(c); }
 
 }  // namespace
 
@@ -350,6 +349,10 @@ Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
 }
 
 Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
+  if (meta.size == 0) {
+    // An empty snapshot carries only a configuration (a bootstrap's).
+    return env_->update([&](lmdb::WriteTxn& txn) { return storage_->installSnapshot(txn, meta); });
+  }
   auto path = storage_->completeIncoming(meta);
   if (!path) return path.error();
   lmdb::Options so;
@@ -424,8 +427,12 @@ Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
 
 void RaftNode::maybeSnapshot() {
   raft::Index applied = storage_->applied();
-  raft::Index last = storage_->snapshotMeta().index;
-  if (applied < last + options_.snapshotInterval) return;
+  raft::SnapshotMeta held = storage_->snapshotMeta();
+  // A bootstrap's snapshot is empty, but the member and cluster tables written at bootstrap
+  // are not in the log: joining servers need a real snapshot, so take one as soon as anything
+  // has been applied (before the first join can be handled).
+  bool onlyBootstrap = held.size == 0 && held.index > 0 && applied > held.index;
+  if (!onlyBootstrap && applied < held.index + options_.snapshotInterval) return;
   std::string tmp = daemon_.stateDir() + "/snapshots/tmp";
   std::error_code ec;
   std::filesystem::remove_all(tmp, ec);
@@ -459,7 +466,7 @@ void RaftNode::send(const raft::Message& m) {
     spdlog::debug("no address for node {:x}; message {} dropped", m.to, raft::messageTypeName(m.type));
     return;
   }
-  p.raft->post(encodeMessage(m, clusterId_));
+  p.raft->post(encodeMessage(m, clusterId_, options_.advertiseAddr));
 }
 
 void RaftNode::onSoftState(const raft::SoftState& s) {
@@ -482,8 +489,12 @@ void RaftNode::onSoftState(const raft::SoftState& s) {
 }
 
 void RaftNode::promoteCaughtUpLearners() {
+  auto st = raft_->status();
   for (raft::NodeId l : raft_->confState().learners) {
-    if (raft_->learnerCaughtUp(l, 50)) {
+    // Only a learner that answers and holds the log can be counted on for a quorum.
+    bool answering = false;
+    for (auto& p : st.peers) answering |= p.id == l && p.recentActive && p.match > 0;
+    if (answering && raft_->learnerCaughtUp(l, 50)) {
       auto r = raft_->proposeConfChange({raft::ConfChangeType::Promote, l, {}});
       if (r) spdlog::info("promoting learner {:x}: caught up", l);
       return;  // one change at a time
@@ -547,6 +558,8 @@ void RaftNode::servePeer(bus::Call call) {
         spdlog::warn("dropped a raft message: {}", m.error().message);
         return;
       }
+      if (in->from_address() && in->from_address()->size() && addressOf(m->from).empty())
+        peers_[m->from].address = in->from_address()->str();  // until the member table says
       if (clusterId_ == 0 && in->cluster_id() != 0 && m->type == raft::MessageType::Snap) {
         // A joining node learns its cluster from the leader's first snapshot.
         clusterId_ = in->cluster_id();

@@ -18,5 +18,6 @@ struct Outcome {
 };
 
 void addDebugCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+void addDumpStoreCommand(CLI::App& debug, Outcome& outcome);
 
 }  // namespace shoal::cli

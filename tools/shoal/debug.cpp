@@ -112,6 +112,8 @@ void addDebugCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   ll->add_option("daemon", daemon, "the daemon")->required()->check(CLI::IsMember(names));
   ll->add_option("level", level, "trace, debug, info, warn, error, critical or off")->required();
   ll->callback([&g, &outcome] { outcome.code = logLevel(g, daemon, level); });
+
+  addDumpStoreCommand(*debug, outcome);
 }
 
 }  // namespace shoal::cli
