@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <grp.h>
@@ -373,7 +374,7 @@ void Server::sendError(const std::string& peer, const Protocol& protocol, uint64
 // --- Client ---------------------------------------------------------------------------
 
 Client::Client(Loop& loop, zmq::context_t& ctx, const Protocol& protocol, Limits limits)
-    : loop_(loop), socket_(ctx, zmq::socket_type::dealer), protocol_(protocol), limits_(limits) {
+    : loop_(loop), ctx_(ctx), socket_(ctx, zmq::socket_type::dealer), protocol_(protocol), limits_(limits) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.maxBytes) + 1024);
   // Do not queue requests for a server that is not there yet beyond what deadlines allow.
@@ -384,6 +385,37 @@ Client::Client(Loop& loop, zmq::context_t& ctx, const Protocol& protocol, Limits
 Client::~Client() {
   for (auto& [id, c] : calls_) loop_.cancel(c.timer);
   loop_.unwatch(socket_);
+  if (monitor_) {
+    loop_.unwatch(*monitor_);
+    zmq_socket_monitor(socket_.handle(), nullptr, 0);
+  }
+}
+
+void Client::onDisconnect(std::function<void()> fn) {
+  onDisconnect_ = std::move(fn);
+  if (monitor_) return;
+  static std::atomic<uint64_t> counter{0};
+  std::string endpoint = "inproc://shoal-client-monitor-" + std::to_string(++counter);
+  if (zmq_socket_monitor(socket_.handle(), endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0) {
+    spdlog::warn("cannot watch {} connections: {}", protocol_.name, zmq_strerror(zmq_errno()));
+    return;
+  }
+  monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+  monitor_->set(zmq::sockopt::linger, 0);
+  monitor_->connect(endpoint);
+  loop_.watch(*monitor_, [this] {
+    for (int i = 0; i < 64; ++i) {
+      // Each event is two frames: 6 bytes (event id, value), then the endpoint.
+      zmq::message_t event, address;
+      if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
+      if (monitor_->get(zmq::sockopt::rcvmore)) (void)monitor_->recv(address);
+      if (event.size() >= 2 && onDisconnect_) {
+        uint16_t id;
+        std::memcpy(&id, event.data(), sizeof id);
+        if (id == ZMQ_EVENT_DISCONNECTED) onDisconnect_();
+      }
+    }
+  });
 }
 
 void Client::setCurve(const CurveClientKeys& keys) {

@@ -292,6 +292,9 @@ class Client {
 
   void setCurve(const CurveClientKeys& keys);
   Status connect(const std::string& endpoint);
+  // Calls fn when a connection of this socket closes (e.g. the server's process died), so
+  // that a caller can act before its own timeouts would tell it.
+  void onDisconnect(std::function<void()> fn);
 
   // Sends a request; fn gets the reply, the server's error, or DeadlineExceeded once
   // timeout passed. Returns the request id.
@@ -334,7 +337,10 @@ class Client {
   uint64_t track(Millis timeout, ReplyFn fn);
 
   Loop& loop_;
+  zmq::context_t& ctx_;
   zmq::socket_t socket_;
+  std::unique_ptr<zmq::socket_t> monitor_;
+  std::function<void()> onDisconnect_;
   const Protocol& protocol_;
   Limits limits_;
   uint64_t nextId_ = 1;

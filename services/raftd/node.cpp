@@ -181,6 +181,15 @@ RaftNode::Peer& RaftNode::peer(raft::NodeId id) {
     p.raft = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kRaftProtocol);
     p.store = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kStoreProtocol);
     if (auto st = p.raft->connect("tcp://" + p.address); !st) spdlog::warn("{}", st.error().message);
+    p.raft->onDisconnect([this, id] {
+      // The leader's process died or its host went away: the kernel closed the connection
+      // long before an election timeout would tell us. Forget it and elect sooner.
+      if (raft_->role() != raft::Role::Follower || raft_->leader() != id) return;
+      ++leaderDisconnects_;
+      spdlog::info("connection to leader {:x} ({}) closed: electing a new leader early", id, addressOf(id));
+      raft_->forgetLeader();
+      scheduleReady();
+    });
     if (auto st = p.store->connect("tcp://" + p.address); !st) spdlog::warn("{}", st.error().message);
   }
   return p;
@@ -483,6 +492,20 @@ void RaftNode::onSoftState(const raft::SoftState& s) {
   }
   if (wasLeader && !isLeader)
     failPending(wire::ErrorCode::NotLeader, "leadership was lost before the write committed; retry");
+  if (s.leader != soft_.leader) {
+    // Requests forwarded to the old leader would wait out their deadline: answer now so that
+    // callers retry on the new one.
+    for (auto& [seq, f] : forwarded_) {
+      if (f.leader == s.leader) continue;
+      if (auto it = peers_.find(f.leader); it != peers_.end() && it->second.store)
+        it->second.store->cancel(f.clientCall);
+      if (!f.call->answered())
+        f.call->fail(wire::ErrorCode::Unavailable,
+                     "the leader changed while this request was forwarded to it; it may or may "
+                     "not have been applied; retry");
+    }
+    std::erase_if(forwarded_, [&](auto& kv) { return kv.second.leader != s.leader; });
+  }
   soft_ = s;
   daemon_.setStatusText(std::string(raft::roleName(s.role)) + ", term " + std::to_string(raft_->term()));
   pumpLeadership();
@@ -671,10 +694,14 @@ void RaftNode::forwardToLeader(bus::Call call) {
   auto held = std::make_shared<bus::Call>(std::move(call));
   auto timeout = held->request().header().timeout_ms() ? bus::Millis(held->request().header().timeout_ms())
                                                         : bus::Millis(5000);
-  p.store->callRaw(std::move(raw), timeout, [held](Result<bus::Frame> r) {
+  uint64_t seq = nextSeq_++;
+  uint64_t id = p.store->callRaw(std::move(raw), timeout, [this, held, seq](Result<bus::Frame> r) {
+    forwarded_.erase(seq);
+    if (held->answered()) return;
     if (!r) return held->fail(static_cast<wire::ErrorCode>(r.error().code), r.error().message);
     held->replyRaw(r->bytes());
   });
+  forwarded_[seq] = {held, leader, id};
 }
 
 void RaftNode::handleTxn(bus::Call call) {
@@ -838,7 +865,8 @@ void RaftNode::status(nlohmann::json& j) const {
   if (auto info = env_->info())
     j["lmdb"] = {{"map_size", info->mapSize}, {"used_bytes", info->usedBytes}};
   j["pending"] = {{"proposals", proposals_.size()}, {"reads", reads_.size()},
-                  {"watchers", watchers_.size()}};
+                  {"forwarded", forwarded_.size()}, {"watchers", watchers_.size()}};
+  j["leader_disconnects"] = leaderDisconnects_;
   j["applied_entries"] = appliedEntries_;
   j["ready_batches"] = readyBatches_;
   if (peerServer_) {

@@ -118,6 +118,12 @@ class RaftNode {
   std::map<raft::NodeId, Peer> peers_;
   std::map<uint64_t, Proposal> proposals_;  // by sequence number
   std::map<uint64_t, PendingRead> reads_;   // by sequence number
+  struct Forwarded {
+    std::shared_ptr<bus::Call> call;
+    raft::NodeId leader;
+    uint64_t clientCall;
+  };
+  std::map<uint64_t, Forwarded> forwarded_;  // requests waiting on the leader, by sequence
   std::vector<Watcher> watchers_;
   std::vector<LeadershipSub> leadershipSubs_;
   uint64_t nextSeq_ = 1;
@@ -126,6 +132,7 @@ class RaftNode {
   std::unique_ptr<bus::Client> joinClient_;
   std::string joinTarget_;
   bool joined_ = false;
+  uint64_t leaderDisconnects_ = 0;
   uint64_t appliedEntries_ = 0;
   uint64_t readyBatches_ = 0;
   uint64_t snapshotsTaken_ = 0;

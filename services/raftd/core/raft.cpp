@@ -225,6 +225,13 @@ int Raft::poll(NodeId from, bool granted) {
 
 // ---- inputs ---------------------------------------------------------------------------------
 
+void Raft::forgetLeader() {
+  if (role_ != Role::Follower || lead_ == kNoNode) return;
+  lead_ = kNoNode;
+  int soon = 1 + static_cast<int>(config_.random() % static_cast<uint32_t>(std::max(1, config_.electionTicks / 2)));
+  electionElapsed_ = std::max(electionElapsed_, randomizedElectionTimeout_ - soon);
+}
+
 void Raft::tick() {
   if (role_ != Role::Leader) {
     ++electionElapsed_;

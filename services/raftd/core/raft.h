@@ -106,6 +106,12 @@ class Raft {
   Status transferLeadership(NodeId target);
   // Start an election now (tests, and the shell's "campaign" debug command).
   Status campaign();
+  // The shell learned that the leader is gone — its connection closed, as when its process
+  // died (etcd's ForgetLeader). A follower forgets it, so it no longer honours the leader
+  // lease against (pre-)votes, and campaigns after a short random delay instead of a whole
+  // election timeout. Safe against a wrong guess: an election still needs a majority, and
+  // followers that still hear the leader ignore the (pre-)votes (dissertation §4.2.3).
+  void forgetLeader();
 
   bool hasReady() const;
   Ready ready();

@@ -1,0 +1,336 @@
+// raftd as processes: a 3-member cluster on loopback under writers; leader failover; a
+// restarted member catching up; a member added after 20,000 entries brought up by snapshot; a
+// member removed; garbage on both ports changing nothing (DESIGN.md §5).
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/bus.h"
+#include "common/ids.h"
+#include "common/protocols.h"
+#include "services/raftd/codec.h"
+#include "services/raftd/store_client.h"
+#include "tests/support/process.h"
+#include "tests/support/tempdir.h"
+
+namespace shoal::raftd {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using shoal::testing::Process;
+
+int freePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string raftdPath() {
+  const char* b = std::getenv("SHOAL_BUILD_DIR");
+  REQUIRE_MESSAGE(b, "SHOAL_BUILD_DIR must name the build dir (meson sets it)");
+  return std::string(b) + "/services/raftd/raftd";
+}
+
+struct Member {
+  std::string name, state, run, addr, log;
+  std::unique_ptr<Process> proc;
+
+  void start(const std::string& how, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {raftdPath(), "--foreground", "--state-dir", state, "--run-dir", run,
+                                     "--listen-addr", addr, "--log-file", log, "--snapshot-interval", "5000"};
+    if (how == "bootstrap") argv.push_back("--bootstrap");
+    if (how.starts_with("join=")) {
+      argv.push_back("--join");
+      argv.push_back(how.substr(5));
+    }
+    for (auto& e : extra) argv.push_back(e);
+    proc = std::make_unique<Process>(argv);
+  }
+  void kill9() {
+    proc->signal(SIGKILL);
+    REQUIRE(proc->wait(5s));
+    proc.reset();
+  }
+  std::string socket() const { return "ipc://" + run + "/raftd.sock"; }
+  // The daemon's Status, or an empty object when it does not answer.
+  nlohmann::json status() const {
+    if (!proc) return nlohmann::json::object();
+    bus::SyncClient c(kControlProtocol);
+    if (!c.connect(socket())) return nlohmann::json::object();
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateStatusRequest(fbb);
+    auto r = c.call(bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 1s);
+    if (!r) return nlohmann::json::object();
+    return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
+  }
+};
+
+template <class F>
+bool waitFor(F done, std::chrono::milliseconds limit) {
+  auto end = Clock::now() + limit;
+  while (Clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
+
+struct Cluster {
+  shoal::testing::TempDir dir;
+  std::vector<Member> members;
+
+  Cluster() { members.reserve(8); }  // add() hands out references that must stay valid
+  Member& add() {
+    REQUIRE(members.size() < 8);
+    int i = static_cast<int>(members.size()) + 1;
+    Member m;
+    m.name = "n" + std::to_string(i);
+    m.state = dir / (m.name + "/state");
+    m.run = dir / (m.name + "/run");
+    m.addr = "127.0.0.1:" + std::to_string(freePort());
+    m.log = dir / (m.name + ".log");
+    members.push_back(std::move(m));
+    return members.back();
+  }
+  ~Cluster() {
+    for (auto& m : members)
+      if (m.proc) {
+        m.proc->signal(SIGTERM);
+        m.proc->wait(3s);
+      }
+  }
+  std::string logs() const {
+    std::string out;
+    for (auto& m : members) {
+      std::ifstream in(m.log);
+      std::string all((std::istreambuf_iterator<char>(in)), {});
+      out += "--- " + m.name + "\n" + (all.size() > 4000 ? all.substr(all.size() - 4000) : all);
+    }
+    return out;
+  }
+  int leader() const {
+    for (size_t i = 0; i < members.size(); ++i)
+      if (members[i].proc && members[i].status().value("role", "") == "Leader") return static_cast<int>(i);
+    return -1;
+  }
+  size_t voters(const Member& m) const {
+    auto s = m.status();
+    size_t n = 0;
+    for (auto& x : s.value("members", nlohmann::json::array())) n += x.value("suffrage", "") == "voter";
+    return n;
+  }
+};
+
+// Writes Configs through one member with `inflight` requests in flight until `count` were
+// acknowledged or the time is up. Acknowledged ids go to acked; failures are retried.
+struct Writer {
+  zmq::context_t ctx{1};
+  Loop loop;
+  std::unique_ptr<bus::Client> client;
+  std::set<std::string> acked;
+  uint64_t errors = 0;
+  // The first acknowledgement of a write sent after this point (set by the test).
+  std::optional<Clock::time_point> sentAfter;
+  std::optional<Clock::time_point> firstAckAfter;
+
+  void connect(const Member& m) {
+    client = std::make_unique<bus::Client>(loop, ctx, kStoreProtocol);
+    REQUIRE(client->connect(m.socket()));
+  }
+  void send(int& outstanding) {
+    std::string id = newId();
+    ++outstanding;
+    client->call(txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id, 0,
+                              configObject(id, "c-" + id, std::string(64, 'x'))}}),
+                 2s, [this, id, &outstanding, sent = Clock::now()](Result<bus::Frame> r) {
+                   --outstanding;
+                   if (r) {
+                     acked.insert(id);
+                     if (!firstAckAfter && sentAfter && sent >= *sentAfter) firstAckAfter = Clock::now();
+                   } else {
+                     ++errors;
+                   }
+                 });
+  }
+  size_t write(size_t count, int inflight, std::chrono::milliseconds limit) {
+    size_t before = acked.size();
+    int outstanding = 0;
+    auto end = Clock::now() + limit;
+    while (Clock::now() < end && acked.size() - before < count) {
+      while (outstanding < inflight && acked.size() + outstanding - before < count) send(outstanding);
+      loop.runOnce(10ms);
+    }
+    while (outstanding > 0 && Clock::now() < end + 3s) loop.runOnce(10ms);
+    return acked.size() - before;
+  }
+};
+
+std::set<std::string> configsOn(const Member& m) {
+  bus::SyncClient c(kStoreProtocol);
+  REQUIRE(c.connect(m.socket()));
+  auto r = c.call(listRequest(objects::ObjectKind::Config, /*local=*/true), 10s);
+  REQUIRE_MESSAGE(r.ok(), (r ? "" : r.error().message));
+  std::set<std::string> ids;
+  auto* objs = r->as<storeapi::Envelope>()->body_as_ObjectsReply()->objects();
+  if (objs)
+    for (auto* o : *objs)
+      ids.insert(flatbuffers::GetRoot<objects::Config>(o->data()->data())->id()->str());
+  return ids;
+}
+
+void startThree(Cluster& c) {
+  auto& a = c.add();
+  auto& b = c.add();
+  auto& d = c.add();
+  a.start("bootstrap");
+  REQUIRE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 10s));
+  b.start("join=" + a.addr);
+  d.start("join=" + a.addr);
+  REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[0]) == 3; }, 15s), c.logs());
+}
+
+TEST_CASE("leader SIGKILL: another commits within 2 s, no acknowledged write is lost, the old one catches up") {
+  Cluster c;
+  startThree(c);
+  Writer w;
+  int lead = c.leader();
+  REQUIRE(lead >= 0);
+  int via = (lead + 1) % 3;  // write through a follower: forwarding to the leader
+  w.connect(c.members[via]);
+  REQUIRE(w.write(500, 16, 20s) == 500);
+
+  auto killed = Clock::now();
+  c.members[lead].kill9();
+  w.sentAfter = killed;
+  // Keep writing through the survivor; the first acknowledgement after the kill is a commit
+  // by the new leader.
+  w.write(200, 4, 15s);
+  REQUIRE_MESSAGE(w.firstAckAfter.has_value(), c.logs());
+  auto failover = std::chrono::duration_cast<std::chrono::milliseconds>(*w.firstAckAfter - killed);
+  MESSAGE("failover: first commit " << failover.count() << " ms after SIGKILL of the leader");
+  CHECK(failover < 2000ms);
+  int newLead = c.leader();
+  CHECK(newLead >= 0);
+  CHECK(newLead != lead);
+
+  // Every acknowledged write is on both survivors.
+  for (int i = 0; i < 3; ++i) {
+    if (i == lead) continue;
+    auto have = configsOn(c.members[i]);
+    size_t missing = 0;
+    for (auto& id : w.acked) missing += !have.count(id);
+    CHECK_MESSAGE(missing == 0, c.members[i].name << " misses " << missing << " acknowledged writes");
+  }
+
+  // The killed member comes back and catches up.
+  c.members[lead].start("");
+  auto target = c.members[newLead].status().value("commit", 0);
+  REQUIRE_MESSAGE(waitFor([&] { return c.members[lead].status().value("applied", 0) >= target; }, 15s), c.logs());
+  auto have = configsOn(c.members[lead]);
+  size_t missing = 0;
+  for (auto& id : w.acked) missing += !have.count(id);
+  CHECK(missing == 0);
+}
+
+TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a member is removed") {
+  Cluster c;
+  startThree(c);
+  int lead = c.leader();
+  REQUIRE(lead >= 0);
+  Writer w;
+  w.connect(c.members[lead]);
+  REQUIRE_MESSAGE(w.write(20000, 64, 120s) == 20000, c.logs());
+  auto ls = c.members[lead].status();
+  CHECK(ls["snapshot"]["index"].get<uint64_t>() >= 15000);
+  CHECK(ls["first_index"].get<uint64_t>() > 1);  // the log was compacted
+
+  auto& fourth = c.add();
+  fourth.start("join=" + c.members[lead].addr);
+  REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[lead]) == 4; }, 30s), c.logs());
+  auto target = c.members[lead].status().value("commit", 0);
+  REQUIRE(waitFor([&] { return fourth.status().value("applied", 0) >= target; }, 30s));
+  auto fs = fourth.status();
+  CHECK(fs["snapshot"]["installed"].get<int>() >= 1);
+  CHECK(configsOn(fourth).size() == w.acked.size());
+
+  // Remove a follower other than the new member; the cluster goes on committing.
+  int gone = (lead + 1) % 3;
+  std::string goneId = c.members[gone].status().value("node_id", "");
+  REQUIRE(!goneId.empty());
+  bus::SyncClient admin(kStoreProtocol);
+  REQUIRE(admin.connect(c.members[lead].socket()));
+  auto r = admin.call(removeMemberRequest(std::stoull(goneId, nullptr, 16)), 5s);
+  REQUIRE_MESSAGE(r.ok(), (r ? "" : r.error().message));
+  REQUIRE(waitFor([&] { return c.voters(c.members[lead]) == 3; }, 10s));
+  c.members[gone].proc->signal(SIGTERM);
+  c.members[gone].proc->wait(3s);
+  c.members[gone].proc.reset();
+  CHECK(w.write(100, 8, 20s) == 100);
+}
+
+TEST_CASE("garbage on the peer port and on raftd.sock changes nothing; the cluster keeps committing") {
+  Cluster c;
+  startThree(c);
+  int lead = c.leader();
+  REQUIRE(lead >= 0);
+  Writer w;
+  w.connect(c.members[lead]);
+  REQUIRE(w.write(100, 8, 20s) == 100);
+  auto before = c.members[lead].status();
+
+  zmq::context_t ctx;
+  std::vector<std::string> junk = {"", "x", std::string(3000, '\xff'), "SHRFSHRFSHRFSHRFSHRF",
+                                   std::string("\x10\x00\x00\x00SHRF\x00\x00\x00\x00\x00\x00", 16)};
+  // A raft Message from a node that does not exist, of another cluster.
+  raft::Message fake;
+  fake.type = raft::MessageType::Vote;
+  fake.from = 12345;
+  fake.to = 1;
+  fake.term = 1000000;
+  auto buf = encodeMessage(fake, 42, "127.0.0.1:1");
+  junk.emplace_back(reinterpret_cast<const char*>(buf.data()), buf.size());
+  for (auto& m : c.members) {
+    for (std::string endpoint : {"tcp://" + m.addr, m.socket()}) {
+      zmq::socket_t s(ctx, zmq::socket_type::dealer);
+      s.set(zmq::sockopt::linger, 0);
+      s.connect(endpoint);
+      for (auto& j : junk) s.send(zmq::buffer(j), zmq::send_flags::dontwait);
+      // Also raw TCP bytes that are not ZMTP at all.
+      std::this_thread::sleep_for(50ms);
+    }
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(std::stoi(m.addr.substr(m.addr.find(':') + 1))));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      std::string http = "GET / HTTP/1.0\r\n\r\n" + std::string(512, 'A');
+      [[maybe_unused]] auto n = ::write(fd, http.data(), http.size());
+    }
+    ::close(fd);
+  }
+  std::this_thread::sleep_for(300ms);
+  auto after = c.members[lead].status();
+  CHECK(after["role"] == "Leader");
+  CHECK(after["term"] == before["term"]);  // the fake high-term vote was dropped
+  CHECK(w.write(100, 8, 20s) == 100);
+  for (auto& m : c.members) CHECK(m.status().value("daemon", "") == "raftd");  // all alive
+  CHECK(after["peer_bus"]["bad_messages"].get<int>() + after["bus"]["bad_messages"].get<int>() > 0);
+}
+
+}  // namespace
+}  // namespace shoal::raftd
