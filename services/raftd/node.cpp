@@ -65,7 +65,10 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOpti
   if (options.bootstrap && !options.join.empty())
     return Error{"--bootstrap and --join exclude each other: bootstrap starts a new cluster, "
                  "join enters an existing one"};
-  if (options.advertiseAddr.empty() && options.listenAddr.starts_with("0.0.0.0"))
+  // Peers learn a member's address from its bootstrap or join; a raftd that waits to be
+  // added by address needs none yet.
+  bool announces = options.bootstrap || !options.join.empty();
+  if (announces && options.advertiseAddr.empty() && options.listenAddr.starts_with("0.0.0.0"))
     return Error{"--listen-addr " + options.listenAddr +
                  " is not an address peers can reach: give --advertise-addr HOST:PORT"};
   std::unique_ptr<RaftNode> node(new RaftNode(daemon, options));
