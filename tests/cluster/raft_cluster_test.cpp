@@ -332,5 +332,115 @@ TEST_CASE("garbage on the peer port and on raftd.sock changes nothing; the clust
   CHECK(after["peer_bus"]["bad_messages"].get<int>() + after["bus"]["bad_messages"].get<int>() > 0);
 }
 
+TEST_CASE("store API: linearizable reads on a follower, watch streams, leadership stream, transfer") {
+  Cluster c;
+  startThree(c);
+  int lead = c.leader();
+  REQUIRE(lead >= 0);
+  int follower = (lead + 1) % 3;
+  zmq::context_t ctx;
+  Loop loop;
+
+  // Leadership streams on every member: one item at once, then one at every change.
+  std::map<int, std::vector<bool>> leadership;
+  std::vector<std::unique_ptr<bus::Client>> subs;
+  for (int i = 0; i < 3; ++i) {
+    subs.push_back(std::make_unique<bus::Client>(loop, ctx, kStoreProtocol));
+    REQUIRE(subs.back()->connect(c.members[i].socket()));
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = storeapi::CreateLeadershipRequest(fbb);
+    subs.back()->openStream(bus::message<storeapi::Envelope>(fbb, storeapi::Body::LeadershipRequest, body.Union()), 8,
+                            [&leadership, i](const bus::Frame& f) {
+                              leadership[i].push_back(f.as<storeapi::Envelope>()->body_as_Leadership()->is_leader());
+                            },
+                            nullptr);
+  }
+  // A watch on the follower, from now on.
+  std::vector<std::string> watched;
+  bus::Client watcher(loop, ctx, kStoreProtocol);
+  REQUIRE(watcher.connect(c.members[follower].socket()));
+  watcher.openStream(watchRequest({objects::ObjectKind::Config}, 0), 16,
+                     [&](const bus::Frame& f) {
+                       auto* w = f.as<storeapi::Envelope>()->body_as_WatchEvents();
+                       if (w->events())
+                         for (auto* e : *w->events()) watched.push_back(e->id()->str());
+                     },
+                     nullptr);
+  auto spin = [&](auto done, std::chrono::milliseconds limit) {
+    auto end = Clock::now() + limit;
+    while (!done() && Clock::now() < end) loop.runOnce(10ms);
+    return done();
+  };
+  REQUIRE(spin([&] { return leadership.size() == 3; }, 5s));
+  CHECK(leadership[lead].front() == true);
+  CHECK(leadership[follower].front() == false);
+
+  // A write through the follower, then a linearizable read on the other follower sees it.
+  bus::Client writer(loop, ctx, kStoreProtocol);
+  REQUIRE(writer.connect(c.members[follower].socket()));
+  std::string id = newId();
+  std::optional<Result<bus::Frame>> wrote;
+  writer.call(txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id, 0, configObject(id, "one", "data")}}),
+              5s, [&](Result<bus::Frame> r) { wrote.emplace(std::move(r)); });
+  REQUIRE(spin([&] { return wrote.has_value(); }, 6s));
+  REQUIRE(wrote->ok());
+  int other = (lead + 2) % 3;
+  bus::SyncClient reader(kStoreProtocol);
+  REQUIRE(reader.connect(c.members[other].socket()));
+  auto got = reader.call(getRequest(objects::ObjectKind::Config, id), 5s);
+  REQUIRE_MESSAGE(got.ok(), (got ? "" : got.error().message));
+  auto* objs = got->as<storeapi::Envelope>()->body_as_ObjectsReply()->objects();
+  REQUIRE(objs->size() == 1);
+  CHECK(flatbuffers::GetRoot<objects::Config>(objs->Get(0)->data()->data())->id()->str() == id);
+  auto missing = reader.call(getRequest(objects::ObjectKind::Config, "nosuchid"), 5s);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == static_cast<int>(wire::ErrorCode::NotFound));
+
+  // A conflicting create (same name) is refused and names the object.
+  std::string id2 = newId();
+  std::optional<Result<bus::Frame>> conflict;
+  writer.call(txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id2, 0, configObject(id2, "one", "x")}}),
+              5s, [&](Result<bus::Frame> r) { conflict.emplace(std::move(r)); });
+  REQUIRE(spin([&] { return conflict.has_value(); }, 6s));
+  REQUIRE_FALSE(conflict->ok());
+  CHECK(conflict->error().message.find("one") != std::string::npos);
+
+  REQUIRE(spin([&] { return !watched.empty(); }, 5s));
+  CHECK(watched.front() == id);
+
+  // Leadership transfer to the follower: every stream hears of it.
+  std::string target = c.members[follower].status().value("node_id", "");
+  auto t = reader.call(transferLeaderRequest(std::stoull(target, nullptr, 16)), 5s);
+  REQUIRE_MESSAGE(t.ok(), (t ? "" : t.error().message));
+  REQUIRE(spin([&] { return !leadership[follower].empty() && leadership[follower].back(); }, 5s));
+  REQUIRE(spin([&] { return !leadership[lead].empty() && !leadership[lead].back() && leadership[lead].size() >= 2; }, 5s));
+  CHECK(c.leader() == follower);
+}
+
+TEST_CASE("shoal debug dump-store prints a stopped raftd's objects") {
+  Cluster c;
+  auto& a = c.add();
+  a.start("bootstrap");
+  REQUIRE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 10s));
+  Writer w;
+  w.connect(a);
+  REQUIRE(w.write(3, 1, 10s) == 3);
+  std::string shoal = std::string(std::getenv("SHOAL_BUILD_DIR")) + "/tools/shoal/shoal";
+  auto running = shoal::testing::run({shoal, "debug", "dump-store", "--state-dir", a.state});
+  CHECK(running.status.code != 0);
+  CHECK(running.err.find("is running") != std::string::npos);
+  a.proc->signal(SIGTERM);
+  REQUIRE(a.proc->wait(3s));
+  a.proc.reset();
+  auto r = shoal::testing::run({shoal, "debug", "dump-store", "--state-dir", a.state});
+  REQUIRE_MESSAGE(r.status.code == 0, r.err);
+  auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["objects"]["Config"].size() == 3);
+  std::set<std::string> ids;
+  for (auto& o : j["objects"]["Config"]) ids.insert(o["id"].get<std::string>());
+  CHECK(ids == w.acked);
+  CHECK(j["objects"]["Config"][0]["meta"]["version"].get<uint64_t>() > 0);
+}
+
 }  // namespace
 }  // namespace shoal::raftd
