@@ -6,6 +6,7 @@
 //   add-nodes N [pre-vote=B] [check-quorum=B] [election=N] [chunk=N] [max-bytes=N]
 //       [inflight=N]                 bootstrap voters 1..N
 //   add-joiner ID [options]          an empty server that may be added later
+//   forget-leader ID
 //   campaign ID | tick ID [N] | tick-heartbeat ID | tick-election ID
 //   process-ready [ID...] | deliver [ID] | step (deliver all, then all Readies) | stabilize
 //   drop-pending FROM TO [MsgType]   lose messages in flight
@@ -105,6 +106,9 @@ class Runner {
       cluster_.addVoters(ids, options(a, 2));
     } else if (c == "add-joiner") {
       cluster_.addJoiner(num(a.at(1)), options(a, 2));
+    } else if (c == "forget-leader") {
+      raft(num(a.at(1))).forgetLeader();
+      cluster_.processReady(num(a[1]));
     } else if (c == "campaign") {
       result(raft(num(a.at(1))).campaign());
       cluster_.processReady(num(a[1]));
