@@ -105,21 +105,7 @@ void Raft::reset(Term term) {
   pendingConfIndex_ = 0;
   pendingReads_.clear();
   waitingReads_.clear();
-  std::map<NodeId, Progress> prs;
-  auto add = [&](NodeId id, bool learner) {
-    Progress pr;
-    pr.next = log_.lastIndex() + 1;
-    pr.learner = learner;
-    pr.maxInflight = config_.maxInflightMessages;
-    if (id == id_)
-      pr.match = log_.lastIndex();
-    prs[id] = pr;
-  };
-  for (NodeId id : conf_.voters)
-    add(id, false);
-  for (NodeId id : conf_.learners)
-    add(id, true);
-  progress_ = std::move(prs);
+  resetProgress();
 }
 
 void Raft::resetRandomizedElectionTimeout() {
@@ -1001,6 +987,12 @@ void Raft::applyConfChange(const ConfChange& cc) {
 
 void Raft::applyConfState(const ConfState& cs) {
   conf_ = cs;
+  resetProgress();
+}
+
+// Fresh progress for every member of conf_: next after our last entry, nothing matched but
+// our own log (etcd's reset).
+void Raft::resetProgress() {
   std::map<NodeId, Progress> prs;
   auto add = [&](NodeId id, bool learner) {
     Progress pr;

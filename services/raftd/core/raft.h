@@ -176,6 +176,7 @@ class Raft {
   void commitTo(Index commit);
   void applyConfChange(const ConfChange& cc);
   void applyConfState(const ConfState& cs);
+  void resetProgress();
   void releasePendingReads();
 
   Config config_;
