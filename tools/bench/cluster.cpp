@@ -1,0 +1,325 @@
+#include "tools/bench/cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "common/bus.h"
+#include "services/raftd/protocols.h"
+#include "services/raftd/store_client.h"
+
+namespace shoal::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+std::atomic<bool> gInterrupted{false};
+
+void onInterrupt(int) { gInterrupted.store(true); }
+
+Error errnoError(const std::string& what) {
+  return Error{what + ": " + std::strerror(errno), errno};
+}
+
+bool isSocket(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+}  // namespace
+
+void installInterruptHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = onInterrupt;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGHUP, &sa, nullptr);
+}
+
+bool interrupted() { return gInterrupted.load(); }
+
+Result<uint16_t> freeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errnoError("cannot open a socket to find a free port");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    auto e = errnoError("cannot bind 127.0.0.1:0 to find a free port");
+    ::close(fd);
+    return e;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string defaultRaftdPath() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    // <build>/tools/bench/shoal-bench -> <build>/services/raftd/raftd
+    auto built = self.parent_path().parent_path().parent_path() / "services/raftd/raftd";
+    if (::access(built.c_str(), X_OK) == 0) return built.string();
+  }
+  for (const char* p : {"/usr/sbin/raftd", "/usr/local/sbin/raftd"})
+    if (::access(p, X_OK) == 0) return p;
+  return "raftd";
+}
+
+LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {}
+
+LocalCluster::~LocalCluster() {
+  stop();
+  if (dir_.empty()) return;
+  if (options_.keep) {
+    std::cerr << "shoal-bench: kept the cluster's state and logs in " << dir_ << "\n";
+  } else {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+Status LocalCluster::start(std::chrono::seconds timeout) {
+  if (options_.nodes < 1) return Error{"--nodes must be at least 1"};
+  if (::access(options_.raftd.c_str(), X_OK) != 0)
+    return Error{"cannot run raftd at " + options_.raftd +
+                 ": build it (ninja -C <build>) or give its path with --raftd"};
+  char tmpl[] = "/tmp/shoal-bench.XXXXXX";
+  if (!::mkdtemp(tmpl)) return errnoError("cannot create a temp dir under /tmp");
+  dir_ = tmpl;
+
+  // Find all ports first, holding none: distinct ports for distinct members.
+  members_.resize(static_cast<size_t>(options_.nodes));
+  for (size_t i = 0; i < members_.size(); ++i) {
+    for (int attempt = 0;; ++attempt) {
+      auto port = freeLoopbackPort();
+      if (!port) return port.error();
+      std::string addr = "127.0.0.1:" + std::to_string(*port);
+      bool taken = false;
+      for (size_t j = 0; j < i; ++j) taken |= members_[j].address == addr;
+      if (!taken) {
+        members_[i].address = addr;
+        break;
+      }
+      if (attempt > 100) return Error{"the kernel keeps handing out the same port; retry"};
+    }
+    std::string n = std::to_string(i + 1);
+    members_[i].stateDir = dir_ + "/state" + n;
+    members_[i].runDir = dir_ + "/run" + n;
+    members_[i].logFile = dir_ + "/raftd" + n + ".log";
+  }
+
+  auto deadline = Clock::now() + timeout;
+  if (auto st = spawn(0, ""); !st) return st;
+  if (auto st = waitAnswering(0, deadline); !st) return st;
+  for (size_t i = 1; i < members_.size(); ++i)
+    if (auto st = spawn(i, members_[0].address); !st) return st;
+  for (size_t i = 1; i < members_.size(); ++i)
+    if (auto st = waitAnswering(i, deadline); !st) return st;
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  auto led = waitLeader(std::max(left, 1ms), members_.size());
+  if (!led) return led.error();
+  return {};
+}
+
+Status LocalCluster::spawn(size_t i, const std::string& join) {
+  Member& m = members_[i];
+  std::vector<std::string> args = {options_.raftd,
+                                   "--foreground",
+                                   "--state-dir", m.stateDir,
+                                   "--run-dir", m.runDir,
+                                   "--log-file", m.logFile,
+                                   "--log-level", options_.logLevel,
+                                   "--listen-addr", m.address,
+                                   "--tick-ms", std::to_string(options_.tickMs),
+                                   "--election-ticks", std::to_string(options_.electionTicks)};
+  if (join.empty()) {
+    args.push_back("--bootstrap");
+  } else {
+    args.push_back("--join");
+    args.push_back(join);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string stderrPath = m.logFile + ".stderr";
+  pid_t parent = ::getpid();
+
+  pid_t pid = ::fork();
+  if (pid < 0) return errnoError("cannot fork raftd");
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec. Own process group: a terminal's ^C reaches
+    // the bench, which stops its members in order. PDEATHSIG: none outlives a killed bench.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    int null = ::open("/dev/null", O_RDWR);
+    int err = ::open(stderrPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+    }
+    if (err >= 0) ::dup2(err, 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  m.pid = pid;
+  m.running = true;
+  return {};
+}
+
+Status LocalCluster::waitAnswering(size_t i, Clock::time_point deadline) {
+  Member& m = members_[i];
+  while (true) {
+    if (interrupted()) return Error{"interrupted"};
+    int wstatus = 0;
+    if (::waitpid(m.pid, &wstatus, WNOHANG) == m.pid) {
+      m.running = false;
+      return Error{"raftd " + std::to_string(i + 1) + " exited at start (status " +
+                   std::to_string(wstatus) + "); see " + m.logFile + " and " + m.logFile +
+                   ".stderr (run with --keep to keep them)"};
+    }
+    if (isSocket(m.runDir + "/raftd.sock")) {
+      auto st = status(i, 500ms);
+      if (st) {
+        m.nodeId = st->value("node_id", "");
+        if (!m.nodeId.empty()) return {};
+      }
+    }
+    if (Clock::now() > deadline)
+      return Error{"raftd " + std::to_string(i + 1) + " did not answer on " + endpoint(i) +
+                   " in time; see " + m.logFile};
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+std::string LocalCluster::endpoint(size_t i) const {
+  return "ipc://" + members_[i].runDir + "/raftd.sock";
+}
+
+Result<nlohmann::json> LocalCluster::status(size_t i, std::chrono::milliseconds timeout) const {
+  bus::SyncClient client(raftd::kStoreProtocol);
+  if (auto st = client.connect(endpoint(i)); !st) return st.error();
+  auto reply = client.call(raftd::storeStatusRequest(), timeout);
+  if (!reply) return reply.error();
+  auto* env = reply->as<storeapi::Envelope>();
+  auto* body = env ? env->body_as_StatusReply() : nullptr;
+  if (!body || !body->json()) return Error{"raftd answered Status without a StatusReply"};
+  auto j = nlohmann::json::parse(body->json()->string_view(), nullptr, false);
+  if (j.is_discarded()) return Error{"raftd's Status is not JSON"};
+  return j;
+}
+
+Result<size_t> LocalCluster::leader() const {
+  std::optional<size_t> leaderIndex;
+  std::string leaderId;
+  std::vector<nlohmann::json> views;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (!members_[i].running) continue;
+    auto st = status(i, 500ms);
+    if (!st) return Error{"member " + std::to_string(i + 1) + ": " + st.error().message};
+    if (st->value("role", "") == "Leader") {
+      if (leaderIndex) return Error{"two members report leadership"};
+      leaderIndex = i;
+      leaderId = st->value("node_id", "");
+    }
+    views.push_back(*st);
+  }
+  if (!leaderIndex) return Error{"no member leads"};
+  for (auto& v : views)
+    if (v.value("leader", "") != leaderId) return Error{"members disagree about the leader"};
+  return *leaderIndex;
+}
+
+Result<size_t> LocalCluster::waitLeader(std::chrono::milliseconds timeout, size_t voters) const {
+  auto deadline = Clock::now() + timeout;
+  std::string last = "no member answered";
+  while (true) {
+    if (interrupted()) return Error{"interrupted"};
+    auto led = leader();
+    if (led) {
+      if (voters == 0) return *led;
+      auto st = status(*led, 500ms);
+      if (st) {
+        size_t n = 0;
+        for (auto& m : (*st)["members"])
+          if (m.value("suffrage", "") == "voter") ++n;
+        if (n == voters) return *led;
+        last = std::to_string(n) + " of " + std::to_string(voters) + " members are voters";
+      }
+    } else {
+      last = led.error().message;
+    }
+    if (Clock::now() > deadline)
+      return Error{"the cluster did not settle on a leader in time (" + last + "); see the logs in " +
+                   dir_ + " (run with --keep to keep them)"};
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+void LocalCluster::kill(size_t i) {
+  Member& m = members_[i];
+  if (!m.running) return;
+  ::kill(m.pid, SIGKILL);
+  int wstatus = 0;
+  while (::waitpid(m.pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  m.running = false;
+}
+
+uint64_t LocalCluster::peakRss(size_t i) const {
+  const Member& m = members_[i];
+  if (!m.running) return 0;
+  std::ifstream in("/proc/" + std::to_string(m.pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("VmHWM:")) continue;
+    return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;  // "VmHWM:   1234 kB"
+  }
+  return 0;
+}
+
+void LocalCluster::stop() {
+  for (auto& m : members_)
+    if (m.running) ::kill(m.pid, SIGTERM);
+  auto deadline = Clock::now() + 5s;
+  for (auto& m : members_) {
+    while (m.running) {
+      int wstatus = 0;
+      pid_t r = ::waitpid(m.pid, &wstatus, WNOHANG);
+      if (r == m.pid || (r < 0 && errno == ECHILD)) {
+        m.running = false;
+      } else if (Clock::now() > deadline) {
+        ::kill(m.pid, SIGKILL);
+        while (::waitpid(m.pid, &wstatus, 0) < 0 && errno == EINTR) {
+        }
+        m.running = false;
+      } else {
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+  }
+}
+
+}  // namespace shoal::bench

@@ -1,0 +1,92 @@
+#pragma once
+// A throw-away raftd cluster on loopback for benchmarks: N raftd processes with their own
+// state and run dirs under one temp dir, started as a bootstrap node plus joiners (DESIGN.md
+// §5: new members come in as learners and are promoted once caught up).
+//
+// Every process is ours and is stopped by its PID: by stop(), by the destructor (also when a
+// benchmark fails or is interrupted), and by the kernel if the bench itself dies
+// (PR_SET_PDEATHSIG), so no raftd outlives a run.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+
+namespace shoal::bench {
+
+// Set by SIGINT/SIGTERM; every wait of the bench checks it.
+void installInterruptHandlers();
+bool interrupted();
+
+struct ClusterOptions {
+  int nodes = 3;
+  std::string raftd;            // path of the raftd executable
+  int tickMs = 100;             // DESIGN.md §13 defaults
+  int electionTicks = 10;
+  bool keep = false;            // keep the temp dir (state, logs) after the run
+  std::string logLevel = "info";
+};
+
+class LocalCluster {
+ public:
+  struct Member {
+    pid_t pid = -1;
+    std::string address;   // 127.0.0.1:port of its raft peers
+    std::string stateDir;
+    std::string runDir;
+    std::string logFile;
+    std::string nodeId;    // hex, as Status reports it; known once it answered
+    bool running = false;
+  };
+
+  explicit LocalCluster(ClusterOptions options);
+  ~LocalCluster();
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+
+  // Starts the members and returns once all of them are voters and agree on one leader.
+  Status start(std::chrono::seconds timeout = std::chrono::seconds(30));
+
+  // The store API endpoint of member i (ipc://<run-dir>/raftd.sock).
+  std::string endpoint(size_t i) const;
+  // raftd's Status JSON over the store protocol.
+  Result<nlohmann::json> status(size_t i, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) const;
+  // The index of the member that reports itself leader and is the leader of every running
+  // member's view; an error while they disagree or no one leads.
+  Result<size_t> leader() const;
+  // Waits until a running member leads with all running members agreeing (and, with
+  // `voters`, with that many voters in its configuration).
+  Result<size_t> waitLeader(std::chrono::milliseconds timeout, size_t voters = 0) const;
+
+  // SIGKILL and reap member i (no chance to flush anything: a crash).
+  void kill(size_t i);
+  // VmHWM of member i from /proc/<pid>/status, 0 if unknown.
+  uint64_t peakRss(size_t i) const;
+  // SIGTERM every running member, SIGKILL what is left after a grace period, reap them all.
+  void stop();
+
+  size_t size() const { return members_.size(); }
+  const Member& member(size_t i) const { return members_[i]; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Status spawn(size_t i, const std::string& join);
+  Status waitAnswering(size_t i, std::chrono::steady_clock::time_point deadline);
+
+  ClusterOptions options_;
+  std::string dir_;
+  std::vector<Member> members_;
+};
+
+// A port on 127.0.0.1 the kernel reports free (bound to port 0, then released).
+Result<uint16_t> freeLoopbackPort();
+// raftd next to this executable in a build tree, else the installed one.
+std::string defaultRaftdPath();
+
+}  // namespace shoal::bench

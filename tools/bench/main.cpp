@@ -1,0 +1,51 @@
+// shoal-bench: measures shoal's daemons on this machine. JSON lines on stdout (the last one
+// the summary), progress and errors on stderr.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "tools/bench/cluster.h"
+#include "tools/bench/raft_bench.h"
+
+int main(int argc, char** argv) {
+  CLI::App app("shoal-bench: benchmarks of shoal's daemons on this machine", "shoal-bench");
+  app.set_version_flag("--version", std::string("shoal-bench ") + SHOAL_VERSION);
+  app.require_subcommand(1);
+
+  shoal::bench::RaftBenchOptions o;
+  o.cluster.raftd = shoal::bench::defaultRaftdPath();
+  bool failover = false;
+  auto* raft = app.add_subcommand(
+      "raft", "Write throughput and latency of a loopback raftd cluster, or with --failover the "
+              "time to commit again after the leader is killed");
+  raft->add_option("--nodes", o.cluster.nodes, "raftd members")->capture_default_str()->check(CLI::Range(1, 9));
+  raft->add_option("--clients", o.clients, "Concurrent writers, one request in flight each")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
+  raft->add_option("--threads", o.threads, "Event-loop threads the writers share")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  raft->add_option("--seconds", o.seconds, "How long to write")->capture_default_str()->check(CLI::Range(1, 3600));
+  raft->add_option("--value-bytes", o.valueBytes, "Bytes of data in each created Config")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  raft->add_option("--raftd", o.cluster.raftd, "The raftd executable")->capture_default_str();
+  raft->add_flag("--keep", o.cluster.keep, "Keep the members' state dirs and logs (the path is printed)");
+  raft->add_option("--raftd-log-level", o.cluster.logLevel, "raftd's --log-level")->capture_default_str();
+  raft->add_flag("--failover", failover,
+                 "Measure failover instead: per run a fresh 3-member cluster with the default "
+                 "tick, SIGKILL its leader, time until a write commits on a new leader");
+  raft->add_option("--runs", o.runs, "Failover runs")->capture_default_str()->check(CLI::Range(1, 1000));
+  raft->add_option("--attempt-timeout-ms", o.attemptTimeoutMs,
+                   "Failover: a write attempt is abandoned and retried after this")
+      ->capture_default_str()->check(CLI::Range(1, 60000));
+
+  int code = 0;
+  raft->callback([&] {
+    shoal::bench::installInterruptHandlers();
+    code = failover ? shoal::bench::runRaftFailover(o) : shoal::bench::runRaftThroughput(o);
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return code;
+}
