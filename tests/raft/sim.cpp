@@ -3,6 +3,15 @@
 // messages, with partitions, crash-restarts (only persisted state survives), membership
 // changes, leadership transfers and snapshots. An invariant checker runs after every step
 // (LogCabin's invariants.checkAll()); a failing seed prints the command line that replays it.
+//
+// Two modes. The random mode draws every fault independently. Random faults almost never line
+// up the interleaving of paper figure 8, so a core that commits an entry of an earlier term by
+// counting replicas (breaking §5.4.2) passes thousands of random seeds. The adversarial mode
+// aims at the windows where that matters: five servers, one entry per AppendEntries, and a
+// nemesis that cuts off or crashes each new leader a few steps after it won (while it still
+// holds uncommitted entries, of its own term or re-replicated from earlier ones), lets the
+// server it cut off before rejoin and campaign at once with its diverging log, and delays old
+// AppendEntries.
 
 #include <algorithm>
 #include <chrono>
@@ -43,6 +52,10 @@ struct Failure {
 uint64_t delivered[16];
 uint64_t confChanges;
 
+enum class Mode { Random, Adversarial };
+
+const char* modeName(Mode m) { return m == Mode::Random ? "random" : "adversarial"; }
+
 struct InFlight {
   uint64_t due;
   uint64_t seq;
@@ -51,7 +64,8 @@ struct InFlight {
 
 class Sim {
  public:
-  Sim(uint64_t seed, bool longRun) : seed_(seed), rng_(seed), long_(longRun) {}
+  Sim(uint64_t seed, Mode mode, bool longRun)
+      : seed_(seed), rng_(seed), mode_(mode), long_(longRun) {}
 
   std::optional<std::string> run();
 
@@ -67,10 +81,14 @@ class Sim {
   void collectMessages();
   void deliverDue();
   void chaos(int tick);
+  void adversary(int tick);
+  void planCut(NodeId id, Term term);
+  void executeCut();
   NodeId leader();
 
   uint64_t seed_;
   Rng rng_;
+  Mode mode_;
   bool long_;
   Cluster cluster_;
   std::vector<InFlight> flight_;
@@ -88,6 +106,20 @@ class Sim {
   bool faults_ = true;
   bool checkQuorum_ = true;
   uint64_t chunkBytes_ = 0;
+  std::string config_;  // the drawn settings, printed with a failure
+  // The adversary's next move: cut off (or crash) `leader` of `term`, with `companion` on its
+  // side of the partition when not kNoNode, at step `at`.
+  struct Cut {
+    uint64_t at = 0;
+    NodeId leader = kNoNode;
+    Term term = 0;
+    bool crash = false;
+    NodeId companion = kNoNode;
+    // When ≥ 0: cut earlier, right after the leader has taken this many more acknowledgements.
+    int acks = -1;
+  };
+  std::optional<Cut> cut_;
+  std::vector<NodeId> cutOff_;  // the side the adversary partitioned away last
   NodeId trace_ = std::getenv("SIM_TRACE") ? std::strtoull(std::getenv("SIM_TRACE"), nullptr, 10) : 0;
 };
 
@@ -142,10 +174,17 @@ void Sim::deliverDue() {
     cluster_.processReady(m.to);
     collectMessages();
     checkInvariants();
+    if (cut_ && cut_->acks >= 0 && m.to == cut_->leader && m.type == MessageType::AppResp &&
+        !m.reject && m.term == cut_->term && --cut_->acks < 0) {
+      executeCut();
+      checkInvariants();
+    }
   }
 }
 
 void Sim::step() {
+  if (cut_ && now_ >= cut_->at)
+    executeCut();
   cluster_.processAllReady();
   collectMessages();
   checkInvariants();
@@ -247,6 +286,8 @@ void Sim::checkAppliedPrefixes() {
 }
 
 void Sim::chaos(int tick) {
+  if (mode_ == Mode::Adversarial)
+    return adversary(tick);
   auto ids = cluster_.ids();
   NodeId lead = leader();
   // Client traffic.
@@ -326,9 +367,103 @@ void Sim::chaos(int tick) {
   }
 }
 
+void Sim::adversary(int tick) {
+  auto ids = cluster_.ids();
+  NodeId lead = leader();
+  // Heavy client traffic, so that every leader holds entries of its own term when it is cut.
+  if (lead && rng_.chance(0.5)) {
+    for (uint64_t i = 0, n = 1 + rng_.below(3); i < n; ++i)
+      (void)cluster_.node(lead).raft->propose("p" + std::to_string(++proposals_));
+  }
+  if (!faults_)
+    return;
+  // Now and then everything heals, so that some leaders commit and logs grow.
+  if (rng_.chance(0.02)) {
+    cluster_.heal();
+    cutOff_.clear();
+  }
+  for (NodeId id : ids) {
+    TestNode& n = cluster_.node(id);
+    if (n.raft && rng_.chance(0.004)) {
+      cluster_.crash(id);
+      downUntil_[id] = tick + 5 + static_cast<int>(rng_.below(30));
+    } else if (!n.raft && tick >= downUntil_[id]) {
+      cluster_.restart(id);
+    }
+  }
+  for (NodeId id : ids) {
+    TestNode& n = cluster_.node(id);
+    if (n.raft && n.applied > n.storage->snapshotMeta().index + 10 && rng_.chance(0.02))
+      (void)cluster_.compact(id, rng_.below(4));
+  }
+}
+
+// A new leader is most fragile in its first steps: it holds its no-op and proposals
+// uncommitted, and it is still copying entries of earlier terms to followers that lack them
+// (the window of paper figure 8). Cut it off in that window.
+void Sim::planCut(NodeId id, Term term) {
+  if (!faults_ || !rng_.chance(0.85))
+    return;
+  Cut c;
+  // Half the time before its no-op leaves (so its entries stay on its side, like S5's in
+  // figure 8), else while followers catch up one entry per message; some cuts come right
+  // after an acknowledgement instead, whatever the time.
+  c.at = now_ + (rng_.chance(0.5) ? rng_.below(3) : rng_.below(50));
+  if (rng_.chance(0.3))
+    c.acks = static_cast<int>(rng_.below(10));
+  c.leader = id;
+  c.term = term;
+  c.crash = rng_.chance(0.25);
+  if (!c.crash && rng_.chance(0.3)) {
+    auto ids = cluster_.ids();
+    NodeId other = ids[rng_.below(ids.size())];
+    if (other != id)
+      c.companion = other;
+  }
+  cut_ = c;
+}
+
+void Sim::executeCut() {
+  Cut c = *cut_;
+  cut_.reset();
+  TestNode& n = cluster_.node(c.leader);
+  if (!faults_ || !n.raft || n.raft->role() != Role::Leader || n.raft->term() != c.term)
+    return;
+  // Proposals accepted just before the cut reach only the leader's side.
+  if (rng_.chance(0.5)) {
+    for (uint64_t i = 0, k = 1 + rng_.below(3); i < k; ++i)
+      (void)n.raft->propose("p" + std::to_string(++proposals_));
+    cluster_.processReady(c.leader);
+  }
+  std::vector<NodeId> previous = cutOff_;
+  cluster_.heal();
+  if (c.crash) {
+    cluster_.crash(c.leader);
+    downUntil_[c.leader] = tick_ + 5 + static_cast<int>(rng_.below(30));
+    cutOff_ = {c.leader};
+  } else {
+    cutOff_ = {c.leader};
+    if (c.companion != kNoNode)
+      cutOff_.push_back(c.companion);
+    std::vector<NodeId> rest;
+    for (NodeId id : cluster_.ids())
+      if (std::count(cutOff_.begin(), cutOff_.end(), id) == 0)
+        rest.push_back(id);
+    cluster_.partition({cutOff_, rest});
+  }
+  // The servers cut off before rejoin now, and some campaign at once with whatever log they
+  // kept: an election among diverging logs.
+  for (NodeId id : previous) {
+    TestNode& p = cluster_.node(id);
+    if (p.raft && std::count(cutOff_.begin(), cutOff_.end(), id) == 0 && rng_.chance(0.5))
+      (void)p.raft->campaign();
+  }
+}
+
 std::optional<std::string> Sim::run() {
   try {
-    size_t voters = 3 + rng_.below(3);
+    bool adversarial = mode_ == Mode::Adversarial;
+    size_t voters = adversarial ? 5 : 3 + rng_.below(3);
     NodeOptions o;
     o.seed = seed_;
     o.preVote = rng_.chance(0.8);
@@ -341,12 +476,29 @@ std::optional<std::string> Sim::run() {
     drop_ = rng_.chance(0.5) ? 0.02 + 0.1 * rng_.chance(0.3) : 0.0;
     dup_ = rng_.chance(0.5) ? 0.03 : 0.0;
     slow_ = rng_.chance(0.5) ? 0.05 : 0.0;
+    if (adversarial) {
+      // One entry per AppendEntries, so a follower can acknowledge an entry of an earlier
+      // term before the new leader's own; AppendEntries from old leaders arrive late.
+      o.maxInflight = 1 + rng_.below(4);
+      o.maxBytes = rng_.chance(0.7) ? 1 : 8 + rng_.below(16);
+      drop_ = rng_.chance(0.5) ? 0.02 : 0.0;
+      dup_ = rng_.chance(0.3) ? 0.03 : 0.0;
+      slow_ = rng_.chance(0.7) ? 0.1 : 0.0;
+    }
+    config_ = std::to_string(voters) + " voters, pre-vote " + (o.preVote ? "on" : "off") +
+              ", check-quorum " + (o.checkQuorum ? "on" : "off") + ", max-inflight " +
+              std::to_string(o.maxInflight) + ", max-bytes " + std::to_string(o.maxBytes) +
+              ", chunk-bytes " + std::to_string(o.chunkBytes) + ", drop " + std::to_string(drop_) +
+              ", dup " + std::to_string(dup_) + ", slow " + std::to_string(slow_);
     std::vector<NodeId> ids;
     for (NodeId i = 1; i <= voters; ++i)
       ids.push_back(i);
     cluster_.addVoters(ids, o);
-    joiner_ = voters + 1;
-    cluster_.addJoiner(joiner_, o);
+    // The adversary keeps the membership fixed: it is after the commit rule.
+    if (!adversarial) {
+      joiner_ = voters + 1;
+      cluster_.addJoiner(joiner_, o);
+    }
 
     cluster_.onApply = [this](NodeId id, const Entry& e) {
       auto [it, fresh] = committed_.emplace(e.index, std::make_pair(e.term, e.data));
@@ -361,6 +513,8 @@ std::optional<std::string> Sim::run() {
     cluster_.onSoftState = [this](NodeId id, const SoftState& s) {
       if (s.role != Role::Leader)
         return;
+      if (mode_ == Mode::Adversarial)
+        planCut(id, cluster_.node(id).raft->term());
       // Leader completeness (paper §5.4.1): a new leader holds every committed entry.
       const RaftLog& log = cluster_.node(id).raft->log();
       for (const auto& [idx, te] : committed_) {
@@ -446,7 +600,8 @@ std::optional<std::string> Sim::run() {
     checkLogMatching();
     checkAppliedPrefixes();
   } catch (const Failure& f) {
-    std::string out = "tick " + std::to_string(tick_) + ": " + f.what;
+    std::string out =
+        "tick " + std::to_string(tick_) + ": " + f.what + "\n    (" + config_ + ")";
     for (NodeId id : cluster_.ids()) {
       TestNode& n = cluster_.node(id);
       if (!n.raft) {
@@ -474,44 +629,81 @@ std::optional<std::string> Sim::run() {
 }  // namespace shoal::raft::test
 
 int main(int argc, char** argv) {
+  using shoal::raft::test::Mode;
   uint64_t seeds = 1000;
+  uint64_t adversarialSeeds = 1000;
   uint64_t first = 1;
   bool one = false;
   bool longRun = false;
+  std::string mode = "both";
+  int maxFailures = 5;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--seeds" && i + 1 < argc) {
       seeds = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--adversarial-seeds" && i + 1 < argc) {
+      adversarialSeeds = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--seed" && i + 1 < argc) {
       first = std::strtoull(argv[++i], nullptr, 10);
       one = true;
     } else if (a == "--first" && i + 1 < argc) {
       first = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--mode" && i + 1 < argc) {
+      mode = argv[++i];
+    } else if (a == "--max-failures" && i + 1 < argc) {
+      maxFailures = std::atoi(argv[++i]);
     } else if (a == "--long") {
       longRun = true;
     } else {
-      std::fprintf(stderr,
-                   "usage: %s [--seeds N] [--first S] [--seed S] [--long]\n"
-                   "  --seeds N  run N seeds (default 1000) starting at --first (default 1)\n"
-                   "  --seed S   replay one seed\n"
-                   "  --long     3000 ticks per seed instead of 300\n",
-                   argv[0]);
-      return 2;
+      mode = "";
+      break;
     }
   }
-  if (one)
-    seeds = 1;
+  if (mode != "both" && mode != "random" && mode != "adversarial") {
+    std::fprintf(stderr,
+                 "usage: %s [--mode both|random|adversarial] [--seeds N] [--adversarial-seeds M]\n"
+                 "          [--first S] [--seed S] [--max-failures K] [--long]\n"
+                 "  --mode M               which simulations to run (default both)\n"
+                 "  --seeds N              random-fault seeds (default 1000)\n"
+                 "  --adversarial-seeds M  adversarial seeds (default 1000)\n"
+                 "  --first S              first seed of each mode (default 1)\n"
+                 "  --seed S               replay seed S of the mode given by --mode\n"
+                 "  --max-failures K       stop after K failed seeds (default 5)\n"
+                 "  --long                 3000 ticks per seed instead of 300\n",
+                 argv[0]);
+    return 2;
+  }
+  if (one) {
+    if (mode == "both") {
+      std::fprintf(stderr,
+                   "--seed replays one simulation: add --mode random or --mode adversarial\n");
+      return 2;
+    }
+    seeds = adversarialSeeds = 1;
+  }
+  std::vector<std::pair<Mode, uint64_t>> runs;
+  if (mode != "adversarial")
+    runs.emplace_back(Mode::Random, seeds);
+  if (mode != "random")
+    runs.emplace_back(Mode::Adversarial, adversarialSeeds);
+
   auto start = std::chrono::steady_clock::now();
+  uint64_t total = 0;
+  uint64_t adversarialRun = 0;
   int failed = 0;
-  for (uint64_t s = first; s < first + seeds; ++s) {
-    shoal::raft::test::Sim sim(s, longRun);
-    if (auto f = sim.run()) {
-      ++failed;
-      std::printf("seed %llu FAILED: %s\n  replay: %s --seed %llu%s\n",
-                  static_cast<unsigned long long>(s), f->c_str(), argv[0],
-                  static_cast<unsigned long long>(s), longRun ? " --long" : "");
-      if (failed >= 5)
-        break;
+  for (auto [m, count] : runs) {
+    for (uint64_t s = first; s < first + count && failed < maxFailures; ++s) {
+      shoal::raft::test::Sim sim(s, m, longRun);
+      ++total;
+      if (m == Mode::Adversarial)
+        ++adversarialRun;
+      if (auto f = sim.run()) {
+        ++failed;
+        std::printf("%s seed %llu FAILED: %s\n  replay: %s --mode %s --seed %llu%s\n",
+                    shoal::raft::test::modeName(m), static_cast<unsigned long long>(s),
+                    f->c_str(), argv[0], shoal::raft::test::modeName(m),
+                    static_cast<unsigned long long>(s), longRun ? " --long" : "");
+      }
     }
   }
   using shoal::raft::MessageType;
@@ -526,8 +718,9 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(t::delivered[size_t(MessageType::ReadIndexResp)]),
               static_cast<unsigned long long>(t::confChanges));
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("raft-sim: %llu seeds from %llu, %d failed, %.1f s\n",
-              static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(first),
-              failed, secs);
+  std::printf("raft-sim: %llu seeds, %d failed (adversarial %llu), %.1f s%s\n",
+              static_cast<unsigned long long>(total), failed,
+              static_cast<unsigned long long>(adversarialRun), secs,
+              failed >= maxFailures ? " (stopped at the failure limit)" : "");
   return failed ? 1 : 0;
 }
