@@ -236,7 +236,7 @@ Result<size_t> LocalCluster::leader() const {
   std::string leaderId;
   std::vector<nlohmann::json> views;
   for (size_t i = 0; i < members_.size(); ++i) {
-    if (!members_[i].running) continue;
+    if (!members_[i].running || members_[i].frozen) continue;
     auto st = status(i, 500ms);
     if (!st) return Error{"member " + std::to_string(i + 1) + ": " + st.error().message};
     if (st->value("role", "") == "Leader") {
@@ -288,6 +288,13 @@ void LocalCluster::kill(size_t i) {
   m.running = false;
 }
 
+void LocalCluster::freeze(size_t i) {
+  Member& m = members_[i];
+  if (!m.running || m.frozen) return;
+  ::kill(m.pid, SIGSTOP);
+  m.frozen = true;
+}
+
 uint64_t LocalCluster::peakRss(size_t i) const {
   const Member& m = members_[i];
   if (!m.running) return 0;
@@ -301,8 +308,9 @@ uint64_t LocalCluster::peakRss(size_t i) const {
 }
 
 void LocalCluster::stop() {
+  // A stopped process cannot act on SIGTERM: a frozen member is killed.
   for (auto& m : members_)
-    if (m.running) ::kill(m.pid, SIGTERM);
+    if (m.running) ::kill(m.pid, m.frozen ? SIGKILL : SIGTERM);
   auto deadline = Clock::now() + 5s;
   for (auto& m : members_) {
     while (m.running) {

@@ -43,6 +43,7 @@ class LocalCluster {
     std::string logFile;
     std::string nodeId;    // hex, as Status reports it; known once it answered
     bool running = false;
+    bool frozen = false;   // SIGSTOPped: alive, connections open, answering nothing
   };
 
   explicit LocalCluster(ClusterOptions options);
@@ -58,7 +59,7 @@ class LocalCluster {
   // raftd's Status JSON over the store protocol.
   Result<nlohmann::json> status(size_t i, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) const;
   // The index of the member that reports itself leader and is the leader of every running
-  // member's view; an error while they disagree or no one leads.
+  // member's view (frozen ones are not asked); an error while they disagree or no one leads.
   Result<size_t> leader() const;
   // Waits until a running member leads with all running members agreeing (and, with
   // `voters`, with that many voters in its configuration).
@@ -66,6 +67,9 @@ class LocalCluster {
 
   // SIGKILL and reap member i (no chance to flush anything: a crash).
   void kill(size_t i);
+  // SIGSTOP member i: a hung or cut-off process whose TCP connections stay open, so peers
+  // learn of it only from silence. stop() kills it.
+  void freeze(size_t i);
   // VmHWM of member i from /proc/<pid>/status, 0 if unknown.
   uint64_t peakRss(size_t i) const;
   // SIGTERM every running member, SIGKILL what is left after a grace period, reap them all.

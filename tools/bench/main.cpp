@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
                  "Measure failover instead: per run a fresh 3-member cluster with the default "
                  "tick, SIGKILL its leader, time until a write commits on a new leader");
   raft->add_option("--runs", o.runs, "Failover runs")->capture_default_str()->check(CLI::Range(1, 1000));
+  raft->add_flag("--freeze", o.freeze,
+                 "Failover: SIGSTOP the leader instead of SIGKILL, so its connections stay open "
+                 "and only the election timeout reveals it (a hung or partitioned leader)");
   raft->add_option("--attempt-timeout-ms", o.attemptTimeoutMs,
                    "Failover: a write attempt is abandoned and retried after this")
       ->capture_default_str()->check(CLI::Range(1, 60000));

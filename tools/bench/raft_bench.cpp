@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iostream>
 #include <latch>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -269,7 +270,7 @@ int runRaftThroughput(const RaftBenchOptions& o) {
   double elapsed = std::chrono::duration<double>(stopped - started).count();
   uint64_t batches = after.readyBatches - before.readyBatches;
   uint64_t entries = after.appliedEntries - before.appliedEntries;
-  emit({{"bench", "raft"},
+  nlohmann::ordered_json summary{{"bench", "raft"},
         {"nodes", o.cluster.nodes},
         {"clients", o.clients},
         {"seconds", o.seconds},
@@ -283,7 +284,12 @@ int runRaftThroughput(const RaftBenchOptions& o) {
         {"retries", retries},
         {"leader_ready_batches", batches},
         {"leader_applied_entries", entries},
-        {"raftd_peak_rss_bytes", rss}});
+        {"raftd_peak_rss_bytes", rss}};
+  if (interrupted()) {
+    summary["interrupted"] = true;
+    summary["elapsed_s"] = round2(elapsed);
+  }
+  emit(summary);
   if (interrupted()) return kInterruptedExit;
   return 0;
 }
@@ -335,10 +341,17 @@ int runRaftFailover(const RaftBenchOptions& o) {
       continue;
     }
 
+    // SIGKILL closes the leader's connections, which raftd's peers notice at once; SIGSTOP
+    // leaves them open, so only the election timeout (10 ticks) tells. Either way nothing
+    // sent after this point can be committed by the old leader.
     auto killed = Clock::now();
-    cluster.kill(*old);  // SIGKILL and reap: nothing sent after this reaches the old leader
+    if (o.freeze)
+      cluster.freeze(*old);
+    else
+      cluster.kill(*old);
     std::optional<Clock::time_point> committed;
     uint64_t attempts = 0;
+    std::map<std::string, uint64_t> errorsAfterKill;  // by error code name
     auto giveUp = killed + 30s;
     while (!committed && Clock::now() < giveUp && !interrupted()) {
       ++attempts;
@@ -347,6 +360,7 @@ int runRaftFailover(const RaftBenchOptions& o) {
         committed = Clock::now();
       } else {
         ++errors;
+        ++errorsAfterKill[bus::errorCodeName(static_cast<wire::ErrorCode>(r.error().code))];
         if (!retryable(r.error().code))
           std::cerr << "shoal-bench: write failed: " << r.error().message << "\n";
         if (r.error().code != static_cast<int>(wire::ErrorCode::DeadlineExceeded))
@@ -373,12 +387,14 @@ int runRaftFailover(const RaftBenchOptions& o) {
     results.push_back(ms);
     emit({{"bench", "raft-failover"},
           {"run", run},
+          {"leader_signal", o.freeze ? "SIGSTOP" : "SIGKILL"},
           {"failover_ms", round2(ms)},
           {"old_leader", oldId},
           {"new_leader", newId},
           {"via", "raftd" + std::to_string(via + 1)},
           {"writes_before_kill", before},
           {"attempts_after_kill", attempts},
+          {"errors_after_kill", errorsAfterKill},
           {"errors", errors}});
   }
   std::vector<double> sorted = results;
@@ -392,6 +408,7 @@ int runRaftFailover(const RaftBenchOptions& o) {
   for (double r : results) list.push_back(round2(r));
   emit({{"bench", "raft-failover"},
         {"runs", o.runs},
+        {"leader_signal", o.freeze ? "SIGSTOP" : "SIGKILL"},
         {"failed_runs", failures},
         {"failover_ms", list},
         {"failover_ms_median", round2(median)},

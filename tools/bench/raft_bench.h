@@ -21,6 +21,7 @@ struct RaftBenchOptions {
   // --failover
   int runs = 5;
   int attemptTimeoutMs = 100;  // a write attempt during failover is given up after this
+  bool freeze = false;         // SIGSTOP the leader instead of SIGKILL
 };
 
 // Exit code: 0 ok, 1 the cluster could not be started or measured, 130 interrupted.
