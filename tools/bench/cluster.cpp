@@ -105,8 +105,8 @@ Status LocalCluster::start(std::chrono::seconds timeout) {
   if (::access(options_.raftd.c_str(), X_OK) != 0)
     return Error{"cannot run raftd at " + options_.raftd +
                  ": build it (ninja -C <build>) or give its path with --raftd"};
-  char tmpl[] = "/tmp/shoal-bench.XXXXXX";
-  if (!::mkdtemp(tmpl)) return errnoError("cannot create a temp dir under /tmp");
+  std::string tmpl = options_.parentDir + "/shoal-bench.XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return errnoError("cannot create a temp dir under " + options_.parentDir);
   dir_ = tmpl;
 
   // Find all ports first, holding none: distinct ports for distinct members.

@@ -30,6 +30,7 @@ struct ClusterOptions {
   int tickMs = 100;             // DESIGN.md §13 defaults
   int electionTicks = 10;
   bool keep = false;            // keep the temp dir (state, logs) after the run
+  std::string parentDir = "/tmp";  // where the temp dir goes (/dev/shm: no disk flushes)
   std::string logLevel = "info";
 };
 

@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
   raft->add_option("--raftd", o.cluster.raftd, "The raftd executable")->capture_default_str();
   raft->add_flag("--keep", o.cluster.keep, "Keep the members' state dirs and logs (the path is printed)");
+  raft->add_option("--work-dir", o.cluster.parentDir,
+                   "Where the members' temp dir is made; on a tmpfs (/dev/shm) fsync costs "
+                   "nothing, which tells disk-bound from CPU-bound")
+      ->capture_default_str();
   raft->add_option("--raftd-log-level", o.cluster.logLevel, "raftd's --log-level")->capture_default_str();
   raft->add_flag("--failover", failover,
                  "Measure failover instead: per run a fresh 3-member cluster with the default "
