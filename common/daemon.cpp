@@ -183,6 +183,7 @@ nlohmann::json Daemon::status() const {
   j["pid"] = ::getpid();
   j["uptime_s"] = duration_cast<duration<double>>(Loop::Clock::now() - started_).count();
   j["rss_bytes"] = proc::rssBytes();
+  j["rss_anon_bytes"] = proc::rssAnonBytes();
   j["peak_rss_bytes"] = proc::peakRssBytes();
   j["log_level"] = log::levelName(spdlog::get_level());
   j["state_dir"] = stateDir_;

@@ -14,11 +14,13 @@ uint64_t rssBytes() {
   return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-uint64_t peakRssBytes() {
+namespace {
+// A "Name:  N kB" line of /proc/self/status, in bytes.
+uint64_t statusKb(const std::string& name) {
   std::ifstream in("/proc/self/status");
   std::string key;
   while (in >> key) {
-    if (key == "VmHWM:") {
+    if (key == name) {
       uint64_t kb = 0;
       in >> kb;
       return kb * 1024;
@@ -27,5 +29,9 @@ uint64_t peakRssBytes() {
   }
   return 0;
 }
+}  // namespace
+
+uint64_t peakRssBytes() { return statusKb("VmHWM:"); }
+uint64_t rssAnonBytes() { return statusKb("RssAnon:"); }
 
 }  // namespace shoal::proc
