@@ -673,10 +673,9 @@ void Raft::appendEntries(std::vector<Entry> ents) {
     ents[i].index = li + 1 + i;
   }
   log_.append(ents);
-  // The leader counts its own entries at once; the shell persists them before any message
-  // that could make them committed elsewhere is sent (paper §10.2.1 allows the overlap).
-  progress_[id_].maybeUpdate(log_.lastIndex());
-  maybeCommit();
+  // The leader's own copy counts toward a quorum only once the shell reports it durable, in
+  // advance(): the shell may send these entries before writing them (dissertation §10.2.1),
+  // and a copy a crash can still lose must not help commit anything.
 }
 
 bool Raft::maybeCommit() {
@@ -991,7 +990,7 @@ void Raft::applyConfState(const ConfState& cs) {
 }
 
 // Fresh progress for every member of conf_: next after our last entry, nothing matched but
-// our own log (etcd's reset).
+// the durable part of our own log (etcd's reset; entries still unstable count from advance()).
 void Raft::resetProgress() {
   std::map<NodeId, Progress> prs;
   auto add = [&](NodeId id, bool learner) {
@@ -1000,7 +999,7 @@ void Raft::resetProgress() {
     pr.learner = learner;
     pr.maxInflight = config_.maxInflightMessages;
     if (id == id_)
-      pr.match = log_.lastIndex();
+      pr.match = log_.stableLastIndex();
     prs[id] = pr;
   };
   for (NodeId id : conf_.voters)
@@ -1048,6 +1047,7 @@ Ready Raft::ready() {
   msgs_.clear();
   rd.readStates = std::move(readStates_);
   readStates_.clear();
+  rd.newTermOrVote = hard.term != prevHard_.term || hard.vote != prevHard_.vote;
   prevSoft_ = soft;
   prevHard_ = hard;
   return rd;
@@ -1062,6 +1062,16 @@ void Raft::advance(const Ready& rd) {
     log_.stableTo(rd.entries.back().index, rd.entries.back().term);
   if (!rd.committedEntries.empty())
     log_.appliedTo(rd.committedEntries.back().index);
+  // Dissertation §10.2.1: the leader's own entries count toward a quorum from here, where
+  // they are durable. The stable prefix is read from the log rather than from rd, so a Ready
+  // taken in an earlier term (or whose entries were replaced since) counts only what is both
+  // durable and still in our log.
+  if (role_ == Role::Leader) {
+    auto self = progress_.find(id_);
+    if (self != progress_.end() && self->second.maybeUpdate(log_.stableLastIndex()) &&
+        maybeCommit())
+      bcastAppend();  // tell the followers the new commit index now, not at the next heartbeat
+  }
 }
 
 NodeStatus Raft::status() const {

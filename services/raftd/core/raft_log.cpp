@@ -28,6 +28,15 @@ Index RaftLog::lastIndex() const {
   return storage_.lastIndex();
 }
 
+Index RaftLog::stableLastIndex() const {
+  if (unstableSnapshot_)
+    return 0;
+  if (unstable_.empty())
+    return storage_.lastIndex();
+  // Storage may still hold a suffix from offset_ on that the unstable entries replace.
+  return std::min(storage_.lastIndex(), offset_ - 1);
+}
+
 Term RaftLog::lastTerm() const { return termOrZero(lastIndex()); }
 
 Result<Term> RaftLog::term(Index i) const {

@@ -49,6 +49,9 @@ class RaftLog {
 
   const std::vector<Entry>& unstableEntries() const { return unstable_; }
   const std::optional<SnapshotMeta>& unstableSnapshot() const { return unstableSnapshot_; }
+  // Last index up to which this log is durable: the entries there are in Storage and not
+  // replaced by unstable ones. 0 while a received snapshot is not installed yet.
+  Index stableLastIndex() const;
   // The shell has persisted entries up to (i, t) / installed the snapshot at i.
   void stableTo(Index i, Term t);
   void stableSnapTo(Index i);

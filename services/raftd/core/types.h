@@ -170,12 +170,40 @@ struct SnapshotChunk {
 //   1. write snapshotChunks; if snapshot is set, install it (the chunks are then complete):
 //      replace the state machine with the snapshot data and discard the log up to its index;
 //   2. append entries to the log (an entry at index i replaces i and everything after it);
-//   3. persist hardState if set — steps 1–3 durable before anything else;
-//   4. send messages;
+//   3. persist hardState if set;
+//   4. send messages: those for which mayPrecedePersist() is true at any time from the
+//      moment the Ready is taken, so in parallel with steps 1–3; all others only once steps
+//      1–3 are durable;
 //   5. apply committedEntries in order (ConfChange entries too: the core has already applied
 //      them to its configuration; the shell updates its peer table);
 //   6. serve readStates once applied >= index;
-//   7. call advance(ready).
+//   7. call advance(ready), only once steps 1–3 are durable: advance() is how the leader
+//      learns that its own entries are durable, and only then counts them toward a quorum.
+// The shell may step() messages, tick() and propose() between taking a Ready and advance();
+// it must not take the next Ready before advance().
+//
+// Sending early (Raft dissertation §10.2.1): a leader may replicate entries before its own
+// write of them is durable, because it counts its own copy toward the commit index only in
+// advance(). mayPrecedePersist() allows exactly the leader's outgoing replication messages —
+// App, Heartbeat, Snap and TimeoutNow — and only when this Ready changes neither the term
+// nor the vote:
+//   - They acknowledge and promise nothing. What they carry that may not be durable yet is
+//     the leader's new entries; every commit index they carry (App commit, Heartbeat commit)
+//     stands on a quorum of durable copies, since the leader's own copy counts only after
+//     advance(). If the leader crashes before its write, the copies it sent are uncommitted
+//     entries of a deposed leader, which the next leader commits or overwrites by the usual
+//     rules (paper §5.3, §5.4). Snap carries a snapshot the shell already stored; TimeoutNow
+//     makes a follower whose log has caught up campaign in a higher term.
+//   - Their term must be durable: a single voter becomes candidate and leader in one Ready,
+//     and if it could send App of that term and then lose the term in a crash, it could lead
+//     the same term again with different entries at the same indexes, breaking log matching
+//     (paper §5.3) on the learners that got the first ones. newTermOrVote marks such Readies.
+//   - Everything else waits for steps 1–3. A candidate's Vote (and PreVote) requests: its
+//     term and its vote for itself must be durable before it asks, or after a crash it could
+//     vote again in the same term (paper §5.2: at most one leader per term). Responses
+//     (AppResp, VoteResp, PreVoteResp, HeartbeatResp, SnapResp) acknowledge or promise
+//     durable state: an AppResp counts the follower's entries toward a commit, a VoteResp
+//     binds its vote. ReadIndex and ReadIndexResp gain nothing from going early.
 struct Ready {
   std::optional<SoftState> softState;
   std::optional<HardState> hardState;
@@ -185,9 +213,28 @@ struct Ready {
   std::vector<Message> messages;
   std::vector<Entry> committedEntries;
   std::vector<ReadState> readStates;
+  // Set by the core: hardState carries a term or vote that was not durable before this Ready.
+  bool newTermOrVote = false;
 
-  // True when entries, hardState or snapshot must be synced before messages go out.
+  // True when entries, hardState or snapshot must be synced before advance() and before any
+  // message mayPrecedePersist() does not allow.
   bool mustSync() const { return hardState.has_value() || !entries.empty() || snapshot.has_value(); }
+
+  // True when the shell may send m (one of this Ready's messages) before steps 1–3 are
+  // durable; see above for why.
+  bool mayPrecedePersist(const Message& m) const {
+    if (newTermOrVote || snapshot.has_value())
+      return false;
+    switch (m.type) {
+      case MessageType::App:
+      case MessageType::Heartbeat:
+      case MessageType::Snap:
+      case MessageType::TimeoutNow:
+        return true;
+      default:
+        return false;
+    }
+  }
 };
 
 // Human-readable forms for logs and transcript tests, e.g. "1->2 MsgVote Term:1 Log:1/2".
