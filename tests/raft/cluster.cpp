@@ -91,12 +91,41 @@ std::vector<NodeId> Cluster::ids() const {
   return out;
 }
 
-bool Cluster::processReady(NodeId id) {
+bool Cluster::sendEarly(NodeId id) {
   TestNode& n = nodes_.at(id);
-  if (!n.raft || !n.raft->hasReady())
+  if (!n.raft || n.held || !n.raft->hasReady())
     return false;
   Ready rd = n.raft->ready();
-  print("> " + std::to_string(id) + " handling Ready");
+  print("> " + std::to_string(id) + " sending before persisting");
+  std::vector<Message> later;
+  bool any = false;
+  for (Message& m : rd.messages) {
+    if (!rd.mayPrecedePersist(m)) {
+      later.push_back(std::move(m));
+      continue;
+    }
+    if (!any)
+      print("  Messages:");
+    any = true;
+    print("  " + describeMessage(m));
+    if (linkUp(m.from, m.to) && nodes_.count(m.to))
+      pending_.push_back(std::move(m));
+  }
+  if (!any)
+    print("  (no message may precede the persist)");
+  rd.messages = std::move(later);
+  n.held = std::move(rd);
+  return true;
+}
+
+bool Cluster::processReady(NodeId id) {
+  TestNode& n = nodes_.at(id);
+  if (!n.raft || (!n.held && !n.raft->hasReady()))
+    return false;
+  bool wasHeld = n.held.has_value();
+  Ready rd = wasHeld ? std::move(*n.held) : n.raft->ready();
+  n.held.reset();
+  print("> " + std::to_string(id) + (wasHeld ? " persisting the held Ready" : " handling Ready"));
   if (rd.softState)
     print("  Lead:" + std::to_string(rd.softState->leader) + " State:" +
           roleName(rd.softState->role));
@@ -208,6 +237,7 @@ void Cluster::stabilize(int maxRounds) {
 void Cluster::crash(NodeId id) {
   TestNode& n = nodes_.at(id);
   n.raft.reset();
+  n.held.reset();
   // The state machine is volatile: it restarts from the stored snapshot.
   n.state = decodeState(n.storage->snapshotData());
   n.applied = n.storage->snapshotMeta().index;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ struct TestNode {
   std::vector<AppliedEntry> state;
   Index applied = 0;
   std::string incomingSnapshot;  // chunks written so far
+  // A Ready whose early messages went out (Cluster::sendEarly) but which is not persisted yet.
+  std::optional<Ready> held;
 };
 
 class Cluster {
@@ -59,8 +62,14 @@ class Cluster {
   bool has(NodeId id) const { return nodes_.count(id) != 0; }
   std::vector<NodeId> ids() const;
 
-  // Handles the Ready of one node (persist, send, apply, advance). True if there was one.
+  // Handles the Ready of one node (persist, send, apply, advance), or finishes the one
+  // sendEarly() took. True if there was one.
   bool processReady(NodeId id);
+  // Takes the node's Ready and sends only the messages Ready::mayPrecedePersist allows, as a
+  // shell that overlaps the leader's disk write with replication does (dissertation §10.2.1);
+  // the Ready stays held, unpersisted, until processReady() (a crash loses it). The node may
+  // step messages meanwhile. False if there was no Ready or one is already held.
+  bool sendEarly(NodeId id);
   bool processAllReady();
   // Delivers the messages pending for `to` (all nodes when kNoNode) that were queued before
   // the call. Returns how many were delivered.
@@ -68,7 +77,7 @@ class Cluster {
   // Ready and deliver until quiet (bounded).
   void stabilize(int maxRounds = 1000);
 
-  // Crash keeps only the storage; restart builds a new core from it.
+  // Crash keeps only the storage (a held Ready is lost); restart builds a new core from it.
   void crash(NodeId id);
   void restart(NodeId id);
 

@@ -7,13 +7,17 @@
 //       [inflight=N]                 bootstrap voters 1..N
 //   add-joiner ID [options]          an empty server that may be added later
 //   forget-leader ID
-//   campaign ID | tick ID [N] | tick-heartbeat ID | tick-election ID
+//   campaign ID [early] | tick ID [N] | tick-heartbeat ID | tick-election ID
 //   process-ready [ID...] | deliver [ID] | step (deliver all, then all Readies) | stabilize
 //   drop-pending FROM TO [MsgType]   lose messages in flight
 //   partition A B / C D | isolate ID | heal
-//   propose ID DATA | conf-change ID add-learner|promote|remove NODE
+//   propose ID DATA [early] | conf-change ID add-learner|promote|remove NODE
 //   transfer-leader ID TARGET | read-index ID CTX | caught-up ID LEARNER
 //   compact ID [KEEP] | crash ID | restart ID | status ID | log ID
+//
+// "early" handles the node's Ready as a shell that overlaps its disk write with replication
+// (dissertation §10.2.1): only the messages Ready::mayPrecedePersist allows go out, and the
+// Ready stays unpersisted until the next process-ready of that node (crash loses it).
 
 #include <cstdio>
 #include <filesystem>
@@ -95,6 +99,21 @@ class Runner {
       out_ += "index " + std::to_string(*r) + "\n";
   }
 
+  static bool early(const std::vector<std::string>& a, size_t i) {
+    if (a.size() <= i)
+      return false;
+    if (a[i] != "early")
+      throw std::runtime_error("unknown argument " + a[i] + " (expected early)");
+    return true;
+  }
+
+  void handle(NodeId id, bool early) {
+    if (early)
+      cluster_.sendEarly(id);
+    else
+      cluster_.processReady(id);
+  }
+
   void exec(const std::vector<std::string>& a) {
     if (a.empty())
       return;
@@ -111,7 +130,7 @@ class Runner {
       cluster_.processReady(num(a[1]));
     } else if (c == "campaign") {
       result(raft(num(a.at(1))).campaign());
-      cluster_.processReady(num(a[1]));
+      handle(num(a[1]), early(a, 2));
     } else if (c == "tick" || c == "tick-heartbeat" || c == "tick-election") {
       NodeId id = num(a.at(1));
       TestNode& n = cluster_.node(id);
@@ -161,7 +180,7 @@ class Runner {
       cluster_.heal();
     } else if (c == "propose") {
       result(raft(num(a.at(1))).propose(a.at(2)));
-      cluster_.processReady(num(a[1]));
+      handle(num(a[1]), early(a, 3));
     } else if (c == "conf-change") {
       ConfChange cc;
       const std::string& t = a.at(2);
