@@ -54,6 +54,8 @@ Result<int> lockFile(const std::string& path, const std::string& what, const cha
     char buf[32] = {};
     [[maybe_unused]] auto n = ::pread(fd, buf, sizeof buf - 1, 0);
     ::close(fd);
+    for (char& c : buf)
+      if (c == '\n') c = 0;
     return Error{"the " + what + " is in use by another process (pid " +
                  std::string(buf[0] ? buf : "unknown") + "; lock " + path +
                  "): stop it, or choose another " + flag};
@@ -277,13 +279,14 @@ std::optional<int> Daemon::daemonize() {
 }
 
 int Daemon::run(std::function<Status(Daemon&)> init) {
-  auto fail = [this](const std::string& message) {
+  bool logging = false;  // once our logger is set up, failures go to the log as well
+  auto fail = [this, &logging](const std::string& message) {
     if (readyPipe_ >= 0) {
       [[maybe_unused]] auto n = ::write(readyPipe_, message.data(), message.size());
     } else {
       std::cerr << name_ << ": " << message << "\n";
     }
-    spdlog::error("{}", message);
+    if (logging) spdlog::error("{}", message);
     return 1;
   };
 
@@ -298,6 +301,7 @@ int Daemon::run(std::function<Status(Daemon&)> init) {
   else if (std::getenv("JOURNAL_STREAM") || detach)
     lo.target = log::Target::Journal;
   if (auto st = log::setup(lo); !st) return fail(st.error().message);
+  logging = lo.target != log::Target::Stderr;  // on stderr the message is printed already
 
   if (auto st = lockFiles(); !st) return fail(st.error().message);
   setupSignals();
