@@ -12,6 +12,12 @@
 // holds uncommitted entries, of its own term or re-replicated from earlier ones), lets the
 // server it cut off before rejoin and campaign at once with its diverging log, and delays old
 // AppendEntries.
+//
+// Both modes drive the core as a shell that overlaps the leader's disk write with replication
+// (dissertation §10.2.1) would, drawn per Ready: it sends the messages Ready::mayPrecedePersist
+// allows first and persists after — or persists first — and it may hold a Ready unpersisted
+// while the node steps further messages, or crash between sending and persisting (only what
+// was persisted survives).
 
 #include <algorithm>
 #include <chrono>
@@ -51,6 +57,8 @@ struct Failure {
 // Messages delivered by type over all runs: shows the runs exercise every path.
 uint64_t delivered[16];
 uint64_t confChanges;
+uint64_t sentEarly;        // messages sent before their Ready was persisted
+uint64_t crashedUnpersisted;  // crashes between sending early and persisting
 
 enum class Mode { Random, Adversarial };
 
@@ -78,6 +86,8 @@ class Sim {
   void checkLogMatching();
   void checkAppliedPrefixes();
   void step();
+  void handleReady(NodeId id);
+  void crash(NodeId id, int downTicks = 30);
   void collectMessages();
   void deliverDue();
   void chaos(int tick);
@@ -107,6 +117,9 @@ class Sim {
   bool checkQuorum_ = true;
   uint64_t chunkBytes_ = 0;
   std::string config_;  // the drawn settings, printed with a failure
+  // Per Ready: send the allowed messages before persisting; then crash before persisting;
+  // or hold the Ready unpersisted until the node's next turn.
+  double early_ = 0, crashEarly_ = 0, hold_ = 0;
   // The adversary's next move: cut off (or crash) `leader` of `term`, with `companion` on its
   // side of the partition when not kNoNode, at step `at`.
   struct Cut {
@@ -171,7 +184,7 @@ void Sim::deliverDue() {
       std::printf("t%d %s\n", tick_, describeMessage(m).c_str());
     auto st = n.raft->step(m);
     check(st.ok(), "step failed: " + (st.ok() ? std::string() : st.error().message));
-    cluster_.processReady(m.to);
+    handleReady(m.to);
     collectMessages();
     checkInvariants();
     if (cut_ && cut_->acks >= 0 && m.to == cut_->leader && m.type == MessageType::AppResp &&
@@ -182,10 +195,39 @@ void Sim::deliverDue() {
   }
 }
 
+// A held Ready is finished on the node's next turn, so none is held for long.
+void Sim::handleReady(NodeId id) {
+  TestNode& n = cluster_.node(id);
+  if (!n.raft)
+    return;
+  if (!n.held && n.raft->hasReady() && rng_.chance(early_)) {
+    size_t before = cluster_.pending().size();
+    cluster_.sendEarly(id);
+    size_t sent = cluster_.pending().size() - before;
+    sentEarly += sent;
+    if (faults_ && sent > 0 && !n.held->entries.empty() && rng_.chance(crashEarly_)) {
+      crash(id);
+      return;
+    }
+    if (rng_.chance(hold_))
+      return;
+  }
+  cluster_.processReady(id);
+}
+
+// Only persisted state survives; a held Ready whose messages went out early is lost.
+void Sim::crash(NodeId id, int downTicks) {
+  if (cluster_.node(id).held)
+    ++crashedUnpersisted;
+  cluster_.crash(id);
+  downUntil_[id] = tick_ + 5 + static_cast<int>(rng_.below(static_cast<uint64_t>(downTicks)));
+}
+
 void Sim::step() {
   if (cut_ && now_ >= cut_->at)
     executeCut();
-  cluster_.processAllReady();
+  for (NodeId id : cluster_.ids())
+    handleReady(id);
   collectMessages();
   checkInvariants();
   deliverDue();
@@ -317,8 +359,7 @@ void Sim::chaos(int tick) {
   for (NodeId id : ids) {
     TestNode& n = cluster_.node(id);
     if (n.raft && rng_.chance(0.003)) {
-      cluster_.crash(id);
-      downUntil_[id] = tick + 5 + static_cast<int>(rng_.below(40));
+      crash(id, 40);
     } else if (!n.raft && tick >= downUntil_[id]) {
       cluster_.restart(id);
     }
@@ -385,8 +426,7 @@ void Sim::adversary(int tick) {
   for (NodeId id : ids) {
     TestNode& n = cluster_.node(id);
     if (n.raft && rng_.chance(0.004)) {
-      cluster_.crash(id);
-      downUntil_[id] = tick + 5 + static_cast<int>(rng_.below(30));
+      crash(id);
     } else if (!n.raft && tick >= downUntil_[id]) {
       cluster_.restart(id);
     }
@@ -433,13 +473,17 @@ void Sim::executeCut() {
   if (rng_.chance(0.5)) {
     for (uint64_t i = 0, k = 1 + rng_.below(3); i < k; ++i)
       (void)n.raft->propose("p" + std::to_string(++proposals_));
-    cluster_.processReady(c.leader);
+    // A crashing leader may have sent them without persisting them (§10.2.1).
+    if (c.crash && !n.held && rng_.chance(0.5) && cluster_.sendEarly(c.leader))
+      crash(c.leader);
+    else
+      handleReady(c.leader);
   }
   std::vector<NodeId> previous = cutOff_;
   cluster_.heal();
   if (c.crash) {
-    cluster_.crash(c.leader);
-    downUntil_[c.leader] = tick_ + 5 + static_cast<int>(rng_.below(30));
+    if (cluster_.node(c.leader).raft)
+      crash(c.leader);
     cutOff_ = {c.leader};
   } else {
     cutOff_ = {c.leader};
@@ -463,7 +507,9 @@ void Sim::executeCut() {
 std::optional<std::string> Sim::run() {
   try {
     bool adversarial = mode_ == Mode::Adversarial;
-    size_t voters = adversarial ? 5 : 3 + rng_.below(3);
+    // Now and then a single voter, which alone is a quorum (until its learner is promoted):
+    // there a leader that counted an unpersisted entry of its own would commit it at once.
+    size_t voters = adversarial ? 5 : rng_.chance(0.1) ? 1 : 3 + rng_.below(3);
     NodeOptions o;
     o.seed = seed_;
     o.preVote = rng_.chance(0.8);
@@ -485,7 +531,11 @@ std::optional<std::string> Sim::run() {
       dup_ = rng_.chance(0.3) ? 0.03 : 0.0;
       slow_ = rng_.chance(0.7) ? 0.1 : 0.0;
     }
-    config_ = std::to_string(voters) + " voters, pre-vote " + (o.preVote ? "on" : "off") +
+    early_ = rng_.chance(0.8) ? 0.5 + 0.5 * rng_.chance(0.5) : 0.0;
+    crashEarly_ = early_ > 0 ? 0.01 : 0.0;
+    hold_ = early_ > 0 ? 0.3 : 0.0;
+    config_ = std::to_string(voters) + " voters, early " + std::to_string(early_) +
+              ", pre-vote " + (o.preVote ? "on" : "off") +
               ", check-quorum " + (o.checkQuorum ? "on" : "off") + ", max-inflight " +
               std::to_string(o.maxInflight) + ", max-bytes " + std::to_string(o.maxBytes) +
               ", chunk-bytes " + std::to_string(o.chunkBytes) + ", drop " + std::to_string(drop_) +
@@ -717,6 +767,10 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(t::delivered[size_t(MessageType::TimeoutNow)]),
               static_cast<unsigned long long>(t::delivered[size_t(MessageType::ReadIndexResp)]),
               static_cast<unsigned long long>(t::confChanges));
+  std::printf("sent before persisting: %llu messages; %llu crashes between sending and "
+              "persisting\n",
+              static_cast<unsigned long long>(t::sentEarly),
+              static_cast<unsigned long long>(t::crashedUnpersisted));
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("raft-sim: %llu seeds, %d failed (adversarial %llu), %.1f s%s\n",
               static_cast<unsigned long long>(total), failed,
