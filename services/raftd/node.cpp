@@ -239,12 +239,17 @@ void RaftNode::processReady() {
         return;
       }
     }
+    // A leader's appends go out while its own copy is written (dissertation §10.2.1): the
+    // core counts that copy only in advance(), once it is durable.
+    for (auto& m : rd.messages)
+      if (rd.mayPrecedePersist(m)) send(m);
     if (auto st = persistAndApply(rd); !st) {
       spdlog::critical("cannot persist raft state: {}; stopping", st.error().message);
       daemon_.requestStop();
       return;
     }
-    for (auto& m : rd.messages) send(m);
+    for (auto& m : rd.messages)
+      if (!rd.mayPrecedePersist(m)) send(m);
     for (auto& rs : rd.readStates) {
       if (rs.context.size() != 8) continue;
       auto it = reads_.find(getU64(rs.context, 0));
