@@ -349,18 +349,21 @@ Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
   auto verdict = store_->apply(txn, std::string_view(e.data).substr(kProposalHeader), e.index, when);
   if (!verdict) return verdict.error();
   if (proposer == id_) {
-    after.push_back([this, seq, index = e.index, v = *verdict] {
-      auto p = proposals_.find(seq);
-      if (p == proposals_.end()) return;
-      if (!v.ok()) {
-        p->second.call.fail(static_cast<wire::ErrorCode>(v.error().code), v.error().message);
+    // Answered at once, before this LMDB transaction commits: the entry is committed in
+    // the Raft log (durable on a quorum, the leader's copy included), and its verdict is a
+    // function of that log, so a crash now re-applies it with the same verdict. Readers do
+    // not see it early: linearizable reads wait for the applied index, which moves on commit.
+    auto p = proposals_.find(seq);
+    if (p != proposals_.end()) {
+      if (!verdict->ok()) {
+        p->second.call.fail(static_cast<wire::ErrorCode>(verdict->error().code), verdict->error().message);
       } else {
         flatbuffers::FlatBufferBuilder fbb;
-        auto body = storeapi::CreateTxnReply(fbb, index);
+        auto body = storeapi::CreateTxnReply(fbb, e.index);
         p->second.call.reply(storeReply(fbb, storeapi::Body::TxnReply, body.Union()));
       }
-      proposals_.erase(p);
-    });
+      proposals_.erase(p);  // a retried transaction (map growth) finds it answered
+    }
   }
   return {};
 }
