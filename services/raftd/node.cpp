@@ -226,9 +226,14 @@ void RaftNode::processReady() {
   while (raft_->hasReady()) {
     raft::Ready rd = raft_->ready();
     ++readyBatches_;
-    for (auto& chunk : rd.snapshotChunks)
-      if (auto st = storage_->writeChunk(chunk); !st)
-        spdlog::error("cannot write a snapshot chunk: {}", st.error().message);
+    for (auto& chunk : rd.snapshotChunks) {
+      if (auto st = storage_->writeChunk(chunk); !st) {
+        // Its acknowledgement is in this Ready: never acknowledge what was not written.
+        spdlog::critical("cannot write a snapshot chunk: {}; stopping", st.error().message);
+        daemon_.requestStop();
+        return;
+      }
+    }
     if (rd.snapshot) {
       if (auto st = installSnapshot(*rd.snapshot); !st) {
         // Nothing of this Ready may go out if its state is not durable: stop the daemon
@@ -723,6 +728,19 @@ void RaftNode::handleTxn(bus::Call call) {
   if (req->txn()->size() > store::Store::kMaxBytes)
     return call.fail(wire::ErrorCode::ResourceExhausted,
                      "a transaction may hold at most 1.5 MiB; split it into smaller batches");
+  // Refuse what the store would refuse anyway before it costs a Raft entry; the store
+  // checks everything again (objects, versions, names) when it applies the entry.
+  flatbuffers::Verifier verifier(req->txn()->data(), req->txn()->size());
+  if (!objects::VerifyStoreTxnBuffer(verifier))
+    return call.fail(wire::ErrorCode::InvalidArgument,
+                     "the transaction is not a readable StoreTxn (schemas/objects.fbs)");
+  auto* txn = objects::GetStoreTxn(req->txn()->data());
+  if (!txn->changes() || txn->changes()->size() == 0)
+    return call.fail(wire::ErrorCode::InvalidArgument, "a transaction needs at least one change");
+  if (txn->changes()->size() > store::Store::kMaxChanges)
+    return call.fail(wire::ErrorCode::ResourceExhausted,
+                     "a transaction may hold at most " + std::to_string(store::Store::kMaxChanges) +
+                         " changes; split it into smaller batches");
   uint64_t seq = nextSeq_++;
   std::string data;
   data.reserve(kProposalHeader + req->txn()->size());

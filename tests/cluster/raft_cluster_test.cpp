@@ -405,6 +405,17 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
   REQUIRE_FALSE(conflict->ok());
   CHECK(conflict->error().message.find("one") != std::string::npos);
 
+  // Over the limit of 200 changes: refused before it costs a Raft entry.
+  std::vector<ChangeSpec> many;
+  for (int i = 0; i < 201; ++i) {
+    std::string mid = newId();
+    many.push_back({objects::ObjectKind::Config, objects::Operation::Create, mid, 0, configObject(mid, "m" + mid, "x")});
+  }
+  auto tooMany = reader.call(txnRequest(many), 5s);
+  REQUIRE_FALSE(tooMany.ok());
+  CHECK(tooMany.error().code == static_cast<int>(wire::ErrorCode::ResourceExhausted));
+  CHECK(tooMany.error().message.find("200") != std::string::npos);
+
   REQUIRE(spin([&] { return !watched.empty(); }, 5s));
   CHECK(watched.front() == id);
 
