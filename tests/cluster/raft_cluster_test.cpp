@@ -192,6 +192,14 @@ std::set<std::string> configsOn(const Member& m) {
   return ids;
 }
 
+// How many of the acknowledged writes a member does not have.
+size_t missingOn(const Member& m, const std::set<std::string>& acked) {
+  auto have = configsOn(m);
+  size_t missing = 0;
+  for (auto& id : acked) missing += !have.count(id);
+  return missing;
+}
+
 void startThree(Cluster& c) {
   auto& a = c.add();
   auto& b = c.add();
@@ -230,9 +238,7 @@ TEST_CASE("leader SIGKILL: another commits within 2 s, no acknowledged write is 
   // Every acknowledged write is on both survivors.
   for (int i = 0; i < 3; ++i) {
     if (i == lead) continue;
-    auto have = configsOn(c.members[i]);
-    size_t missing = 0;
-    for (auto& id : w.acked) missing += !have.count(id);
+    size_t missing = missingOn(c.members[i], w.acked);
     CHECK_MESSAGE(missing == 0, c.members[i].name << " misses " << missing << " acknowledged writes");
   }
 
@@ -240,10 +246,7 @@ TEST_CASE("leader SIGKILL: another commits within 2 s, no acknowledged write is 
   c.members[lead].start("");
   auto target = c.members[newLead].status().value("commit", 0);
   REQUIRE_MESSAGE(waitFor([&] { return c.members[lead].status().value("applied", 0) >= target; }, 15s), c.logs());
-  auto have = configsOn(c.members[lead]);
-  size_t missing = 0;
-  for (auto& id : w.acked) missing += !have.count(id);
-  CHECK(missing == 0);
+  CHECK(missingOn(c.members[lead], w.acked) == 0);
 }
 
 TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a member is removed") {

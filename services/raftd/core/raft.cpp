@@ -874,18 +874,22 @@ void Raft::handleHeartbeatResponse(const Message& m, Progress& pr) {
   std::vector<PendingRead> done(std::make_move_iterator(pendingReads_.begin()),
                                 std::make_move_iterator(end));
   pendingReads_.erase(pendingReads_.begin(), end);
-  for (PendingRead& r : done) {
-    if (r.from == id_) {
-      readStates_.push_back(ReadState{r.index, std::move(r.context)});
-    } else {
-      Message resp;
-      resp.type = MessageType::ReadIndexResp;
-      resp.to = r.from;
-      resp.index = r.index;
-      resp.context = std::move(r.context);
-      send(std::move(resp));
-    }
+  for (PendingRead& r : done)
+    answerRead(std::move(r));
+}
+
+// The read is confirmed at r.index: hand it to our shell, or to the follower that asked.
+void Raft::answerRead(PendingRead r) {
+  if (r.from == id_) {
+    readStates_.push_back(ReadState{r.index, std::move(r.context)});
+    return;
   }
+  Message resp;
+  resp.type = MessageType::ReadIndexResp;
+  resp.to = r.from;
+  resp.index = r.index;
+  resp.context = std::move(r.context);
+  send(std::move(resp));
 }
 
 void Raft::handleReadIndexRequest(const Message& m) {
@@ -900,16 +904,7 @@ void Raft::handleReadIndexRequest(const Message& m) {
   }
   r.index = log_.committed();
   if (quorum() == 1 && isVoter(id_)) {
-    if (r.from == id_) {
-      readStates_.push_back(ReadState{r.index, std::move(r.context)});
-    } else {
-      Message resp;
-      resp.type = MessageType::ReadIndexResp;
-      resp.to = r.from;
-      resp.index = r.index;
-      resp.context = std::move(r.context);
-      send(std::move(resp));
-    }
+    answerRead(std::move(r));
     return;
   }
   r.acks[id_] = true;

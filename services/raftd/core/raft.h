@@ -214,6 +214,7 @@ class Raft {
   // Reads received before this leader committed an entry of its term (dissertation §6.4
   // step 1): answered once it has.
   std::vector<PendingRead> waitingReads_;
+  void answerRead(PendingRead r);
 
   // Follower: the snapshot being received in chunks, and the next offset expected.
   std::optional<SnapshotMeta> incomingSnapshot_;
