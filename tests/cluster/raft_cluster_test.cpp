@@ -431,6 +431,31 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
   CHECK(c.leader() == follower);
 }
 
+TEST_CASE("a whole cluster stopped and started again keeps every acknowledged write") {
+  Cluster c;
+  startThree(c);
+  int lead = c.leader();
+  REQUIRE(lead >= 0);
+  Writer w;
+  w.connect(c.members[lead]);
+  REQUIRE(w.write(300, 16, 20s) == 300);
+  for (auto& m : c.members) {
+    m.proc->signal(SIGTERM);
+    REQUIRE(m.proc->wait(3s));
+    m.proc.reset();
+  }
+  for (auto& m : c.members) m.start("");  // no --bootstrap or --join: the state says it all
+  REQUIRE_MESSAGE(waitFor([&] { return c.leader() >= 0; }, 10s), c.logs());
+  Writer again;
+  again.connect(c.members[c.leader()]);
+  CHECK(again.write(10, 2, 10s) == 10);
+  auto target = c.members[c.leader()].status().value("commit", 0);
+  for (auto& m : c.members) {
+    REQUIRE(waitFor([&] { return m.status().value("applied", 0) >= target; }, 10s));
+    CHECK(missingOn(m, w.acked) == 0);
+  }
+}
+
 TEST_CASE("shoal debug dump-store prints a stopped raftd's objects") {
   Cluster c;
   auto& a = c.add();
