@@ -80,9 +80,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOpti
   daemon.onStop([n = node.get()] {
     n->failPending(wire::ErrorCode::Unavailable, "raftd is stopping; retry on another manager");
   });
-  node->onSoftState(node->raft_->status().leader == node->id_
-                        ? raft::SoftState{node->id_, raft::Role::Leader}
-                        : raft::SoftState{node->raft_->leader(), node->raft_->role()});
+  node->onSoftState({node->raft_->leader(), node->raft_->role()});
   daemon.loop().every(options.tick, [n = node.get()] { n->onTick(); });
   if (!options.join.empty() && node->raft_->confState().voters.empty()) node->tryJoin();
   return node;
