@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -384,6 +385,57 @@ TEST_CASE_TEMPLATE("bad command lines and unusable dirs are refused with a clear
   CHECK(contains(none.err, "no socket at " + tmp / "r/" + daemon + ".sock"));
   CHECK(contains(none.err, "running"));
   CHECK(contains(none.err, "--run-dir"));
+}
+
+TEST_CASE("without --foreground a daemon detaches once ready, logs to --log-file, reopens it on SIGHUP") {
+  Dirs dirs;
+  std::string log = dirs.tmp / "agentd.log";
+  // The parent returns only when the detached child is ready (or failed).
+  RunResult start = testing::run({daemonPath("agentd"), "--state-dir", dirs.state, "--run-dir",
+                                  dirs.run, "--log-file", log}, {}, 10s);
+  INFO("stderr: ", start.err);
+  REQUIRE(start.status.exited());
+  REQUIRE(start.status.code == 0);
+  auto status = statusJson(dirs.run, "agentd");
+  pid_t pid = status.value("pid", 0);
+  REQUIRE(pid > 0);
+  // Stop it by its pid whatever happens below.
+  struct Stop {
+    pid_t pid;
+    ~Stop() { ::kill(pid, SIGTERM); }
+  } stop{pid};
+
+  std::filesystem::rename(log, log + ".1");
+  REQUIRE(::kill(pid, SIGHUP) == 0);
+  RunResult level = shoal(dirs.run, {"debug", "log-level", "agentd", "debug"});
+  CHECK(level.status.code == 0);
+  auto fileHas = [](const std::string& path, const std::string& text) {
+    std::ifstream in(path);
+    std::string all((std::istreambuf_iterator<char>(in)), {});
+    return contains(all, text);
+  };
+  // The message after SIGHUP lands in a new file at the old path.
+  bool reopened = false;
+  for (int i = 0; i < 100 && !reopened; ++i) {
+    reopened = fileHas(log, "SetLogLevel");
+    if (!reopened) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(reopened);
+  CHECK(fileHas(log + ".1", "SIGHUP"));
+
+  REQUIRE(::kill(pid, SIGTERM) == 0);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = ::kill(pid, 0) != 0 && !std::filesystem::exists(dirs.run + "/agentd.sock");
+    if (!gone) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(gone);
+
+  // A detached start that fails still says why, with a non-zero exit.
+  RunResult bad = testing::run({daemonPath("agentd"), "--state-dir", "/proc/shoal-test-state",
+                                "--run-dir", dirs.run}, {}, 10s);
+  CHECK(bad.status.code != 0);
+  CHECK(contains(bad.err, "--state-dir"));
 }
 
 }  // namespace
