@@ -9,6 +9,7 @@
 #include "common/proc.h"
 #include "services/raftd/codec.h"
 #include "services/raftd/protocols.h"
+#include "services/raftd/snapshot.h"
 
 namespace shoal::raftd {
 namespace {
@@ -59,7 +60,9 @@ RaftNode::RaftNode(Daemon& daemon, const NodeOptions& options)
   if (options_.advertiseAddr.empty()) options_.advertiseAddr = options_.listenAddr;
 }
 
-RaftNode::~RaftNode() = default;
+RaftNode::~RaftNode() {
+  if (snapshotThread_.joinable()) snapshotThread_.join();
+}
 
 Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOptions& options) {
   if (options.bootstrap && !options.join.empty())
@@ -385,49 +388,30 @@ Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
   auto snap = lmdb::Environment::open(*path, so);
   if (!snap) return snap.error();
 
-  // The snapshot is a copy of the leader's whole environment; take its state-machine tables
-  // (everything but the leader's own raft.* log and hard state).
-  std::vector<std::pair<std::string, unsigned>> names;
+  // The snapshot holds the leader's state-machine tables (snapshot.h); replace ours by them.
+  Result<std::vector<StateTable>> names = std::vector<StateTable>{};
   {
+    // Tables are opened (below) with no transaction of this environment alive: a handle
+    // opened meanwhile would not be valid in it.
     auto txn = (*snap)->read();
     if (!txn) return txn.error();
-    MDB_dbi main;
-    if (int rc = mdb_dbi_open(txn->raw(), nullptr, 0, &main); rc != 0)
-      return Error{std::string("cannot read the snapshot's tables: ") + mdb_strerror(rc), rc};
-    MDB_cursor* cur;
-    mdb_cursor_open(txn->raw(), main, &cur);
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
-      if (name.starts_with("raft.")) continue;
-      MDB_dbi dbi;
-      unsigned flags = 0;
-      if (mdb_dbi_open(txn->raw(), name.c_str(), 0, &dbi) == 0) mdb_dbi_flags(txn->raw(), dbi, &flags);
-      names.emplace_back(name, flags & (MDB_DUPSORT | MDB_INTEGERKEY | MDB_DUPFIXED | MDB_REVERSEKEY));
-    }
-    mdb_cursor_close(cur);
+    names = stateTables(*txn);
+    if (!names) return names.error();
   }
   std::vector<std::pair<lmdb::Table, lmdb::Table>> pairs;
-  for (auto& [name, flags] : names) {
-    auto from = (*snap)->table(name, flags);
-    if (!from) return from.error();
-    auto to = env_->table(name, flags);
-    if (!to) return to.error();
-    pairs.emplace_back(*from, *to);
+  {
+    for (auto& t : *names) {
+      auto from = (*snap)->table(t.name, t.flags);
+      if (!from) return from.error();
+      auto to = env_->table(t.name, t.flags);
+      if (!to) return to.error();
+      pairs.emplace_back(*from, *to);
+    }
   }
   auto src = (*snap)->read();
   if (!src) return src.error();
   auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
-    for (auto& [from, to] : pairs) {
-      if (auto s = txn.clear(to); !s) return s;
-      Status inner;
-      auto s = src->scanPrefix(from, "", [&](std::string_view k, std::string_view v) {
-        inner = txn.put(to, k, v, (to.flags() & MDB_DUPSORT) ? MDB_NODUPDATA : 0);
-        return inner.ok();
-      });
-      if (!s) return s;
-      if (!inner) return inner;
-    }
+    if (auto s = copyTablesInto(txn, *src, pairs); !s) return s;
     return storage_->installSnapshot(txn, meta);
   });
   if (!st) return st;
@@ -449,38 +433,83 @@ Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
 }
 
 void RaftNode::maybeSnapshot() {
+  if (snapshotThread_.joinable()) return;  // one at a time
   raft::Index applied = storage_->applied();
   raft::SnapshotMeta held = storage_->snapshotMeta();
   // A bootstrap's snapshot is empty, but the member and cluster tables written at bootstrap
   // are not in the log: joining servers need a real snapshot, so take one as soon as anything
-  // has been applied (before the first join can be handled).
+  // has been applied, here and now (before the first join can be handled; it is tiny).
   bool onlyBootstrap = held.size == 0 && held.index > 0 && applied > held.index;
   if (!onlyBootstrap && applied < held.index + options_.snapshotInterval) return;
-  std::string tmp = daemon_.stateDir() + "/snapshots/tmp";
-  std::error_code ec;
-  std::filesystem::remove_all(tmp, ec);
-  auto st = env_->copy(tmp, /*compact=*/true);
-  if (!st) {
-    spdlog::error("snapshot at {} failed: {}", applied, st.error().message);
-    return;
-  }
   auto term = storage_->term(applied);
   if (!term) {
     spdlog::error("snapshot at {} failed: {}", applied, term.error().message);
     return;
   }
-  if (auto s = storage_->recordSnapshot(applied, *term, raft_->confState(), tmp + "/data.mdb"); !s) {
-    spdlog::error("snapshot at {} failed: {}", applied, s.error().message);
+  Result<std::vector<StateTable>> names = std::vector<StateTable>{};
+  if (auto listing = env_->read(); listing)
+    names = stateTables(*listing);
+  else
+    names = listing.error();
+  if (!names) {
+    spdlog::error("snapshot at {} failed: {}", applied, names.error().message);
     return;
   }
-  std::filesystem::remove_all(tmp, ec);
-  raft::Index keepFrom = applied > options_.keepEntries ? applied - options_.keepEntries : 0;
+  std::vector<std::pair<StateTable, lmdb::Table>> tables;
+  for (auto& t : *names) {
+    auto opened = env_->table(t.name, t.flags);
+    if (!opened) {
+      spdlog::error("snapshot at {} failed: {}", applied, opened.error().message);
+      return;
+    }
+    tables.emplace_back(t, *opened);
+  }
+  // Everything is written on this thread, so this read transaction sees exactly the state
+  // at `applied`; the copy from it runs on a thread of its own.
+  auto txn = env_->read();
+  if (!txn) {
+    spdlog::error("snapshot at {} failed: {}", applied, txn.error().message);
+    return;
+  }
+  std::string dir = daemon_.stateDir() + "/snapshots/tmp";
+  if (onlyBootstrap) {
+    Status st = writeStateCopy(*txn, tables, dir);
+    { auto done = std::move(*txn); }  // end the read before the snapshot is recorded
+    finishSnapshot(st, dir, applied, *term, raft_->confState());
+    return;
+  }
+  snapshotThread_ = std::thread([this, txn = std::move(*txn), tables, dir, applied, term = *term,
+                                 conf = raft_->confState()]() mutable {
+    Status st = writeStateCopy(txn, tables, dir);
+    { auto done = std::move(txn); }  // end the read before the loop records the snapshot
+    daemon_.loop().post([this, st, dir, applied, term, conf] { finishSnapshot(st, dir, applied, term, conf); });
+  });
+}
+
+void RaftNode::finishSnapshot(const Status& copied, const std::string& dir, raft::Index index,
+                              raft::Term term, const raft::ConfState& conf) {
+  if (snapshotThread_.joinable()) snapshotThread_.join();
+  std::error_code ec;
+  if (!copied) {
+    spdlog::error("snapshot at {} failed: {}", index, copied.error().message);
+    std::filesystem::remove_all(dir, ec);
+    return;
+  }
+  // A snapshot received from the leader meanwhile may have overtaken this one.
+  if (auto s = storage_->recordSnapshot(index, term, conf, dir + "/data.mdb"); !s) {
+    spdlog::warn("snapshot at {} not kept: {}", index, s.error().message);
+    std::filesystem::remove_all(dir, ec);
+    return;
+  }
+  std::filesystem::remove_all(dir, ec);
+  raft::Index keepFrom = index > options_.keepEntries ? index - options_.keepEntries : 0;
   if (keepFrom > storage_->firstIndex()) {
     if (auto s = env_->update([&](lmdb::WriteTxn& txn) { return storage_->compact(txn, keepFrom); }); !s)
       spdlog::error("log compaction to {} failed: {}", keepFrom, s.error().message);
   }
   ++snapshotsTaken_;
-  spdlog::info("snapshot taken at index {} term {}; log compacted to {}", applied, *term, keepFrom);
+  spdlog::info("snapshot taken at index {} term {} ({} bytes); log compacted to {}", index, term,
+               storage_->snapshotMeta().size, keepFrom);
 }
 
 void RaftNode::send(const raft::Message& m) {
@@ -888,6 +917,7 @@ void RaftNode::status(nlohmann::json& j) const {
   j["members"] = members;
   auto snap = storage_->snapshotMeta();
   j["snapshot"] = {{"index", snap.index}, {"term", snap.term}, {"size", snap.size},
+                   {"copying", snapshotThread_.joinable()},
                    {"taken", snapshotsTaken_}, {"installed", snapshotsInstalled_}};
   if (auto info = env_->info())
     j["lmdb"] = {{"map_size", info->mapSize}, {"used_bytes", info->usedBytes}};

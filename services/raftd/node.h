@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -82,6 +83,8 @@ class RaftNode {
                     std::vector<std::function<void()>>& after);
   Status installSnapshot(const raft::SnapshotMeta& meta);
   void maybeSnapshot();
+  void finishSnapshot(const Status& copied, const std::string& dir, raft::Index index,
+                      raft::Term term, const raft::ConfState& conf);
   void send(const raft::Message& m);
   void onSoftState(const raft::SoftState& s);
   void promoteCaughtUpLearners();
@@ -136,6 +139,7 @@ class RaftNode {
   uint64_t appliedEntries_ = 0;
   uint64_t readyBatches_ = 0;
   uint64_t snapshotsTaken_ = 0;
+  std::thread snapshotThread_;  // copying the state machine (snapshot.h)
   uint64_t snapshotsInstalled_ = 0;
   std::mt19937_64 rng_;
 };
