@@ -84,7 +84,15 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOpti
     n->failPending(wire::ErrorCode::Unavailable, "raftd is stopping; retry on another manager");
   });
   node->onSoftState({node->raft_->leader(), node->raft_->role()});
-  daemon.loop().every(options.tick, [n = node.get()] { n->onTick(); });
+  // Ticks start at a random phase: members started together (by systemd at boot, by a
+  // test) would otherwise tick in step, and two that lose their leader at the same moment
+  // would campaign in the same instant and split the vote (seen: one failover in three
+  // took an extra election timeout).
+  auto phase = std::chrono::microseconds(node->rng_() % static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(options.tick).count()));
+  daemon.loop().after(phase, [n = node.get(), &loop = daemon.loop(), tick = options.tick] {
+    loop.every(tick, [n] { n->onTick(); });
+  });
   if (!options.join.empty() && node->raft_->confState().voters.empty()) node->tryJoin();
   return node;
 }
