@@ -200,7 +200,8 @@ size_t missingOn(const Member& m, const std::set<std::string>& acked) {
   return missing;
 }
 
-void startThree(Cluster& c) {
+// Starts three members (one bootstraps, two join) and returns the leader's index.
+int startThree(Cluster& c) {
   auto& a = c.add();
   auto& b = c.add();
   auto& d = c.add();
@@ -209,14 +210,15 @@ void startThree(Cluster& c) {
   b.start("join=" + a.addr);
   d.start("join=" + a.addr);
   REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[0]) == 3; }, 15s), c.logs());
+  int lead = c.leader();
+  REQUIRE(lead >= 0);
+  return lead;
 }
 
 TEST_CASE("leader SIGKILL: another commits within 2 s, no acknowledged write is lost, the old one catches up") {
   Cluster c;
-  startThree(c);
+  int lead = startThree(c);
   Writer w;
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
   int via = (lead + 1) % 3;  // write through a follower: forwarding to the leader
   w.connect(c.members[via]);
   REQUIRE(w.write(500, 16, 20s) == 500);
@@ -251,9 +253,7 @@ TEST_CASE("leader SIGKILL: another commits within 2 s, no acknowledged write is 
 
 TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a member is removed") {
   Cluster c;
-  startThree(c);
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
+  int lead = startThree(c);
   Writer w;
   w.connect(c.members[lead]);
   REQUIRE_MESSAGE(w.write(20000, 64, 120s) == 20000, c.logs());
@@ -287,9 +287,7 @@ TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a memb
 
 TEST_CASE("garbage on the peer port and on raftd.sock changes nothing; the cluster keeps committing") {
   Cluster c;
-  startThree(c);
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
+  int lead = startThree(c);
   Writer w;
   w.connect(c.members[lead]);
   REQUIRE(w.write(100, 8, 20s) == 100);
@@ -337,9 +335,7 @@ TEST_CASE("garbage on the peer port and on raftd.sock changes nothing; the clust
 
 TEST_CASE("store API: linearizable reads on a follower, watch streams, leadership stream, transfer") {
   Cluster c;
-  startThree(c);
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
+  int lead = startThree(c);
   int follower = (lead + 1) % 3;
   zmq::context_t ctx;
   Loop loop;
@@ -433,9 +429,7 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
 
 TEST_CASE("a whole cluster stopped and started again keeps every acknowledged write") {
   Cluster c;
-  startThree(c);
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
+  int lead = startThree(c);
   Writer w;
   w.connect(c.members[lead]);
   REQUIRE(w.write(300, 16, 20s) == 300);
