@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "common/bus.h"
@@ -160,6 +162,7 @@ Status LocalCluster::spawn(size_t i, const std::string& join) {
     args.push_back("--join");
     args.push_back(join);
   }
+  args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -305,6 +308,44 @@ uint64_t LocalCluster::peakRss(size_t i) const {
     return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;  // "VmHWM:   1234 kB"
   }
   return 0;
+}
+
+double LocalCluster::cpuSeconds(size_t i) const {
+  const Member& m = members_[i];
+  if (!m.running) return 0;
+  std::ifstream in("/proc/" + std::to_string(m.pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name (field 2) may hold spaces; the fields after its ')' are fixed: utime and
+  // stime are the 12th and 13th after it (fields 14 and 15 of proc(5)).
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 1));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int f = 3; f <= 15 && rest >> field; ++f) {
+    if (f == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (f == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double selfCpuSeconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+std::pair<uint64_t, uint64_t> machineJiffies() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;  // "cpu": user nice system idle iowait irq softirq steal ...
+  uint64_t v = 0, total = 0, idle = 0;
+  for (int f = 0; f < 8 && in >> v; ++f) {
+    total += v;
+    if (f == 3 || f == 4) idle += v;  // idle and iowait
+  }
+  return {total - idle, total};
 }
 
 void LocalCluster::stop() {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,6 +33,7 @@ struct ClusterOptions {
   bool keep = false;            // keep the temp dir (state, logs) after the run
   std::string parentDir = "/tmp";  // where the temp dir goes (/dev/shm: no disk flushes)
   std::string logLevel = "info";
+  std::vector<std::string> extraArgs;  // appended to every raftd's command line
 };
 
 class LocalCluster {
@@ -73,6 +75,8 @@ class LocalCluster {
   void freeze(size_t i);
   // VmHWM of member i from /proc/<pid>/status, 0 if unknown.
   uint64_t peakRss(size_t i) const;
+  // CPU seconds (user + system, all threads) member i has used so far, 0 if unknown.
+  double cpuSeconds(size_t i) const;
   // SIGTERM every running member, SIGKILL what is left after a grace period, reap them all.
   void stop();
 
@@ -88,6 +92,11 @@ class LocalCluster {
   std::string dir_;
   std::vector<Member> members_;
 };
+
+// CPU seconds (user + system, all threads) this process has used so far.
+double selfCpuSeconds();
+// Jiffies of the whole machine from /proc/stat: {busy, total}, for the share of the CPUs in use.
+std::pair<uint64_t, uint64_t> machineJiffies();
 
 // A port on 127.0.0.1 the kernel reports free (bound to port 0, then released).
 Result<uint16_t> freeLoopbackPort();

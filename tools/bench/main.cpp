@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
                    "nothing, which tells disk-bound from CPU-bound")
       ->capture_default_str();
   raft->add_option("--raftd-log-level", o.cluster.logLevel, "raftd's --log-level")->capture_default_str();
+  raft->add_option("--raftd-arg", o.cluster.extraArgs,
+                   "An argument added to every raftd's command line (repeat it), e.g. "
+                   "--raftd-arg=--snapshot-interval=100000");
   raft->add_flag("--failover", failover,
                  "Measure failover instead: per run a fresh 3-member cluster with the default "
                  "tick, SIGKILL its leader, time until a write commits on a new leader");

@@ -221,6 +221,10 @@ int runRaftThroughput(const RaftBenchOptions& o) {
   std::cerr << "shoal-bench: " << o.cluster.nodes << " voters, leader is raftd " << *leader + 1
             << "; writing with " << o.clients << " clients for " << o.seconds << "s\n";
   LeaderCounters before = countersOf(cluster, *leader);
+  std::vector<double> cpuBefore;
+  for (size_t i = 0; i < cluster.size(); ++i) cpuBefore.push_back(cluster.cpuSeconds(i));
+  double selfBefore = selfCpuSeconds();
+  auto machineBefore = machineJiffies();
 
   zmq::context_t ctx(1);
   std::string value = makeValue(o.valueBytes);
@@ -252,6 +256,21 @@ int runRaftThroughput(const RaftBenchOptions& o) {
   }
   for (auto& g : groups) g->requestStop();
   auto stopped = Clock::now();
+  // CPU over the window: each raftd's, this process's (the writers and their ZeroMQ thread),
+  // and the share of the machine's CPUs busy, which says whether the cores were the limit.
+  nlohmann::ordered_json raftdCpu = nlohmann::ordered_json::array();
+  double cpuTotal = selfCpuSeconds() - selfBefore;
+  double benchCpu = cpuTotal;
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    double c = cluster.cpuSeconds(i) - cpuBefore[i];
+    cpuTotal += c;
+    raftdCpu.push_back(round2(c));
+  }
+  auto machineAfter = machineJiffies();
+  double busy = machineAfter.second > machineBefore.second
+                    ? static_cast<double>(machineAfter.first - machineBefore.first) /
+                          static_cast<double>(machineAfter.second - machineBefore.second)
+                    : 0;
   uint64_t writes = sum(&WriterGroup::writes), errors = sum(&WriterGroup::errors),
            retries = sum(&WriterGroup::retries);
   for (auto& g : groups) g->join();
@@ -284,7 +303,11 @@ int runRaftThroughput(const RaftBenchOptions& o) {
         {"retries", retries},
         {"leader_ready_batches", batches},
         {"leader_applied_entries", entries},
-        {"raftd_peak_rss_bytes", rss}};
+        {"raftd_peak_rss_bytes", rss},
+        {"raftd_cpu_s", raftdCpu},
+        {"bench_cpu_s", round2(benchCpu)},
+        {"cpu_us_per_write", round2(writes ? cpuTotal * 1e6 / static_cast<double>(writes) : 0)},
+        {"machine_cpu_busy", round2(busy)}};
   if (interrupted()) {
     summary["interrupted"] = true;
     summary["elapsed_s"] = round2(elapsed);
