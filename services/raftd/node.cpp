@@ -61,6 +61,7 @@ RaftNode::RaftNode(Daemon& daemon, const NodeOptions& options)
 }
 
 RaftNode::~RaftNode() {
+  if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
   if (snapshotThread_.joinable()) snapshotThread_.join();
 }
 
@@ -272,7 +273,17 @@ void RaftNode::processReady() {
     if (rd.softState) onSoftState(*rd.softState);
     raft_->advance(rd);
   }
-  // Reads whose index has been applied can now be answered.
+  // A read or a watcher that arrived since, or leadership gained, wants the deferred entries.
+  if (!deferred_.empty() && mustApplyNow(nullptr)) {
+    flushDeferred();
+    return;  // it answers reads and pumps watchers
+  }
+  answerAppliedReads();
+  maybeSnapshot();
+  pumpWatchers();
+}
+
+void RaftNode::answerAppliedReads() {
   raft::Index applied = storage_->applied();
   for (auto it = reads_.begin(); it != reads_.end();) {
     if (it->second.index && *it->second.index <= applied) {
@@ -282,12 +293,44 @@ void RaftNode::processReady() {
       ++it;
     }
   }
-  maybeSnapshot();
-  pumpWatchers();
+}
+
+// A follower applies committed entries in batches: up to kApplyBatch entries or kApplyDelay
+// after the first. Applying is most of a follower's work (each object written is a random
+// B-tree leaf copied and flushed, where log appends fill sequential pages), and a batch shares
+// the branch pages, the transaction and its flushes. Under shoal-bench raft a follower with
+// no apply at all used 45% less CPU; with 10 ms batches the cluster wrote about 15% more
+// (50 ms did more still, but a follower's loop then stalls long enough on the batch to push
+// p99 past 25 ms). Nothing waits on a follower's apply
+// except its own readers, so a linearizable read, a watcher, a configuration change, a
+// snapshot or leadership makes it apply at once; local reads may lag by up to kApplyDelay.
+// Deferred entries are committed and in the durable log: a crash re-applies them from there.
+namespace {
+constexpr size_t kApplyBatch = 1024;
+constexpr auto kApplyDelay = std::chrono::milliseconds(10);
+}  // namespace
+
+bool RaftNode::mustApplyNow(const raft::Ready* rd) const {
+  if (raft_->role() == raft::Role::Leader || !reads_.empty() || !watchers_.empty()) return true;
+  if (!rd) return false;
+  if (rd->snapshot || deferred_.size() + rd->committedEntries.size() >= kApplyBatch) return true;
+  for (auto& e : rd->committedEntries)
+    if (e.type == raft::EntryType::ConfChange) return true;
+  return false;
 }
 
 Status RaftNode::persistAndApply(const raft::Ready& rd) {
-  if (rd.entries.empty() && !rd.hardState && rd.committedEntries.empty()) return {};
+  bool applyNow = mustApplyNow(&rd);
+  if (!applyNow) {
+    if (deferred_.empty() && !rd.committedEntries.empty())
+      deferredTimer_ = daemon_.loop().after(kApplyDelay, [this] {
+        deferredTimer_ = 0;
+        flushDeferred();
+      });
+    deferred_.insert(deferred_.end(), rd.committedEntries.begin(), rd.committedEntries.end());
+  }
+  bool applies = applyNow && (!deferred_.empty() || !rd.committedEntries.empty());
+  if (rd.entries.empty() && !rd.hardState && !applies) return {};
   std::vector<std::function<void()>> after;
   auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
     after.clear();  // update() may run this again after growing the map
@@ -295,16 +338,48 @@ Status RaftNode::persistAndApply(const raft::Ready& rd) {
       if (auto s = storage_->append(txn, rd.entries); !s) return s;
     if (rd.hardState)
       if (auto s = storage_->setHardState(txn, *rd.hardState); !s) return s;
+    if (!applies) return {};
+    for (auto& e : deferred_)
+      if (auto s = applyEntry(txn, e, after); !s) return s;
     for (auto& e : rd.committedEntries)
       if (auto s = applyEntry(txn, e, after); !s) return s;
-    if (!rd.committedEntries.empty())
-      if (auto s = storage_->setApplied(txn, rd.committedEntries.back().index); !s) return s;
-    return {};
+    raft::Index last = rd.committedEntries.empty() ? deferred_.back().index : rd.committedEntries.back().index;
+    return storage_->setApplied(txn, last);
   });
   if (!st) return st;
-  appliedEntries_ += rd.committedEntries.size();
+  if (applies) {
+    appliedEntries_ += deferred_.size() + rd.committedEntries.size();
+    deferred_.clear();
+    if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
+    deferredTimer_ = 0;
+  }
   for (auto& fn : after) fn();
   return {};
+}
+
+void RaftNode::flushDeferred() {
+  if (deferred_.empty()) return;
+  std::vector<std::function<void()>> after;
+  auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+    after.clear();
+    for (auto& e : deferred_)
+      if (auto s = applyEntry(txn, e, after); !s) return s;
+    return storage_->setApplied(txn, deferred_.back().index);
+  });
+  if (!st) {
+    spdlog::critical("cannot apply committed entries {}..{}: {}; stopping", deferred_.front().index,
+                     deferred_.back().index, st.error().message);
+    daemon_.requestStop();
+    return;
+  }
+  appliedEntries_ += deferred_.size();
+  deferred_.clear();
+  if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
+  deferredTimer_ = 0;
+  for (auto& fn : after) fn();
+  answerAppliedReads();
+  maybeSnapshot();
+  pumpWatchers();
 }
 
 Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
@@ -930,7 +1005,8 @@ void RaftNode::status(nlohmann::json& j) const {
   if (auto info = env_->info())
     j["lmdb"] = {{"map_size", info->mapSize}, {"used_bytes", info->usedBytes}};
   j["pending"] = {{"proposals", proposals_.size()}, {"reads", reads_.size()},
-                  {"forwarded", forwarded_.size()}, {"watchers", watchers_.size()}};
+                  {"forwarded", forwarded_.size()}, {"watchers", watchers_.size()},
+                  {"deferred_apply", deferred_.size()}};
   j["leader_disconnects"] = leaderDisconnects_;
   j["applied_entries"] = appliedEntries_;
   j["ready_batches"] = readyBatches_;

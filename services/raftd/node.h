@@ -79,6 +79,8 @@ class RaftNode {
   void scheduleReady();
   void processReady();
   Status persistAndApply(const raft::Ready& rd);
+  bool mustApplyNow(const raft::Ready* rd) const;
+  void flushDeferred();
   Status applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
                     std::vector<std::function<void()>>& after);
   Status installSnapshot(const raft::SnapshotMeta& meta);
@@ -101,6 +103,7 @@ class RaftNode {
   void handleTxn(bus::Call call);
   void handleRead(bus::Call call);
   void answerRead(bus::Call& call);
+  void answerAppliedReads();
   void handleWatch(bus::Call call);
   void pumpWatchers();
   void pumpLeadership();
@@ -131,6 +134,10 @@ class RaftNode {
   std::vector<LeadershipSub> leadershipSubs_;
   uint64_t nextSeq_ = 1;
   bool readyScheduled_ = false;
+  // Committed entries a follower has not applied yet (see persistAndApply), oldest first, and
+  // the timer that applies them at the latest kApplyDelay after the first came.
+  std::vector<raft::Entry> deferred_;
+  Loop::TimerId deferredTimer_ = 0;
   raft::SoftState soft_;
   std::unique_ptr<bus::Client> joinClient_;
   std::string joinTarget_;
