@@ -205,6 +205,11 @@ size_t missingOn(const Member& m, const std::set<std::string>& acked) {
   return missing;
 }
 
+// Waits until member m has applied up to `index` (its Status' applied index).
+bool appliedUpTo(const Member& m, int64_t index, std::chrono::milliseconds limit) {
+  return waitFor([&] { return m.status().value("applied", int64_t{0}) >= index; }, limit);
+}
+
 // Starts three members (one bootstraps, two join) and returns the leader's index.
 int startThree(Cluster& c) {
   auto& a = c.add();
@@ -252,7 +257,7 @@ TEST_CASE("leader SIGKILL: another commits within 2 s, no acknowledged write is 
   // The killed member comes back and catches up.
   c.members[lead].start("");
   auto target = c.members[newLead].status().value("commit", 0);
-  REQUIRE_MESSAGE(waitFor([&] { return c.members[lead].status().value("applied", 0) >= target; }, 15s), c.logs());
+  REQUIRE_MESSAGE(appliedUpTo(c.members[lead], target, 15s), c.logs());
   CHECK(missingOn(c.members[lead], w.acked) == 0);
 }
 
@@ -266,7 +271,7 @@ TEST_CASE("followers apply committed entries on their own, and a crash loses non
   // Followers apply in batches; with no read or watcher asking, each still applies everything
   // within a bounded time (10 ms batches; 2 s leaves room for a loaded machine).
   int f = (lead + 1) % 3, g = (lead + 2) % 3;
-  CHECK(waitFor([&] { return c.members[g].status().value("applied", 0) >= target; }, 2s));
+  CHECK(appliedUpTo(c.members[g], target, 2s));
   CHECK(c.members[g].status()["pending"].value("deferred_apply", -1) == 0);
 
   // A follower killed while it may hold committed entries it has not applied re-applies them
@@ -275,7 +280,7 @@ TEST_CASE("followers apply committed entries on their own, and a crash loses non
   c.members[f].kill9();
   c.members[f].start("");
   target = c.members[lead].status().value("commit", 0);
-  REQUIRE_MESSAGE(waitFor([&] { return c.members[f].status().value("applied", 0) >= target; }, 15s), c.logs());
+  REQUIRE_MESSAGE(appliedUpTo(c.members[f], target, 15s), c.logs());
   CHECK(missingOn(c.members[f], w.acked) == 0);
 }
 
@@ -293,7 +298,7 @@ TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a memb
   fourth.start("join=" + c.members[lead].addr);
   REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[lead]) == 4; }, 30s), c.logs());
   auto target = c.members[lead].status().value("commit", 0);
-  REQUIRE(waitFor([&] { return fourth.status().value("applied", 0) >= target; }, 30s));
+  REQUIRE(appliedUpTo(fourth, target, 30s));
   auto fs = fourth.status();
   CHECK(fs["snapshot"]["installed"].get<int>() >= 1);
   CHECK(configsOn(fourth).size() == w.acked.size());
@@ -473,7 +478,7 @@ TEST_CASE("a whole cluster stopped and started again keeps every acknowledged wr
   CHECK(again.write(10, 2, 10s) == 10);
   auto target = c.members[c.leader()].status().value("commit", 0);
   for (auto& m : c.members) {
-    REQUIRE(waitFor([&] { return m.status().value("applied", 0) >= target; }, 10s));
+    REQUIRE(appliedUpTo(m, target, 10s));
     CHECK(missingOn(m, w.acked) == 0);
   }
 }
