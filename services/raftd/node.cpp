@@ -245,6 +245,9 @@ void RaftNode::processReady() {
       }
     }
     if (rd.snapshot) {
+      // Entries this follower deferred precede the snapshot: apply them first, or they would
+      // land on top of the newer state and move the applied index back.
+      if (!deferred_.empty() && !flushDeferred()) return;
       if (auto st = installSnapshot(*rd.snapshot); !st) {
         // Nothing of this Ready may go out if its state is not durable: stop the daemon
         // rather than acknowledge what we do not have.
@@ -274,16 +277,12 @@ void RaftNode::processReady() {
     raft_->advance(rd);
   }
   // A read or a watcher that arrived since, or leadership gained, wants the deferred entries.
-  if (!deferred_.empty() && mustApplyNow(nullptr)) {
-    flushDeferred();
-    return;  // it answers reads and pumps watchers
-  }
-  answerAppliedReads();
-  maybeSnapshot();
-  pumpWatchers();
+  if (!deferred_.empty() && mustApplyNow(nullptr) && !flushDeferred()) return;
+  afterApply();
 }
 
-void RaftNode::answerAppliedReads() {
+void RaftNode::afterApply() {
+  // Reads whose index has been applied can now be answered.
   raft::Index applied = storage_->applied();
   for (auto it = reads_.begin(); it != reads_.end();) {
     if (it->second.index && *it->second.index <= applied) {
@@ -293,6 +292,8 @@ void RaftNode::answerAppliedReads() {
       ++it;
     }
   }
+  maybeSnapshot();
+  pumpWatchers();
 }
 
 // A follower applies committed entries in batches: up to kApplyBatch entries or kApplyDelay
@@ -303,7 +304,7 @@ void RaftNode::answerAppliedReads() {
 // (50 ms did more still, but a follower's loop then stalls long enough on the batch to push
 // p99 past 25 ms). Nothing waits on a follower's apply
 // except its own readers, so a linearizable read, a watcher, a configuration change, a
-// snapshot or leadership makes it apply at once; local reads may lag by up to kApplyDelay.
+// snapshot to install or leadership makes it apply at once; local reads may lag by up to kApplyDelay.
 // Deferred entries are committed and in the durable log: a crash re-applies them from there.
 namespace {
 constexpr size_t kApplyBatch = 1024;
@@ -313,7 +314,7 @@ constexpr auto kApplyDelay = std::chrono::milliseconds(10);
 bool RaftNode::mustApplyNow(const raft::Ready* rd) const {
   if (raft_->role() == raft::Role::Leader || !reads_.empty() || !watchers_.empty()) return true;
   if (!rd) return false;
-  if (rd->snapshot || deferred_.size() + rd->committedEntries.size() >= kApplyBatch) return true;
+  if (deferred_.size() + rd->committedEntries.size() >= kApplyBatch) return true;
   for (auto& e : rd->committedEntries)
     if (e.type == raft::EntryType::ConfChange) return true;
   return false;
@@ -325,7 +326,7 @@ Status RaftNode::persistAndApply(const raft::Ready& rd) {
     if (deferred_.empty() && !rd.committedEntries.empty())
       deferredTimer_ = daemon_.loop().after(kApplyDelay, [this] {
         deferredTimer_ = 0;
-        flushDeferred();
+        if (!deferred_.empty() && flushDeferred()) afterApply();
       });
     deferred_.insert(deferred_.end(), rd.committedEntries.begin(), rd.committedEntries.end());
   }
@@ -339,47 +340,45 @@ Status RaftNode::persistAndApply(const raft::Ready& rd) {
     if (rd.hardState)
       if (auto s = storage_->setHardState(txn, *rd.hardState); !s) return s;
     if (!applies) return {};
-    for (auto& e : deferred_)
-      if (auto s = applyEntry(txn, e, after); !s) return s;
-    for (auto& e : rd.committedEntries)
-      if (auto s = applyEntry(txn, e, after); !s) return s;
-    raft::Index last = rd.committedEntries.empty() ? deferred_.back().index : rd.committedEntries.back().index;
-    return storage_->setApplied(txn, last);
+    return applyCommitted(txn, rd.committedEntries, after);
   });
   if (!st) return st;
-  if (applies) {
-    appliedEntries_ += deferred_.size() + rd.committedEntries.size();
-    deferred_.clear();
-    if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
-    deferredTimer_ = 0;
-  }
+  if (applies) appliedDeferred(rd.committedEntries.size());
   for (auto& fn : after) fn();
   return {};
 }
 
-void RaftNode::flushDeferred() {
-  if (deferred_.empty()) return;
+Status RaftNode::applyCommitted(lmdb::WriteTxn& txn, const std::vector<raft::Entry>& entries,
+                                std::vector<std::function<void()>>& after) {
+  for (auto& e : deferred_)
+    if (auto s = applyEntry(txn, e, after); !s) return s;
+  for (auto& e : entries)
+    if (auto s = applyEntry(txn, e, after); !s) return s;
+  return storage_->setApplied(txn, entries.empty() ? deferred_.back().index : entries.back().index);
+}
+
+void RaftNode::appliedDeferred(size_t more) {
+  appliedEntries_ += deferred_.size() + more;
+  deferred_.clear();
+  if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
+  deferredTimer_ = 0;
+}
+
+bool RaftNode::flushDeferred() {
   std::vector<std::function<void()>> after;
   auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
-    after.clear();
-    for (auto& e : deferred_)
-      if (auto s = applyEntry(txn, e, after); !s) return s;
-    return storage_->setApplied(txn, deferred_.back().index);
+    after.clear();  // update() may run this again after growing the map
+    return applyCommitted(txn, {}, after);
   });
   if (!st) {
     spdlog::critical("cannot apply committed entries {}..{}: {}; stopping", deferred_.front().index,
                      deferred_.back().index, st.error().message);
     daemon_.requestStop();
-    return;
+    return false;
   }
-  appliedEntries_ += deferred_.size();
-  deferred_.clear();
-  if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
-  deferredTimer_ = 0;
+  appliedDeferred(0);
   for (auto& fn : after) fn();
-  answerAppliedReads();
-  maybeSnapshot();
-  pumpWatchers();
+  return true;
 }
 
 Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,

@@ -80,7 +80,16 @@ class RaftNode {
   void processReady();
   Status persistAndApply(const raft::Ready& rd);
   bool mustApplyNow(const raft::Ready* rd) const;
-  void flushDeferred();
+  // Applies the deferred entries, then `entries`, in txn, and records the applied index.
+  Status applyCommitted(lmdb::WriteTxn& txn, const std::vector<raft::Entry>& entries,
+                        std::vector<std::function<void()>>& after);
+  // Bookkeeping once the deferred entries and `more` others are applied and committed.
+  void appliedDeferred(size_t more);
+  // Applies the deferred entries in a transaction of their own; false (and the daemon
+  // stopping) if that fails.
+  bool flushDeferred();
+  // What may follow an apply: waiting reads answered, a snapshot taken, watchers fed.
+  void afterApply();
   Status applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
                     std::vector<std::function<void()>>& after);
   Status installSnapshot(const raft::SnapshotMeta& meta);
@@ -103,7 +112,6 @@ class RaftNode {
   void handleTxn(bus::Call call);
   void handleRead(bus::Call call);
   void answerRead(bus::Call& call);
-  void answerAppliedReads();
   void handleWatch(bus::Call call);
   void pumpWatchers();
   void pumpLeadership();
