@@ -1,6 +1,6 @@
 // raftd: Raft consensus and the replicated object store of a shoal manager.
 #include "common/daemon.h"
-#include "services/raftd/node.h"
+#include "services/raftd/daemon_host.h"
 
 int main(int argc, char** argv) {
   shoal::Daemon daemon("raftd", "Raft consensus and the replicated object store of a shoal manager");
@@ -14,15 +14,18 @@ int main(int argc, char** argv) {
   f.add_option("--tick-ms", tickMs, "Raft tick in milliseconds")->capture_default_str()->check(CLI::Range(1, 10000));
   f.add_option("--election-ticks", options.electionTicks, "Election timeout in ticks")->capture_default_str()->check(CLI::Range(2, 1000));
   f.add_option("--snapshot-interval", options.snapshotInterval, "Entries between snapshots")->capture_default_str()->check(CLI::Range(1, 100000000));
+  size_t maxStoreMiB = options.maxStoreBytes >> 20;
+  f.add_option("--max-store-size", maxStoreMiB, "The most the store may hold, in MiB (address space reserved at start; writes are refused past 90 %)")->capture_default_str()->check(CLI::Range(size_t{16}, size_t{1} << 24));
   f.add_option("--keep-entries", options.keepEntries, "Log entries kept below a snapshot for slow followers")->capture_default_str();
   if (auto rc = daemon.parse(argc, argv)) return *rc;
   options.tick = std::chrono::milliseconds(tickMs);
+  options.maxStoreBytes = maxStoreMiB << 20;
 
-  std::unique_ptr<shoal::raftd::RaftNode> node;
+  std::unique_ptr<shoal::raftd::DaemonHost> raftd;
   return daemon.run([&](shoal::Daemon& d) -> shoal::Status {
-    auto started = shoal::raftd::RaftNode::start(d, options);
+    auto started = shoal::raftd::DaemonHost::start(d, options);
     if (!started) return started.error();
-    node = std::move(started).value();
+    raftd = std::move(started).value();
     return {};
   });
 }

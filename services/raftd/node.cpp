@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -16,10 +17,22 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A Normal entry's data: format byte, proposer node id, proposal sequence, time of proposal
-// (Unix ns, so every manager writes the same meta), then the StoreTxn.
-constexpr uint8_t kProposalFormat = 1;
-constexpr size_t kProposalHeader = 1 + 8 + 8 + 8;
+// A Normal entry's data: format byte, proposer node id, the proposer's boot id, proposal
+// sequence, time of proposal (Unix ns, so every manager writes the same meta), then the
+// StoreTxn. Format 1 (no boot id) is still read: its entries are never matched to a caller,
+// since every process since proposes format 2.
+constexpr uint8_t kProposalFormatV1 = 1;
+constexpr size_t kProposalHeaderV1 = 1 + 8 + 8 + 8;
+constexpr uint8_t kProposalFormat = 2;
+constexpr size_t kProposalHeader = 1 + 8 + 8 + 8 + 8;
+
+// When a store would pass this share of its map, new writes are refused (bug: a full map
+// used to stop raftd); reads go on.
+constexpr double kStoreFullShare = 0.9;
+// What the proposals waiting to commit may hold together (etcd's MaxUncommittedEntriesSize).
+constexpr size_t kMaxProposalBytes = 64u << 20;
+// Peer messages held while a snapshot installs; raft recovers from the ones dropped past it.
+constexpr size_t kMaxHeldMessages = 4096;
 
 void putU64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
@@ -35,12 +48,6 @@ std::string beKey(uint64_t v) {
   return s;
 }
 
-int64_t unixNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 uint64_t randomU64() {
   uint64_t v = 0;
   while (v == 0) randombytes_buf(&v, sizeof v);
@@ -52,20 +59,31 @@ bus::Buffer storeReply(flatbuffers::FlatBufferBuilder& fbb, storeapi::Body type,
   return bus::message<storeapi::Envelope>(fbb, type, body);
 }
 
+// What a caller learns about a write whose fate this node cannot know any more.
+const char* const kMaybeApplied =
+    "it may or may not have been applied; read the object before retrying a write that is not "
+    "idempotent";
 
 }  // namespace
 
-RaftNode::RaftNode(Daemon& daemon, const NodeOptions& options)
-    : daemon_(daemon), options_(options), rng_(randomU64()) {
+RaftNode::RaftNode(NodeHost& host, std::string stateDir, const NodeOptions& options)
+    : host_(host), stateDir_(std::move(stateDir)), options_(options),
+      rng_(options.seed ? options.seed : randomU64()) {
   if (options_.advertiseAddr.empty()) options_.advertiseAddr = options_.listenAddr;
+  while (bootId_ == 0) bootId_ = rng_();
 }
 
 RaftNode::~RaftNode() {
-  if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
-  if (snapshotThread_.joinable()) snapshotThread_.join();
+  stopped_ = true;
+  host_.waitBackground();
+  if (deferredTimer_) host_.cancel(deferredTimer_);
+  if (tickTimer_) host_.cancel(tickTimer_);
+  if (joinCall_ && !joinTarget_.empty()) host_.cancelPeerCall(joinTarget_, joinCall_);
+  for (auto& [seq, f] : forwarded_) host_.cancelPeerCall(f.address, f.peerCall);
 }
 
-Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOptions& options) {
+Result<std::unique_ptr<RaftNode>> RaftNode::open(NodeHost& host, const std::string& stateDir,
+                                                 const NodeOptions& options) {
   if (options.bootstrap && !options.join.empty())
     return Error{"--bootstrap and --join exclude each other: bootstrap starts a new cluster, "
                  "join enters an existing one"};
@@ -75,36 +93,50 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(Daemon& daemon, const NodeOpti
   if (announces && options.advertiseAddr.empty() && options.listenAddr.starts_with("0.0.0.0"))
     return Error{"--listen-addr " + options.listenAddr +
                  " is not an address peers can reach: give --advertise-addr HOST:PORT"};
-  std::unique_ptr<RaftNode> node(new RaftNode(daemon, options));
-  if (auto st = node->open(); !st) return st.error();
+  std::unique_ptr<RaftNode> node(new RaftNode(host, stateDir, options));
+  if (auto st = node->openState(); !st) return st.error();
   if (auto st = node->createCore(); !st) return st.error();
-  if (auto st = node->startTransport(); !st) return st.error();
-  daemon.addStatus([n = node.get()](nlohmann::json& j) { n->status(j); });
-  daemon.server().serve(kStoreProtocol, [n = node.get()](bus::Call call) { n->serveStore(std::move(call)); });
-  daemon.onStop([n = node.get()] {
-    n->failPending(wire::ErrorCode::Unavailable, "raftd is stopping; retry on another manager");
-  });
   node->onSoftState({node->raft_->leader(), node->raft_->role()});
-  // Ticks start at a random phase: members started together (by systemd at boot, by a
-  // test) would otherwise tick in step, and two that lose their leader at the same moment
-  // would campaign in the same instant and split the vote (seen: one failover in three
-  // took an extra election timeout).
-  auto phase = std::chrono::microseconds(node->rng_() % static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(options.tick).count()));
-  daemon.loop().after(phase, [n = node.get(), &loop = daemon.loop(), tick = options.tick] {
-    loop.every(tick, [n] { n->onTick(); });
-  });
+  node->startTicking();
   if (!options.join.empty() && node->raft_->confState().voters.empty()) node->tryJoin();
   return node;
 }
 
-Status RaftNode::open() {
+void RaftNode::startTicking() {
+  // Ticks start at a random phase: members started together (by systemd at boot, by a
+  // test) would otherwise tick in step, and two that lose their leader at the same moment
+  // would campaign in the same instant and split the vote (seen: one failover in three
+  // took an extra election timeout).
+  auto phase = std::chrono::microseconds(rng_() % static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(options_.tick).count()));
+  tickTimer_ = host_.after(phase, [this] {
+    tickTimer_ = host_.every(options_.tick, [this] { onTick(); });
+  });
+}
+
+void RaftNode::stop() {
+  failProposals("raftd is stopping");
+  failReads(wire::ErrorCode::Unavailable, "raftd is stopping; retry on another manager", false);
+}
+
+void RaftNode::fatal(const std::string& why) {
+  spdlog::critical("{}; stopping", why);
+  stopped_ = true;
+  host_.fatal(why);
+}
+
+raft::Index RaftNode::applied() const { return storage_->applied(); }
+
+Status RaftNode::openState() {
   lmdb::Options lo;
-  lo.mapSize = 64u << 20;
-  auto env = lmdb::Environment::open(daemon_.stateDir() + "/db", lo);
+  // The whole map at once: it only reserves address space, and growing it later would wait
+  // for every read transaction of this process (the snapshot copier's among them).
+  lo.mapSize = options_.maxStoreBytes;
+  lo.maxMapSize = options_.maxStoreBytes;
+  auto env = lmdb::Environment::open(stateDir_ + "/db", lo);
   if (!env) return env.error();
   env_ = std::move(env).value();
-  auto storage = RaftStorage::open(*env_, daemon_.stateDir() + "/snapshots");
+  auto storage = RaftStorage::open(*env_, stateDir_ + "/snapshots");
   if (!storage) return storage.error();
   storage_ = std::move(storage).value();
   auto store = store::Store::open(*env_);
@@ -119,13 +151,13 @@ Status RaftNode::open() {
 
   id_ = storage_->nodeId();
   if (id_ == 0) {
-    id_ = randomU64();
+    while (id_ == 0) id_ = rng_();
     if (auto st = env_->update([&](lmdb::WriteTxn& txn) { return storage_->setNodeId(txn, id_); }); !st)
       return st;
     spdlog::info("new raft identity: node {:x}", id_);
   }
   if (options_.bootstrap && storage_->lastIndex() == 0 && storage_->snapshotMeta().index == 0) {
-    clusterId_ = randomU64();
+    while (clusterId_ == 0) clusterId_ = rng_();
     auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
       if (auto s = txn.put(membersTable_, beKey(id_), options_.advertiseAddr); !s) return s;
       if (auto s = txn.put(clusterTable_, "id", beKey(clusterId_)); !s) return s;
@@ -154,13 +186,15 @@ Status RaftNode::loadMembers() {
   if (!cid) return cid.error();
   if (*cid && (*cid)->size() == 8) clusterId_ = getU64(**cid, 0);
   for (auto it = peers_.begin(); it != peers_.end();) {
-    if (!found.count(it->first) || found[it->first] != it->second.address)
+    auto now = found.find(it->first);
+    if (now == found.end() || now->second != it->second) {
+      host_.dropPeer(it->second);
       it = peers_.erase(it);
-    else
+    } else {
       ++it;
+    }
   }
-  for (auto& [id, addr] : found)
-    if (!peers_.count(id)) peers_[id].address = addr;
+  for (auto& [id, addr] : found) peers_.emplace(id, addr);
   return {};
 }
 
@@ -177,108 +211,93 @@ Status RaftNode::createCore() {
   return {};
 }
 
-Status RaftNode::startTransport() {
-  peerServer_ = std::make_unique<bus::Server>(daemon_.loop(), daemon_.zmq());
-  peerServer_->serve(kRaftProtocol, [this](bus::Call call) { servePeer(std::move(call)); });
-  peerServer_->serve(kStoreProtocol, [this](bus::Call call) { serveStore(std::move(call)); });
-  if (auto st = peerServer_->bind("tcp://" + options_.listenAddr); !st)
-    return Error{st.error().message + "; choose another --listen-addr"};
-  spdlog::info("raft peers: listening on {} (advertised as {})", options_.listenAddr,
-               options_.advertiseAddr);
-  return {};
-}
-
-RaftNode::Peer& RaftNode::peer(raft::NodeId id) {
-  Peer& p = peers_[id];
-  if (!p.raft && !p.address.empty()) {
-    p.raft = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kRaftProtocol);
-    p.store = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kStoreProtocol);
-    if (auto st = p.raft->connect("tcp://" + p.address); !st) spdlog::warn("{}", st.error().message);
-    p.raft->onDisconnect([this, id] {
-      // The leader's process died or its host went away: the kernel closed the connection
-      // long before an election timeout would tell us. Forget it and elect sooner.
-      if (raft_->role() != raft::Role::Follower || raft_->leader() != id) return;
-      ++leaderDisconnects_;
-      spdlog::info("connection to leader {:x} ({}) closed: electing a new leader early", id, addressOf(id));
-      raft_->forgetLeader();
-      scheduleReady();
-    });
-    if (auto st = p.store->connect("tcp://" + p.address); !st) spdlog::warn("{}", st.error().message);
-  }
-  return p;
+void RaftNode::peerDisconnected(const std::string& address) {
+  if (installing_ || raft_->role() != raft::Role::Follower) return;
+  raft::NodeId leader = raft_->leader();
+  if (leader == 0 || addressOf(leader) != address) return;
+  // The leader's process died or its host went away: the kernel closed the connection
+  // long before an election timeout would tell us. Forget it and elect sooner.
+  ++leaderDisconnects_;
+  spdlog::info("connection to leader {:x} ({}) closed: electing a new leader early", leader, address);
+  raft_->forgetLeader();
+  scheduleReady();
 }
 
 std::string RaftNode::addressOf(raft::NodeId id) const {
   auto it = peers_.find(id);
-  return it == peers_.end() ? std::string() : it->second.address;
+  return it == peers_.end() ? std::string() : it->second;
 }
 
 // --- driving the core -----------------------------------------------------------------
 
 void RaftNode::onTick() {
+  if (stopped_) return;
+  expireWaiting();
+  if (installing_) return;  // the core reads the storage the install replaces
   raft_->tick();
   if (raft_->role() == raft::Role::Leader) promoteCaughtUpLearners();
+  if (auto info = env_->info())
+    storeNearlyFull_ = static_cast<double>(info->usedBytes) >
+                       kStoreFullShare * static_cast<double>(info->mapSize);
   scheduleReady();
 }
 
 void RaftNode::scheduleReady() {
-  if (readyScheduled_) return;
+  if (readyScheduled_ || stopped_) return;
   readyScheduled_ = true;
-  // Posted: runs after the loop has drained what arrived, so one Ready (and one LMDB
+  // Posted: runs after the host has delivered what arrived, so one Ready (and one LMDB
   // commit) covers many messages and proposals — group commit.
-  daemon_.loop().post([this] {
+  host_.post([this] {
     readyScheduled_ = false;
     processReady();
   });
 }
 
 void RaftNode::processReady() {
-  while (raft_->hasReady()) {
+  while (!stopped_ && !installing_ && raft_->hasReady()) {
     raft::Ready rd = raft_->ready();
     ++readyBatches_;
     for (auto& chunk : rd.snapshotChunks) {
       if (auto st = storage_->writeChunk(chunk); !st) {
         // Its acknowledgement is in this Ready: never acknowledge what was not written.
-        spdlog::critical("cannot write a snapshot chunk: {}; stopping", st.error().message);
-        daemon_.requestStop();
-        return;
+        return fatal("cannot write a snapshot chunk: " + st.error().message);
       }
     }
     if (rd.snapshot) {
       // Entries this follower deferred precede the snapshot: apply them first, or they would
       // land on top of the newer state and move the applied index back.
       if (!deferred_.empty() && !flushDeferred()) return;
-      if (auto st = installSnapshot(*rd.snapshot); !st) {
-        // Nothing of this Ready may go out if its state is not durable: stop the daemon
-        // rather than acknowledge what we do not have.
-        spdlog::critical("cannot install snapshot {}: {}; stopping", rd.snapshot->index,
-                         st.error().message);
-        daemon_.requestStop();
-        return;
-      }
+      return startInstall(std::move(rd));
     }
-    // A leader's appends go out while its own copy is written (dissertation §10.2.1): the
-    // core counts that copy only in advance(), once it is durable.
-    for (auto& m : rd.messages)
-      if (rd.mayPrecedePersist(m)) send(m);
-    if (auto st = persistAndApply(rd); !st) {
-      spdlog::critical("cannot persist raft state: {}; stopping", st.error().message);
-      daemon_.requestStop();
-      return;
-    }
-    for (auto& m : rd.messages)
-      if (!rd.mayPrecedePersist(m)) send(m);
-    for (auto& rs : rd.readStates) {
-      if (rs.context.size() != 8) continue;
-      auto it = reads_.find(getU64(rs.context, 0));
-      if (it != reads_.end()) it->second.index = rs.index;
-    }
-    if (rd.softState) onSoftState(*rd.softState);
-    raft_->advance(rd);
+    if (!finishReady(rd)) return;
   }
+  if (stopped_ || installing_) return;
   // A read or a watcher that arrived since, or leadership gained, wants the deferred entries.
   if (!deferred_.empty() && mustApplyNow(nullptr) && !flushDeferred()) return;
   afterApply();
+}
+
+bool RaftNode::finishReady(raft::Ready& rd) {
+  // A leader's appends go out while its own copy is written (dissertation §10.2.1): the
+  // core counts that copy only in advance(), once it is durable.
+  for (auto& m : rd.messages)
+    if (rd.mayPrecedePersist(m)) send(m);
+  if (auto st = persistAndApply(rd); !st) {
+    fatal("cannot persist raft state: " + st.error().message);
+    return false;
+  }
+  for (auto& m : rd.messages)
+    if (!rd.mayPrecedePersist(m)) send(m);
+  for (auto& rs : rd.readStates) {
+    // Only this incarnation's contexts: a late answer to a read asked before a restart must
+    // not release a new read with the same sequence at an older index.
+    if (rs.context.size() != 16 || getU64(rs.context, 0) != bootId_) continue;
+    auto it = reads_.find(getU64(rs.context, 8));
+    if (it != reads_.end()) it->second.index = rs.index;
+  }
+  if (rd.softState) onSoftState(*rd.softState);
+  raft_->advance(rd);
+  return true;
 }
 
 void RaftNode::afterApply() {
@@ -324,9 +343,9 @@ Status RaftNode::persistAndApply(const raft::Ready& rd) {
   bool applyNow = mustApplyNow(&rd);
   if (!applyNow) {
     if (deferred_.empty() && !rd.committedEntries.empty())
-      deferredTimer_ = daemon_.loop().after(kApplyDelay, [this] {
+      deferredTimer_ = host_.after(kApplyDelay, [this] {
         deferredTimer_ = 0;
-        if (!deferred_.empty() && flushDeferred()) afterApply();
+        if (!deferred_.empty() && !installing_ && flushDeferred()) afterApply();
       });
     deferred_.insert(deferred_.end(), rd.committedEntries.begin(), rd.committedEntries.end());
   }
@@ -334,7 +353,7 @@ Status RaftNode::persistAndApply(const raft::Ready& rd) {
   if (rd.entries.empty() && !rd.hardState && !applies) return {};
   std::vector<std::function<void()>> after;
   auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
-    after.clear();  // update() may run this again after growing the map
+    after.clear();  // update() may run this again
     if (!rd.entries.empty())
       if (auto s = storage_->append(txn, rd.entries); !s) return s;
     if (rd.hardState)
@@ -360,20 +379,19 @@ Status RaftNode::applyCommitted(lmdb::WriteTxn& txn, const std::vector<raft::Ent
 void RaftNode::appliedDeferred(size_t more) {
   appliedEntries_ += deferred_.size() + more;
   deferred_.clear();
-  if (deferredTimer_) daemon_.loop().cancel(deferredTimer_);
+  if (deferredTimer_) host_.cancel(deferredTimer_);
   deferredTimer_ = 0;
 }
 
 bool RaftNode::flushDeferred() {
   std::vector<std::function<void()>> after;
   auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
-    after.clear();  // update() may run this again after growing the map
+    after.clear();  // update() may run this again
     return applyCommitted(txn, {}, after);
   });
   if (!st) {
-    spdlog::critical("cannot apply committed entries {}..{}: {}; stopping", deferred_.front().index,
-                     deferred_.back().index, st.error().message);
-    daemon_.requestStop();
+    fatal("cannot apply committed entries " + std::to_string(deferred_.front().index) + ".." +
+          std::to_string(deferred_.back().index) + ": " + st.error().message);
     return false;
   }
   appliedDeferred(0);
@@ -384,76 +402,102 @@ bool RaftNode::flushDeferred() {
 Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
                             std::vector<std::function<void()>>& after) {
   if (e.type == raft::EntryType::ConfChange) {
-    auto cc = raft::decodeConfChange(e.data);
-    if (!cc) {
-      spdlog::error("committed conf change at {} is unreadable: {}", e.index, cc.error().message);
-      return {};
-    }
-    if (cc->type == raft::ConfChangeType::AddLearner && !cc->context.empty()) {
-      if (auto s = txn.put(membersTable_, beKey(cc->node), cc->context); !s) return s;
-    } else if (cc->type == raft::ConfChangeType::Remove) {
-      if (auto s = txn.del(membersTable_, beKey(cc->node)); !s) return s.error();
-    }
-    after.push_back([this, c = *cc, index = e.index] {
-      static const char* names[] = {"added learner", "promoted", "removed"};
-      spdlog::info("membership at {}: {} node {:x} {}", index, names[static_cast<int>(c.type)],
-                   c.node, c.context);
-      if (auto st = loadMembers(); !st) spdlog::error("{}", st.error().message);
-      if (c.type == raft::ConfChangeType::Remove && c.node == id_)
-        spdlog::warn("this node was removed from the cluster; it no longer takes part");
-    });
-    // Answer the member request that proposed it (its context carries no sequence; match by
-    // index instead).
-    for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
-      if (it->second.index == e.index) {
-        uint64_t seq = it->first;
-        after.push_back([this, seq, node = cc->node, index = e.index] {
-          auto p = proposals_.find(seq);
-          if (p == proposals_.end()) return;
-          flatbuffers::FlatBufferBuilder fbb;
-          auto body = storeapi::CreateMemberReply(fbb, node, index);
-          if (p->second.call.request().protocol().name == kRaftProtocol.name) {
-            flatbuffers::FlatBufferBuilder f2;
-            auto jr = raftpeer::CreateJoinReply(f2, clusterId_, id_, f2.CreateString(options_.advertiseAddr));
-            p->second.call.reply(bus::message<raftpeer::Envelope>(f2, raftpeer::Body::JoinReply, jr.Union()));
-          } else {
-            p->second.call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
-          }
-          proposals_.erase(p);
-        });
-        break;
-      }
-    }
-    return {};
+    Status st;
+    applyConfChange(txn, e, after, st);
+    return st;
   }
   if (e.data.empty()) return {};  // a new leader's empty entry
-  if (e.data.size() < kProposalHeader || static_cast<uint8_t>(e.data[0]) != kProposalFormat) {
+  auto format = static_cast<uint8_t>(e.data[0]);
+  size_t header = format == kProposalFormat ? kProposalHeader : kProposalHeaderV1;
+  if ((format != kProposalFormat && format != kProposalFormatV1) || e.data.size() < header) {
     spdlog::error("committed entry {} has an unknown format; skipped", e.index);
     return {};
   }
-  raft::NodeId proposer = getU64(e.data, 1);
-  uint64_t seq = getU64(e.data, 9);
-  int64_t when = static_cast<int64_t>(getU64(e.data, 17));
-  auto verdict = store_->apply(txn, std::string_view(e.data).substr(kProposalHeader), e.index, when);
+  int64_t when = static_cast<int64_t>(getU64(e.data, header - 8));
+  auto verdict = store_->apply(txn, std::string_view(e.data).substr(header), e.index, when);
   if (!verdict) return verdict.error();
-  if (proposer == id_) {
-    // Answered at once, before this LMDB transaction commits: the entry is committed in
-    // the Raft log (durable on a quorum, the leader's copy included), and its verdict is a
-    // function of that log, so a crash now re-applies it with the same verdict. Readers do
-    // not see it early: linearizable reads wait for the applied index, which moves on commit.
-    auto p = proposals_.find(seq);
-    if (p != proposals_.end()) {
-      if (!verdict->ok()) {
-        p->second.call.fail(static_cast<wire::ErrorCode>(verdict->error().code), verdict->error().message);
-      } else {
-        flatbuffers::FlatBufferBuilder fbb;
-        auto body = storeapi::CreateTxnReply(fbb, e.index);
-        p->second.call.reply(storeReply(fbb, storeapi::Body::TxnReply, body.Union()));
-      }
-      proposals_.erase(p);  // a retried transaction (map growth) finds it answered
+  // Answered at once, before this LMDB transaction commits: the entry is committed in the
+  // Raft log (durable on a quorum, the leader's copy included), and its verdict is a
+  // function of that log, so a crash now re-applies it with the same verdict. Readers do not
+  // see it early: linearizable reads wait for the applied index, which moves on commit.
+  if (format == kProposalFormat && getU64(e.data, 1) == id_ && getU64(e.data, 9) == bootId_)
+    answerProposal(e, *verdict);
+  return {};
+}
+
+void RaftNode::answerProposal(const raft::Entry& e, const Status& verdict) {
+  auto p = proposals_.find(getU64(e.data, 17));
+  if (p == proposals_.end()) return;
+  if (!verdict.ok()) {
+    p->second.call.fail(static_cast<wire::ErrorCode>(verdict.error().code), verdict.error().message);
+  } else {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = storeapi::CreateTxnReply(fbb, e.index);
+    p->second.call.reply(storeReply(fbb, storeapi::Body::TxnReply, body.Union()));
+  }
+  proposalBytes_ -= p->second.bytes;
+  proposals_.erase(p);  // a retried transaction finds it answered
+}
+
+void RaftNode::applyConfChange(lmdb::WriteTxn& txn, const raft::Entry& e,
+                               std::vector<std::function<void()>>& after, Status& st) {
+  auto cc = raft::decodeConfChange(e.data);
+  if (!cc) {
+    spdlog::error("committed conf change at {} is unreadable: {}", e.index, cc.error().message);
+    return;
+  }
+  if (cc->type == raft::ConfChangeType::AddLearner && !cc->context.empty()) {
+    if (auto s = txn.put(membersTable_, beKey(cc->node), cc->context); !s) {
+      st = s;
+      return;
+    }
+  } else if (cc->type == raft::ConfChangeType::Remove) {
+    if (auto s = txn.del(membersTable_, beKey(cc->node)); !s) {
+      st = s.error();
+      return;
     }
   }
-  return {};
+  after.push_back([this, c = *cc, index = e.index] {
+    static const char* names[] = {"added learner", "promoted", "removed"};
+    spdlog::info("membership at {}: {} node {:x} {}", index, names[static_cast<int>(c.type)],
+                 c.node, c.context);
+    if (auto st = loadMembers(); !st) spdlog::error("{}", st.error().message);
+    if (c.type == raft::ConfChangeType::Remove && c.node == id_)
+      spdlog::warn("this node was removed from the cluster; it no longer takes part");
+  });
+  // Answer the member request that proposed it. Its data carries no sequence: match the
+  // index and the term it was proposed at, so an entry of another leader that took that
+  // index is not taken for it.
+  for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
+    if (it->second.index != e.index || it->second.term != e.term) continue;
+    after.push_back([this, seq = it->first, node = cc->node, index = e.index] {
+      auto p = proposals_.find(seq);
+      if (p == proposals_.end()) return;
+      if (p->second.call.request().protocol().name == kRaftProtocol.name) {
+        flatbuffers::FlatBufferBuilder fbb;
+        auto jr = raftpeer::CreateJoinReply(fbb, clusterId_, id_, fbb.CreateString(options_.advertiseAddr));
+        p->second.call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, jr.Union()));
+      } else {
+        flatbuffers::FlatBufferBuilder fbb;
+        auto body = storeapi::CreateMemberReply(fbb, node, index);
+        p->second.call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
+      }
+      proposalBytes_ -= p->second.bytes;
+      proposals_.erase(p);
+    });
+    break;
+  }
+}
+
+void RaftNode::startInstall(raft::Ready rd) {
+  const raft::SnapshotMeta meta = *rd.snapshot;
+  installing_ = true;
+  // Local reads would see the tables being replaced: refused until the install is done
+  // (etcd does the same); waiting linearizable reads fail and are retried by their callers.
+  failReads(wire::ErrorCode::Unavailable,
+            "this manager is installing a snapshot from the leader; retry shortly", false);
+  host_.background([this, meta] { return installSnapshot(meta); },
+                   [this, rd = std::move(rd)](Status st) mutable { installed(std::move(rd), st); });
 }
 
 Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
@@ -481,41 +525,53 @@ Status RaftNode::installSnapshot(const raft::SnapshotMeta& meta) {
     if (!names) return names.error();
   }
   std::vector<std::pair<lmdb::Table, lmdb::Table>> pairs;
-  {
-    for (auto& t : *names) {
-      auto from = (*snap)->table(t.name, t.flags);
-      if (!from) return from.error();
-      auto to = env_->table(t.name, t.flags);
-      if (!to) return to.error();
-      pairs.emplace_back(*from, *to);
-    }
+  for (auto& t : *names) {
+    auto from = (*snap)->table(t.name, t.flags);
+    if (!from) return from.error();
+    auto to = env_->table(t.name, t.flags);
+    if (!to) return to.error();
+    pairs.emplace_back(*from, *to);
   }
   auto src = (*snap)->read();
   if (!src) return src.error();
-  auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+  return env_->update([&](lmdb::WriteTxn& txn) -> Status {
     if (auto s = copyTablesInto(txn, *src, pairs); !s) return s;
     return storage_->installSnapshot(txn, meta);
   });
-  if (!st) return st;
-  // The store's tables were replaced under it: reopen (its watch history starts afresh, so
-  // watchers must resync).
-  auto store = store::Store::open(*env_);
-  if (!store) return store.error();
-  store_ = std::move(store).value();
-  for (auto& w : watchers_) {
-    flatbuffers::FlatBufferBuilder fbb;
-    auto body = storeapi::CreateWatchEvents(fbb, true, meta.index);
-    w.stream->send(storeReply(fbb, storeapi::Body::WatchEvents, body.Union()));
-    w.stream->end();
+}
+
+void RaftNode::installed(raft::Ready rd, const Status& st) {
+  installing_ = false;
+  const raft::SnapshotMeta& meta = *rd.snapshot;
+  // Nothing of this Ready may go out if its state is not durable: stop rather than
+  // acknowledge what we do not have.
+  if (!st) return fatal("cannot install snapshot " + std::to_string(meta.index) + ": " + st.error().message);
+  if (meta.size > 0) {
+    // The store's tables were replaced under it: reopen (its watch history starts afresh, so
+    // watchers must resync).
+    auto store = store::Store::open(*env_);
+    if (!store) return fatal("cannot reopen the store after a snapshot: " + store.error().message);
+    store_ = std::move(store).value();
+    for (auto& w : watchers_) {
+      flatbuffers::FlatBufferBuilder fbb;
+      auto body = storeapi::CreateWatchEvents(fbb, true, meta.index);
+      w.stream->send(storeReply(fbb, storeapi::Body::WatchEvents, body.Union()));
+      w.stream->end();
+    }
+    watchers_.clear();
+    ++snapshotsInstalled_;
+    spdlog::info("installed snapshot at index {} term {} ({} bytes)", meta.index, meta.term, meta.size);
   }
-  watchers_.clear();
-  ++snapshotsInstalled_;
-  spdlog::info("installed snapshot at index {} term {} ({} bytes)", meta.index, meta.term, meta.size);
-  return loadMembers();
+  if (auto s = loadMembers(); !s) return fatal(s.error().message);
+  if (!finishReady(rd)) return;
+  auto held = std::move(heldMessages_);
+  heldMessages_.clear();
+  for (auto& m : held) stepPeerMessage(m);
+  scheduleReady();
 }
 
 void RaftNode::maybeSnapshot() {
-  if (snapshotThread_.joinable()) return;  // one at a time
+  if (copying_ || installing_) return;  // one at a time
   raft::Index applied = storage_->applied();
   raft::SnapshotMeta held = storage_->snapshotMeta();
   // A bootstrap's snapshot is empty, but the member and cluster tables written at bootstrap
@@ -547,37 +603,47 @@ void RaftNode::maybeSnapshot() {
     tables.emplace_back(t, *opened);
   }
   // Everything is written on this thread, so this read transaction sees exactly the state
-  // at `applied`; the copy from it runs on a thread of its own.
+  // at `applied`; the copy from it runs off the loop.
   auto txn = env_->read();
   if (!txn) {
     spdlog::error("snapshot at {} failed: {}", applied, txn.error().message);
     return;
   }
-  std::string dir = daemon_.stateDir() + "/snapshots/tmp";
+  std::string dir = stateDir_ + "/snapshots/tmp";
   if (onlyBootstrap) {
     Status st = writeStateCopy(*txn, tables, dir);
     { auto done = std::move(*txn); }  // end the read before the snapshot is recorded
     finishSnapshot(st, dir, applied, *term, raft_->confState());
     return;
   }
-  snapshotThread_ = std::thread([this, txn = std::move(*txn), tables, dir, applied, term = *term,
-                                 conf = raft_->confState()]() mutable {
-    Status st = writeStateCopy(txn, tables, dir);
-    { auto done = std::move(txn); }  // end the read before the loop records the snapshot
-    daemon_.loop().post([this, st, dir, applied, term, conf] { finishSnapshot(st, dir, applied, term, conf); });
-  });
+  copying_ = true;
+  auto reader = std::make_shared<lmdb::ReadTxn>(std::move(*txn));
+  host_.background(
+      [reader, tables, dir]() mutable {
+        Status st = writeStateCopy(*reader, tables, dir);
+        { auto done = std::move(*reader); }  // end the read before the loop records the snapshot
+        return st;
+      },
+      [this, dir, applied, term = *term, conf = raft_->confState()](Status st) {
+        copying_ = false;
+        finishSnapshot(st, dir, applied, term, conf);
+      });
 }
 
 void RaftNode::finishSnapshot(const Status& copied, const std::string& dir, raft::Index index,
                               raft::Term term, const raft::ConfState& conf) {
-  if (snapshotThread_.joinable()) snapshotThread_.join();
   std::error_code ec;
   if (!copied) {
     spdlog::error("snapshot at {} failed: {}", index, copied.error().message);
     std::filesystem::remove_all(dir, ec);
     return;
   }
-  // A snapshot received from the leader meanwhile may have overtaken this one.
+  // A snapshot received from the leader meanwhile may have overtaken this one (or be being
+  // installed: the storage is not ours to touch until it is in).
+  if (installing_) {
+    std::filesystem::remove_all(dir, ec);
+    return;
+  }
   if (auto s = storage_->recordSnapshot(index, term, conf, dir + "/data.mdb"); !s) {
     spdlog::warn("snapshot at {} not kept: {}", index, s.error().message);
     std::filesystem::remove_all(dir, ec);
@@ -595,12 +661,12 @@ void RaftNode::finishSnapshot(const Status& copied, const std::string& dir, raft
 }
 
 void RaftNode::send(const raft::Message& m) {
-  Peer& p = peer(m.to);
-  if (!p.raft) {
+  std::string address = addressOf(m.to);
+  if (address.empty()) {
     spdlog::debug("no address for node {:x}; message {} dropped", m.to, raft::messageTypeName(m.type));
     return;
   }
-  p.raft->post(encodeMessage(m, clusterId_, options_.advertiseAddr));
+  host_.postToPeer(address, encodeMessage(m, clusterId_, options_.advertiseAddr));
 }
 
 void RaftNode::onSoftState(const raft::SoftState& s) {
@@ -615,24 +681,28 @@ void RaftNode::onSoftState(const raft::SoftState& s) {
       spdlog::info("no leader in term {}", raft_->term());
     for (auto& sub : leadershipSubs_) sub.dirty = true;
   }
-  if (wasLeader && !isLeader)
-    failPending(wire::ErrorCode::NotLeader, "leadership was lost before the write committed; retry");
+  // The entries of waiting writes may still commit under the next leader, or be replaced:
+  // their callers cannot be told which.
+  if (wasLeader && !isLeader) failProposals("leadership was lost before the write was known to commit");
   if (s.leader != soft_.leader) {
+    // A read not yet confirmed by the old leader never will be; one that was confirmed
+    // only waits for this node to apply, which goes on.
+    failReads(wire::ErrorCode::Unavailable,
+              "the leader changed before it confirmed this read; retry", true);
     // Requests forwarded to the old leader would wait out their deadline: answer now so that
     // callers retry on the new one.
     for (auto& [seq, f] : forwarded_) {
       if (f.leader == s.leader) continue;
-      if (auto it = peers_.find(f.leader); it != peers_.end() && it->second.store)
-        it->second.store->cancel(f.clientCall);
+      host_.cancelPeerCall(f.address, f.peerCall);
       if (!f.call->answered())
-        f.call->fail(wire::ErrorCode::Unavailable,
-                     "the leader changed while this request was forwarded to it; it may or may "
-                     "not have been applied; retry");
+        f.call->fail(wire::ErrorCode::Indeterminate,
+                     std::string("the leader changed while this request was forwarded to it; ") +
+                         kMaybeApplied);
     }
     std::erase_if(forwarded_, [&](auto& kv) { return kv.second.leader != s.leader; });
   }
   soft_ = s;
-  daemon_.setStatusText(std::string(raft::roleName(s.role)) + ", term " + std::to_string(raft_->term()));
+  host_.setStatusText(std::string(raft::roleName(s.role)) + ", term " + std::to_string(raft_->term()));
   pumpLeadership();
 }
 
@@ -651,26 +721,23 @@ void RaftNode::promoteCaughtUpLearners() {
 }
 
 void RaftNode::tryJoin() {
-  if (joined_) return;
+  if (joined_ || stopped_) return;
   if (joinTarget_.empty()) joinTarget_ = options_.join;
-  joinClient_ = std::make_unique<bus::Client>(daemon_.loop(), daemon_.zmq(), kRaftProtocol);
-  if (auto st = joinClient_->connect("tcp://" + joinTarget_); !st) {
-    spdlog::error("cannot join through {}: {}", joinTarget_, st.error().message);
-    return;
-  }
   flatbuffers::FlatBufferBuilder fbb;
   auto body = raftpeer::CreateJoinRequest(fbb, id_, fbb.CreateString(options_.advertiseAddr));
+  auto request = bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinRequest, body.Union());
   spdlog::info("asking {} to let this node {:x} join", joinTarget_, id_);
-  joinClient_->call(
-      bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinRequest, body.Union()), 5s,
-      [this](Result<bus::Frame> r) {
-        auto retry = [this] { daemon_.loop().after(500ms, [this] { tryJoin(); }); };
+  joinCall_ = host_.callPeer(
+      joinTarget_, kRaftProtocol, std::string(reinterpret_cast<const char*>(request.data()), request.size()),
+      5s, [this](Result<bus::Frame> r) {
+        joinCall_ = 0;
+        auto retry = [this] { host_.after(500ms, [this] { tryJoin(); }); };
         if (!r) {
           spdlog::warn("join through {} failed: {}; retrying", joinTarget_, r.error().message);
           joinTarget_ = options_.join;
           return retry();
         }
-        auto* jr = r->as<raftpeer::Envelope>()->body_as_JoinReply();
+        auto* jr = r->as<raftpeer::Envelope>() ? r->as<raftpeer::Envelope>()->body_as_JoinReply() : nullptr;
         if (!jr) return retry();
         if (jr->cluster_id() == 0) {
           if (jr->leader_address() && jr->leader_address()->size())
@@ -683,17 +750,59 @@ void RaftNode::tryJoin() {
       });
 }
 
-void RaftNode::failPending(wire::ErrorCode code, const std::string& why) {
-  for (auto& [seq, p] : proposals_) p.call.fail(code, why);
+void RaftNode::failProposals(const std::string& why) {
+  for (auto& [seq, p] : proposals_) p.call.fail(wire::ErrorCode::Indeterminate, why + "; " + kMaybeApplied);
   proposals_.clear();
-  for (auto& [seq, r] : reads_) r.call.fail(code, why);
-  reads_.clear();
+  proposalBytes_ = 0;
+}
+
+void RaftNode::failReads(wire::ErrorCode code, const std::string& why, bool onlyUnconfirmed) {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (onlyUnconfirmed && it->second.index) {
+      ++it;
+      continue;
+    }
+    it->second.call.fail(code, why);
+    it = reads_.erase(it);
+  }
+}
+
+// Waiting requests end at their deadline (the caller's, or requestTimeout): a read whose
+// ReadIndex answer was lost, or a write whose leader is cut off, must not wait for ever
+// (and a waiting read keeps a follower from batching its applies).
+void RaftNode::expireWaiting() {
+  auto now = host_.now();
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    ++expiredReads_;
+    it->second.call.fail(wire::ErrorCode::DeadlineExceeded,
+                         "the read was not confirmed by a leader in time; retry");
+    it = reads_.erase(it);
+  }
+  for (auto it = proposals_.begin(); it != proposals_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    it->second.call.fail(wire::ErrorCode::Indeterminate,
+                         std::string("the write did not commit in time; ") + kMaybeApplied);
+    proposalBytes_ -= it->second.bytes;
+    it = proposals_.erase(it);
+  }
 }
 
 // --- serving --------------------------------------------------------------------------
 
+void RaftNode::stepPeerMessage(const raft::Message& m) {
+  if (auto st = raft_->step(m); !st) spdlog::debug("step: {}", st.error().message);
+}
+
 void RaftNode::servePeer(bus::Call call) {
   auto* env = call.as<raftpeer::Envelope>();
+  if (!env) return serveStore(std::move(call));
   switch (env->body_type()) {
     case raftpeer::Body::Message: {
       auto* in = env->body_as_Message();
@@ -707,12 +816,16 @@ void RaftNode::servePeer(bus::Call call) {
         return;
       }
       if (in->from_address() && in->from_address()->size() && addressOf(m->from).empty())
-        peers_[m->from].address = in->from_address()->str();  // until the member table says
+        peers_[m->from] = in->from_address()->str();  // until the member table says
       if (clusterId_ == 0 && in->cluster_id() != 0 && m->type == raft::MessageType::Snap) {
         // A joining node learns its cluster from the leader's first snapshot.
         clusterId_ = in->cluster_id();
       }
-      if (auto st = raft_->step(*m); !st) spdlog::debug("step: {}", st.error().message);
+      if (installing_) {
+        if (heldMessages_.size() < kMaxHeldMessages) heldMessages_.push_back(std::move(*m));
+        return;
+      }
+      stepPeerMessage(*m);
       scheduleReady();
       return;
     }
@@ -734,11 +847,11 @@ void RaftNode::servePeer(bus::Call call) {
         auto body = raftpeer::CreateJoinReply(fbb, clusterId_, id_, fbb.CreateString(options_.advertiseAddr));
         return call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, body.Union()));
       }
+      if (refuseWrite(call, 0)) return;
       auto idx = raft_->proposeConfChange({raft::ConfChangeType::AddLearner, jr->node_id(), addr});
       if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
-      peers_[jr->node_id()].address = addr;  // reachable before the change applies
-      proposals_.emplace(nextSeq_++, Proposal{std::move(call), *idx});
-      scheduleReady();
+      peers_[jr->node_id()] = addr;  // reachable before the change applies
+      trackProposal(std::move(call), *idx, 0);
       return;
     }
     default:
@@ -748,6 +861,7 @@ void RaftNode::servePeer(bus::Call call) {
 
 void RaftNode::serveStore(bus::Call call) {
   auto* env = call.as<storeapi::Envelope>();
+  if (!env) return call.fail(wire::ErrorCode::UnknownProtocol, "raftd serves the store protocol here");
   switch (env->body_type()) {
     case storeapi::Body::TxnRequest:
       return handleTxn(std::move(call));
@@ -757,7 +871,8 @@ void RaftNode::serveStore(bus::Call call) {
     case storeapi::Body::WatchRequest:
       return handleWatch(std::move(call));
     case storeapi::Body::StatusRequest: {
-      nlohmann::json j = daemon_.status();
+      nlohmann::json j;
+      status(j);
       flatbuffers::FlatBufferBuilder fbb;
       auto body = storeapi::CreateStatusReply(fbb, fbb.CreateString(j.dump()));
       return call.reply(storeReply(fbb, storeapi::Body::StatusReply, body.Union()));
@@ -771,36 +886,8 @@ void RaftNode::serveStore(bus::Call call) {
     }
     case storeapi::Body::AddMemberRequest:
     case storeapi::Body::RemoveMemberRequest:
-    case storeapi::Body::TransferLeaderRequest: {
-      if (raft_->role() != raft::Role::Leader) return forwardToLeader(std::move(call));
-      if (auto* t = env->body_as_TransferLeaderRequest()) {
-        auto st = raft_->transferLeadership(t->node_id());
-        if (!st) return call.fail(wire::ErrorCode::InvalidArgument, st.error().message);
-        scheduleReady();
-        flatbuffers::FlatBufferBuilder fbb;
-        auto body = storeapi::CreateMemberReply(fbb, t->node_id(), 0);
-        return call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
-      }
-      raft::ConfChange cc;
-      if (auto* a = env->body_as_AddMemberRequest()) {
-        if (!a->address() || a->address()->size() == 0 || a->node_id() == 0)
-          return call.fail(wire::ErrorCode::InvalidArgument, "AddMember needs a node id and an address host:port");
-        cc = {raft::ConfChangeType::AddLearner, a->node_id(), a->address()->str()};
-        peers_[a->node_id()].address = a->address()->str();
-      } else {
-        auto* r = env->body_as_RemoveMemberRequest();
-        auto& conf = raft_->confState();
-        bool voter = std::count(conf.voters.begin(), conf.voters.end(), r->node_id());
-        if (voter && conf.voters.size() <= 2 && r->node_id() != id_)
-          spdlog::warn("removing voter {:x} leaves {} voter(s)", r->node_id(), conf.voters.size() - 1);
-        cc = {raft::ConfChangeType::Remove, r->node_id(), {}};
-      }
-      auto idx = raft_->proposeConfChange(cc);
-      if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
-      proposals_.emplace(nextSeq_++, Proposal{std::move(call), *idx});
-      scheduleReady();
-      return;
-    }
+    case storeapi::Body::TransferLeaderRequest:
+      return handleMember(std::move(call));
     default:
       call.fail(wire::ErrorCode::Unimplemented,
                 std::string("store message ") + storeapi::EnumNameBody(env->body_type()) +
@@ -808,25 +895,102 @@ void RaftNode::serveStore(bus::Call call) {
   }
 }
 
+void RaftNode::handleMember(bus::Call call) {
+  if (raft_->role() != raft::Role::Leader) return forwardToLeader(std::move(call));
+  auto* env = call.as<storeapi::Envelope>();
+  if (auto* t = env->body_as_TransferLeaderRequest()) {
+    auto st = raft_->transferLeadership(t->node_id());
+    if (!st) return call.fail(wire::ErrorCode::InvalidArgument, st.error().message);
+    scheduleReady();
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = storeapi::CreateMemberReply(fbb, t->node_id(), 0);
+    return call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
+  }
+  raft::ConfChange cc;
+  if (auto* a = env->body_as_AddMemberRequest()) {
+    if (!a->address() || a->address()->size() == 0 || a->node_id() == 0)
+      return call.fail(wire::ErrorCode::InvalidArgument, "AddMember needs a node id and an address host:port");
+    cc = {raft::ConfChangeType::AddLearner, a->node_id(), a->address()->str()};
+    peers_[a->node_id()] = a->address()->str();
+  } else {
+    auto* r = env->body_as_RemoveMemberRequest();
+    auto& conf = raft_->confState();
+    bool voter = std::count(conf.voters.begin(), conf.voters.end(), r->node_id());
+    if (voter && conf.voters.size() <= 2 && r->node_id() != id_)
+      spdlog::warn("removing voter {:x} leaves {} voter(s)", r->node_id(), conf.voters.size() - 1);
+    cc = {raft::ConfChangeType::Remove, r->node_id(), {}};
+  }
+  if (refuseWrite(call, 0)) return;
+  auto idx = raft_->proposeConfChange(cc);
+  if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
+  trackProposal(std::move(call), *idx, 0);
+}
+
+Loop::Clock::time_point RaftNode::deadlineOf(const bus::Call& call) const {
+  auto ms = call.request().header().timeout_ms();
+  return host_.now() + (ms ? bus::Millis(ms) : options_.requestTimeout);
+}
+
+bool RaftNode::refuseWrite(bus::Call& call, size_t bytes) {
+  if (proposals_.size() >= options_.maxPendingProposals ||
+      proposalBytes_ + bytes > kMaxProposalBytes) {
+    ++refusedOverloaded_;
+    call.fail(wire::ErrorCode::ResourceExhausted,
+              "raftd is overloaded: " + std::to_string(proposals_.size()) + " writes (" +
+                  std::to_string(proposalBytes_ >> 10) + " KiB) wait to commit; retry shortly");
+    return true;
+  }
+  if (storeNearlyFull_) {
+    auto info = env_->info();
+    call.fail(wire::ErrorCode::ResourceExhausted,
+              "the store is nearly full (" + std::to_string(info ? info->usedBytes >> 20 : 0) + " of " +
+                  std::to_string(info ? info->mapSize >> 20 : 0) +
+                  " MiB used); remove objects, or restart raftd with a larger --max-store-size; "
+                  "reads still work");
+    return true;
+  }
+  return false;
+}
+
+void RaftNode::trackProposal(bus::Call call, raft::Index index, size_t bytes) {
+  auto deadline = deadlineOf(call);
+  proposals_.emplace(nextSeq_++, Proposal{std::move(call), index, raft_->term(), bytes, deadline});
+  proposalBytes_ += bytes;
+  scheduleReady();
+}
+
 void RaftNode::forwardToLeader(bus::Call call) {
   raft::NodeId leader = raft_->leader();
-  if (leader == 0 || leader == id_ || addressOf(leader).empty())
+  std::string address = addressOf(leader);
+  if (leader == 0 || leader == id_ || address.empty())
     return call.fail(wire::ErrorCode::Unavailable,
                      "no leader is known right now (an election may be under way); retry shortly");
-  Peer& p = peer(leader);
+  if (forwarded_.size() >= options_.maxPendingProposals) {
+    ++refusedOverloaded_;
+    return call.fail(wire::ErrorCode::ResourceExhausted,
+                     "raftd is overloaded: " + std::to_string(forwarded_.size()) +
+                         " requests wait on the leader; retry shortly");
+  }
   // Re-send the caller's envelope as it is; the bus sets a fresh request id.
   std::string raw(call.request().bytes());
   auto held = std::make_shared<bus::Call>(std::move(call));
   auto timeout = held->request().header().timeout_ms() ? bus::Millis(held->request().header().timeout_ms())
-                                                        : bus::Millis(5000);
+                                                        : options_.requestTimeout;
   uint64_t seq = nextSeq_++;
-  uint64_t id = p.store->callRaw(std::move(raw), timeout, [this, held, seq](Result<bus::Frame> r) {
+  uint64_t id = host_.callPeer(address, kStoreProtocol, std::move(raw), timeout,
+                               [this, held, seq](Result<bus::Frame> r) {
     forwarded_.erase(seq);
     if (held->answered()) return;
-    if (!r) return held->fail(static_cast<wire::ErrorCode>(r.error().code), r.error().message);
-    held->replyRaw(r->bytes());
+    if (r) return held->replyRaw(r->bytes());
+    // A request that reached the leader may have been applied there before the answer was
+    // lost; one that failed at the leader says so itself.
+    auto code = static_cast<wire::ErrorCode>(r.error().code);
+    if (code == wire::ErrorCode::DeadlineExceeded || code == wire::ErrorCode::Cancelled)
+      return held->fail(wire::ErrorCode::Indeterminate,
+                        "no answer from the leader: " + r.error().message + "; " + kMaybeApplied);
+    held->fail(code, r.error().message);
   });
-  forwarded_[seq] = {held, leader, id};
+  forwarded_[seq] = {held, leader, address, id};
 }
 
 void RaftNode::handleTxn(bus::Call call) {
@@ -850,32 +1014,44 @@ void RaftNode::handleTxn(bus::Call call) {
     return call.fail(wire::ErrorCode::ResourceExhausted,
                      "a transaction may hold at most " + std::to_string(store::Store::kMaxChanges) +
                          " changes; split it into smaller batches");
-  uint64_t seq = nextSeq_++;
+  if (refuseWrite(call, req->txn()->size())) return;
+  uint64_t seq = nextSeq_;
   std::string data;
   data.reserve(kProposalHeader + req->txn()->size());
   data.push_back(static_cast<char>(kProposalFormat));
   putU64(data, id_);
+  putU64(data, bootId_);
   putU64(data, seq);
-  putU64(data, static_cast<uint64_t>(unixNanos()));
+  putU64(data, static_cast<uint64_t>(host_.unixNanos()));
   data.append(reinterpret_cast<const char*>(req->txn()->data()), req->txn()->size());
   auto idx = raft_->propose(std::move(data));
   if (!idx) return call.fail(wire::ErrorCode::NotLeader, idx.error().message + "; retry");
-  proposals_.emplace(seq, Proposal{std::move(call), *idx});
-  scheduleReady();
+  trackProposal(std::move(call), *idx, req->txn()->size());
 }
 
 void RaftNode::handleRead(bus::Call call) {
   auto* env = call.as<storeapi::Envelope>();
   bool local = env->body_type() == storeapi::Body::GetRequest ? env->body_as_GetRequest()->local()
                                                               : env->body_as_ListRequest()->local();
+  if (installing_)
+    return call.fail(wire::ErrorCode::Unavailable,
+                     "this manager is installing a snapshot from the leader; retry shortly");
   if (local) return answerRead(call);
+  if (reads_.size() >= options_.maxPendingReads) {
+    ++refusedOverloaded_;
+    return call.fail(wire::ErrorCode::ResourceExhausted,
+                     "raftd is overloaded: " + std::to_string(reads_.size()) +
+                         " reads wait for the leader; retry shortly");
+  }
   // Linearizable (dissertation §6.4): note the commit index, confirm leadership, wait until
-  // that index is applied here, then read the local copy.
+  // that index is applied here, then read the local copy. The context names this
+  // incarnation, so an answer to a read of an earlier one is never taken for this one.
   uint64_t seq = nextSeq_++;
-  if (auto st = raft_->readIndex(beKey(seq)); !st)
+  if (auto st = raft_->readIndex(beKey(bootId_) + beKey(seq)); !st)
     return call.fail(wire::ErrorCode::Unavailable,
                      st.error().message + "; retry, or ask for a local read");
-  reads_.emplace(seq, PendingRead{std::move(call), std::nullopt});
+  auto deadline = deadlineOf(call);
+  reads_.emplace(seq, PendingRead{std::move(call), std::nullopt, deadline});
   scheduleReady();
 }
 
@@ -917,6 +1093,9 @@ void RaftNode::answerRead(bus::Call& call) {
 }
 
 void RaftNode::handleWatch(bus::Call call) {
+  if (installing_)
+    return call.fail(wire::ErrorCode::Unavailable,
+                     "this manager is installing a snapshot from the leader; retry shortly");
   auto* w = call.as<storeapi::Envelope>()->body_as_WatchRequest();
   Watcher watcher;
   if (w->kinds())
@@ -931,6 +1110,7 @@ void RaftNode::handleWatch(bus::Call call) {
 }
 
 void RaftNode::pumpWatchers() {
+  if (installing_) return;
   for (auto& w : watchers_) {
     while (w.stream->open() && w.stream->credits() > 0) {
       auto batch = store_->changesSince(w.lastIndex, w.filter, 256);
@@ -968,10 +1148,20 @@ void RaftNode::pumpLeadership() {
 }
 
 void RaftNode::status(nlohmann::json& j) const {
-  auto st = raft_->status();
   j["node_id"] = fmt::format("{:x}", id_);
   j["cluster_id"] = fmt::format("{:x}", clusterId_);
   j["address"] = options_.advertiseAddr;
+  j["pending"] = {{"proposals", proposals_.size()}, {"proposal_bytes", proposalBytes_},
+                  {"reads", reads_.size()}, {"forwarded", forwarded_.size()},
+                  {"watchers", watchers_.size()}, {"deferred_apply", deferred_.size()},
+                  {"held_messages", heldMessages_.size()}};
+  j["refused_overloaded"] = refusedOverloaded_;
+  j["expired_reads"] = expiredReads_;
+  j["installing_snapshot"] = installing_;
+  j["store_nearly_full"] = storeNearlyFull_;
+  // The storage is being replaced off the loop: its figures are not ours to read now.
+  if (installing_) return;
+  auto st = raft_->status();
   j["role"] = raft::roleName(st.role);
   j["term"] = st.term;
   j["leader"] = st.leader ? fmt::format("{:x}", st.leader) : "";
@@ -999,20 +1189,13 @@ void RaftNode::status(nlohmann::json& j) const {
   j["members"] = members;
   auto snap = storage_->snapshotMeta();
   j["snapshot"] = {{"index", snap.index}, {"term", snap.term}, {"size", snap.size},
-                   {"copying", snapshotThread_.joinable()},
+                   {"copying", copying_},
                    {"taken", snapshotsTaken_}, {"installed", snapshotsInstalled_}};
   if (auto info = env_->info())
     j["lmdb"] = {{"map_size", info->mapSize}, {"used_bytes", info->usedBytes}};
-  j["pending"] = {{"proposals", proposals_.size()}, {"reads", reads_.size()},
-                  {"forwarded", forwarded_.size()}, {"watchers", watchers_.size()},
-                  {"deferred_apply", deferred_.size()}};
   j["leader_disconnects"] = leaderDisconnects_;
   j["applied_entries"] = appliedEntries_;
   j["ready_batches"] = readyBatches_;
-  if (peerServer_) {
-    auto& s = peerServer_->stats();
-    j["peer_bus"] = {{"received", s.received}, {"sent", s.sent}, {"bad_messages", s.badMessages}};
-  }
 }
 
 }  // namespace shoal::raftd

@@ -3,7 +3,11 @@
 // peer messages, persists and applies each Ready in one LMDB transaction (group commit),
 // sends the messages, and serves the store API to local daemons and to peers.
 //
-// Threading: everything runs on the daemon's loop thread.
+// It takes time, timers, background work and the peers from a NodeHost (host.h): the daemon
+// gives it one built on its loop and sockets (daemon_host.h), the shell's simulation
+// (tests/raft/shell_sim.cpp) a virtual clock and network.
+//
+// Threading: everything runs on the host's thread.
 
 #include <chrono>
 #include <cstdint>
@@ -12,15 +16,14 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/bus.h"
-#include "common/daemon.h"
 #include "common/lmdb.h"
 #include "services/raftd/core/raft.h"
+#include "services/raftd/host.h"
 #include "services/raftd/raft_storage.h"
 #include "services/raftd/store/store.h"
 
@@ -36,28 +39,61 @@ struct NodeOptions {
   int heartbeatTicks = 1;
   uint64_t snapshotInterval = 10000;
   uint64_t keepEntries = 500;  // log entries kept below a snapshot for slow followers
+  // Upper bounds on what waits in memory (etcd's MaxUncommittedEntriesSize): past them,
+  // callers get ResourceExhausted ("overloaded; retry") instead of memory growing.
+  size_t maxPendingProposals = 8192;
+  size_t maxPendingReads = 8192;
+  // How long a read or a forwarded request may wait for the leader when the caller set no
+  // deadline.
+  std::chrono::milliseconds requestTimeout{5000};
+  // The LMDB map: address space reserved at once, the most the store may hold.
+  size_t maxStoreBytes = size_t{16} << 30;
+  // Seeds the node's randomness (node id for a new state, election timeouts, boot id);
+  // 0: from the system's random source.
+  uint64_t seed = 0;
 };
 
 class RaftNode {
  public:
-  static Result<std::unique_ptr<RaftNode>> start(Daemon& daemon, const NodeOptions& options);
+  // Opens (or creates) the node's state in stateDir and starts ticking through host.
+  static Result<std::unique_ptr<RaftNode>> open(NodeHost& host, const std::string& stateDir,
+                                                const NodeOptions& options);
   ~RaftNode();
 
+  // Requests of the store protocol (raftd.sock, and forwarded by peers) and of the raft peer
+  // protocol (the peer port).
+  void serveStore(bus::Call call);
+  void servePeer(bus::Call call);
+  // The host's connection to the peer at address closed (its process died).
+  void peerDisconnected(const std::string& address);
+  // Fails what waits (the daemon is stopping).
+  void stop();
+
   void status(nlohmann::json& j) const;
+  raft::NodeId id() const { return id_; }
+  raft::Role role() const { return soft_.role; }
+  raft::NodeId leader() const { return soft_.leader; }
+  raft::Index applied() const;
+  const std::string& address() const { return options_.advertiseAddr; }
 
  private:
-  struct Peer {
-    std::string address;
-    std::unique_ptr<bus::Client> raft;   // one-way Raft messages
-    std::unique_ptr<bus::Client> store;  // forwarded store requests
-  };
   struct Proposal {
     bus::Call call;
     raft::Index index = 0;
+    raft::Term term = 0;  // the leader's term when proposed: the entry's term
+    size_t bytes = 0;
+    Loop::Clock::time_point deadline;
   };
   struct PendingRead {
     bus::Call call;
     std::optional<raft::Index> index;  // known once the ReadState arrived
+    Loop::Clock::time_point deadline;
+  };
+  struct Forwarded {
+    std::shared_ptr<bus::Call> call;
+    raft::NodeId leader;
+    std::string address;
+    uint64_t peerCall;
   };
   struct Watcher {
     std::shared_ptr<bus::ServerStream> stream;
@@ -69,15 +105,17 @@ class RaftNode {
     bool dirty = true;
   };
 
-  RaftNode(Daemon& daemon, const NodeOptions& options);
-  Status open();
-  Status startTransport();
+  RaftNode(NodeHost& host, std::string stateDir, const NodeOptions& options);
+  Status openState();
   Status createCore();
+  void startTicking();
 
   // Driving the core.
   void onTick();
   void scheduleReady();
   void processReady();
+  // The part of a Ready after its snapshot (if any) is installed; false if the node stops.
+  bool finishReady(raft::Ready& rd);
   Status persistAndApply(const raft::Ready& rd);
   bool mustApplyNow(const raft::Ready* rd) const;
   // Applies the deferred entries, then `entries`, in txn, and records the applied index.
@@ -85,14 +123,21 @@ class RaftNode {
                         std::vector<std::function<void()>>& after);
   // Bookkeeping once the deferred entries and `more` others are applied and committed.
   void appliedDeferred(size_t more);
-  // Applies the deferred entries in a transaction of their own; false (and the daemon
+  // Applies the deferred entries in a transaction of their own; false (and the node
   // stopping) if that fails.
   bool flushDeferred();
   // What may follow an apply: waiting reads answered, a snapshot taken, watchers fed.
   void afterApply();
   Status applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
                     std::vector<std::function<void()>>& after);
+  void applyConfChange(lmdb::WriteTxn& txn, const raft::Entry& e,
+                       std::vector<std::function<void()>>& after, Status& st);
+  void answerProposal(const raft::Entry& e, const Status& verdict);
+  // Installs a received snapshot off the loop (host background work); the Ready goes on
+  // in finishReady once it is in.
+  void startInstall(raft::Ready rd);
   Status installSnapshot(const raft::SnapshotMeta& meta);
+  void installed(raft::Ready rd, const Status& st);
   void maybeSnapshot();
   void finishSnapshot(const Status& copied, const std::string& dir, raft::Index index,
                       raft::Term term, const raft::ConfState& conf);
@@ -100,63 +145,80 @@ class RaftNode {
   void onSoftState(const raft::SoftState& s);
   void promoteCaughtUpLearners();
   void tryJoin();
+  void stepPeerMessage(const raft::Message& m);
 
   // Peers.
-  Peer& peer(raft::NodeId id);
   std::string addressOf(raft::NodeId id) const;
   Status loadMembers();
 
   // Serving.
-  void servePeer(bus::Call call);
-  void serveStore(bus::Call call);
   void handleTxn(bus::Call call);
+  void handleMember(bus::Call call);
   void handleRead(bus::Call call);
   void answerRead(bus::Call& call);
   void handleWatch(bus::Call call);
   void pumpWatchers();
   void pumpLeadership();
   void forwardToLeader(bus::Call call);
-  void failPending(wire::ErrorCode code, const std::string& why);
+  // Refuses a new write when too much waits already or the store is nearly full; true if
+  // call was answered.
+  bool refuseWrite(bus::Call& call, size_t bytes);
+  Loop::Clock::time_point deadlineOf(const bus::Call& call) const;
+  void trackProposal(bus::Call call, raft::Index index, size_t bytes);
+  // Waiting writes end "may or may not have been applied"; waiting reads, "retry".
+  void failProposals(const std::string& why);
+  void failReads(wire::ErrorCode code, const std::string& why, bool onlyUnconfirmed);
+  void expireWaiting();
+  void fatal(const std::string& why);
 
-  Daemon& daemon_;
+  NodeHost& host_;
+  std::string stateDir_;
   NodeOptions options_;
+  std::mt19937_64 rng_;
+  // This process's incarnation: in every proposal and ReadIndex context, so that after a
+  // restart nothing proposed or asked by an earlier incarnation is taken for a request of
+  // this one (sequences start at 1 again).
+  uint64_t bootId_ = 0;
   std::unique_ptr<lmdb::Environment> env_;
   std::unique_ptr<RaftStorage> storage_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<raft::Raft> raft_;
-  std::unique_ptr<bus::Server> peerServer_;
   lmdb::Table membersTable_;  // node id -> address, replicated (copied with snapshots)
   lmdb::Table clusterTable_;  // "id" -> cluster id, replicated
   uint64_t clusterId_ = 0;
   raft::NodeId id_ = 0;
-  std::map<raft::NodeId, Peer> peers_;
-  std::map<uint64_t, Proposal> proposals_;  // by sequence number
-  std::map<uint64_t, PendingRead> reads_;   // by sequence number
-  struct Forwarded {
-    std::shared_ptr<bus::Call> call;
-    raft::NodeId leader;
-    uint64_t clientCall;
-  };
-  std::map<uint64_t, Forwarded> forwarded_;  // requests waiting on the leader, by sequence
+  std::map<raft::NodeId, std::string> peers_;  // addresses
+  std::map<uint64_t, Proposal> proposals_;     // by sequence number
+  size_t proposalBytes_ = 0;
+  std::map<uint64_t, PendingRead> reads_;      // by sequence number
+  std::map<uint64_t, Forwarded> forwarded_;    // requests waiting on the leader, by sequence
   std::vector<Watcher> watchers_;
   std::vector<LeadershipSub> leadershipSubs_;
   uint64_t nextSeq_ = 1;
   bool readyScheduled_ = false;
+  bool stopped_ = false;
   // Committed entries a follower has not applied yet (see persistAndApply), oldest first, and
   // the timer that applies them at the latest kApplyDelay after the first came.
   std::vector<raft::Entry> deferred_;
   Loop::TimerId deferredTimer_ = 0;
+  Loop::TimerId tickTimer_ = 0;
   raft::SoftState soft_;
-  std::unique_ptr<bus::Client> joinClient_;
   std::string joinTarget_;
   bool joined_ = false;
+  uint64_t joinCall_ = 0;
+  // A received snapshot being installed off the loop: the core is not stepped meanwhile
+  // (it reads the storage the install replaces); peer messages wait here.
+  bool installing_ = false;
+  std::vector<raft::Message> heldMessages_;
+  bool copying_ = false;  // a snapshot of our own being copied off the loop
+  bool storeNearlyFull_ = false;
   uint64_t leaderDisconnects_ = 0;
   uint64_t appliedEntries_ = 0;
   uint64_t readyBatches_ = 0;
   uint64_t snapshotsTaken_ = 0;
-  std::thread snapshotThread_;  // copying the state machine (snapshot.h)
   uint64_t snapshotsInstalled_ = 0;
-  std::mt19937_64 rng_;
+  uint64_t refusedOverloaded_ = 0;
+  uint64_t expiredReads_ = 0;
 };
 
 }  // namespace shoal::raftd
