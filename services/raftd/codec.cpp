@@ -34,7 +34,8 @@ bus::Buffer encodeMessage(const raft::Message& m, uint64_t clusterId, std::strin
   }
   auto ents = fbb.CreateVector(entries);
   auto snap = raftpeer::CreateSnapshotMeta(fbb, m.snapshot.index, m.snapshot.term,
-                                           encodeConf(fbb, m.snapshot.conf), m.snapshot.size);
+                                           encodeConf(fbb, m.snapshot.conf), m.snapshot.size,
+                                           m.snapshot.checksum);
   auto chunk = fbb.CreateVector(reinterpret_cast<const uint8_t*>(m.chunkData.data()), m.chunkData.size());
   auto ctx = fbb.CreateVector(reinterpret_cast<const uint8_t*>(m.context.data()), m.context.size());
   auto from = fbb.CreateString(fromAddress.data(), fromAddress.size());
@@ -67,7 +68,7 @@ Result<raft::Message> decodeMessage(const raftpeer::Message& in) {
   m.reject = in.reject();
   m.rejectHint = in.reject_hint();
   if (auto* s = in.snapshot())
-    m.snapshot = {s->index(), s->term(), decodeConf(s->conf()), s->size()};
+    m.snapshot = {s->index(), s->term(), decodeConf(s->conf()), s->size(), s->checksum()};
   m.chunkOffset = in.chunk_offset();
   m.chunkData = std::string(bytes(in.chunk_data()));
   m.chunkDone = in.chunk_done();

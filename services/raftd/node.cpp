@@ -618,20 +618,25 @@ void RaftNode::maybeSnapshot() {
   }
   copying_ = true;
   auto reader = std::make_shared<lmdb::ReadTxn>(std::move(*txn));
+  auto sum = std::make_shared<uint64_t>(0);
   host_.background(
-      [reader, tables, dir]() mutable {
+      [reader, tables, dir, sum]() mutable -> Status {
         Status st = writeStateCopy(*reader, tables, dir);
         { auto done = std::move(*reader); }  // end the read before the loop records the snapshot
-        return st;
+        if (!st) return st;
+        auto checksum = snapshotChecksum(dir + "/data.mdb");
+        if (!checksum) return checksum.error();
+        *sum = *checksum;
+        return {};
       },
-      [this, dir, applied, term = *term, conf = raft_->confState()](Status st) {
+      [this, dir, applied, term = *term, conf = raft_->confState(), sum](Status st) {
         copying_ = false;
-        finishSnapshot(st, dir, applied, term, conf);
+        finishSnapshot(st, dir, applied, term, conf, *sum);
       });
 }
 
 void RaftNode::finishSnapshot(const Status& copied, const std::string& dir, raft::Index index,
-                              raft::Term term, const raft::ConfState& conf) {
+                              raft::Term term, const raft::ConfState& conf, uint64_t checksum) {
   std::error_code ec;
   if (!copied) {
     spdlog::error("snapshot at {} failed: {}", index, copied.error().message);
@@ -644,7 +649,7 @@ void RaftNode::finishSnapshot(const Status& copied, const std::string& dir, raft
     std::filesystem::remove_all(dir, ec);
     return;
   }
-  if (auto s = storage_->recordSnapshot(index, term, conf, dir + "/data.mdb"); !s) {
+  if (auto s = storage_->recordSnapshot(index, term, conf, dir + "/data.mdb", checksum); !s) {
     spdlog::warn("snapshot at {} not kept: {}", index, s.error().message);
     std::filesystem::remove_all(dir, ec);
     return;

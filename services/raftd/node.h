@@ -139,8 +139,9 @@ class RaftNode {
   Status installSnapshot(const raft::SnapshotMeta& meta);
   void installed(raft::Ready rd, const Status& st);
   void maybeSnapshot();
+  // checksum: the copy's snapshotChecksum(), 0 = let the storage compute it.
   void finishSnapshot(const Status& copied, const std::string& dir, raft::Index index,
-                      raft::Term term, const raft::ConfState& conf);
+                      raft::Term term, const raft::ConfState& conf, uint64_t checksum = 0);
   void send(const raft::Message& m);
   void onSoftState(const raft::SoftState& s);
   void promoteCaughtUpLearners();

@@ -11,6 +11,7 @@
 #include <functional>
 #include <system_error>
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 namespace shoal::raftd {
@@ -46,6 +47,7 @@ constexpr const char* kDamaged =
     "or remove it and join this manager to the cluster again";
 
 std::string str(uint64_t v) { return std::to_string(v); }
+std::string hex(uint64_t v) { return fmt::format("{:016x}", v); }
 
 Error corrupt(const std::string& what) { return Error{"raft storage: " + what + kDamaged, raft::kErrIo}; }
 
@@ -149,6 +151,7 @@ std::string encodeSnapshotMeta(const SnapshotMeta& m) {
   lmdb::appendU64(out, m.conf.learners.size());
   for (NodeId id : m.conf.learners)
     lmdb::appendU64(out, id);
+  lmdb::appendU64(out, m.checksum);
   return out;
 }
 
@@ -170,7 +173,10 @@ Result<SnapshotMeta> decodeSnapshotMeta(std::string_view v) {
     return true;
   };
   if (!r.next(m.index) || !r.next(m.term) || !r.next(m.size) || !readIds(m.conf.voters) ||
-      !readIds(m.conf.learners) || !r.done())
+      !readIds(m.conf.learners))
+    return bad();
+  // Records written before snapshots had checksums end here.
+  if (!r.done() && (!r.next(m.checksum) || !r.done()))
     return bad();
   return m;
 }
@@ -279,6 +285,36 @@ Status copyFile(const std::string& from, const std::string& to) {
 }
 
 }  // namespace
+
+Result<uint64_t> snapshotChecksum(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return ioError("open", path, errno);
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, 32);
+  std::string buf(1 << 20, '\0');
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return ioError("read", path, err);
+    }
+    if (n == 0)
+      break;
+    crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(buf.data()),
+                              static_cast<size_t>(n));
+  }
+  ::close(fd);
+  unsigned char digest[32];
+  crypto_generichash_final(&state, digest, sizeof digest);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v = (v << 8) | digest[i];
+  return v == 0 ? 1 : v;
+}
 
 Result<std::unique_ptr<RaftStorage>> RaftStorage::open(lmdb::Environment& env,
                                                        std::string snapshotDir) {
@@ -876,7 +912,7 @@ Status RaftStorage::bootstrap(const std::vector<NodeId>& voters) {
 }
 
 Status RaftStorage::recordSnapshot(Index index, Term term, const ConfState& conf,
-                                   std::string path) {
+                                   std::string path, uint64_t checksum) {
   if (index <= state_.snapshot.index)
     return Error{"snapshot at " + str(index) + " is not newer than the one held (" +
                      str(state_.snapshot.index) + ")",
@@ -895,7 +931,13 @@ Status RaftStorage::recordSnapshot(Index index, Term term, const ConfState& conf
   auto size = fileSize(path);
   if (!size)
     return size.error();
-  SnapshotMeta meta{index, term, conf, *size};
+  if (checksum == 0 && *size > 0) {
+    auto sum = snapshotChecksum(path);
+    if (!sum)
+      return sum.error();
+    checksum = *sum;
+  }
+  SnapshotMeta meta{index, term, conf, *size, checksum};
   std::string target = snapshotPath(meta);
   if (*size == 0) {
     ::unlink(path.c_str());  // an empty state machine needs no file
@@ -1019,6 +1061,18 @@ Result<std::string> RaftStorage::completeIncoming(const SnapshotMeta& meta) {
     return Error{"incoming snapshot " + incoming + " holds " + str(*size) + " of " +
                      str(meta.size) + " bytes: it is not complete",
                  raft::kErrUnavailable};
+  if (meta.checksum != 0) {
+    auto sum = snapshotChecksum(incoming);
+    if (!sum)
+      return sum.error();
+    if (*sum != meta.checksum) {
+      ::unlink(incoming.c_str());
+      return Error{"incoming snapshot " + str(meta.index) + " (term " + str(meta.term) +
+                       ") has checksum " + hex(*sum) + " but the leader announced " +
+                       hex(meta.checksum) + ": it was damaged on the way and is not opened",
+                   raft::kErrIo};
+    }
+  }
   std::string target = snapshotPath(meta);
   if (::rename(incoming.c_str(), target.c_str()) != 0)
     return ioError("move received snapshot to " + target + " from", incoming, errno);

@@ -53,6 +53,10 @@ struct RaftStorageStatus {
   uint64_t cachedTermRuns = 0;  // (index, term) runs held in memory for term()
 };
 
+// The checksum of a snapshot file carried in SnapshotMeta: the first 8 bytes of its
+// BLAKE2b-256 (libsodium), big-endian; never 0 for a non-empty file.
+Result<uint64_t> snapshotChecksum(const std::string& path);
+
 class RaftStorage : public raft::Storage {
  public:
   // Opens the raft tables of env (creating them on a new store) and the snapshot directory
@@ -106,14 +110,18 @@ class RaftStorage : public raft::Storage {
   // the applied index `index` (best made under snapshotDir, so the move is a rename). Moves
   // it to its final name, records the meta durably (its own transaction: not inside
   // update()), then removes older snapshot files. The log is kept until compact().
+  // checksum: the file's snapshotChecksum(), when the caller has it (it reads the whole
+  // file: a shell computes it off its loop); 0 = compute it here.
   Status recordSnapshot(raft::Index index, raft::Term term, const raft::ConfState& conf,
-                        std::string path);
+                        std::string path, uint64_t checksum = 0);
 
   // Snapshot received (Ready::snapshotChunks): offset 0 starts a new incoming file; any
   // other chunk must start where the file ends. The last chunk (done) is synced.
   Status writeChunk(const raft::SnapshotChunk& chunk);
-  // The incoming snapshot is complete: moves it to its final name and returns that path.
-  // Empty for a snapshot of size 0, whose state machine is empty.
+  // The incoming snapshot is complete: checks its size and (when the meta names one) its
+  // checksum, so that a damaged transfer is never opened; moves it to its final name and
+  // returns that path. Empty for a snapshot of size 0, whose state machine is empty. A
+  // damaged file is removed (the transfer must start again).
   Result<std::string> completeIncoming(const raft::SnapshotMeta& meta);
   // Removes an incoming file the core decided not to install.
   Status discardIncoming();

@@ -58,6 +58,9 @@ struct SnapshotMeta {
   Term term = 0;
   ConfState conf;     // configuration as of index
   uint64_t size = 0;  // bytes of snapshot data, streamed in chunks
+  // Of the data (the shell's: raftd's is the first 8 bytes of its BLAKE2b-256), so that a
+  // receiver can check a transfer before it opens the file; 0 = not given.
+  uint64_t checksum = 0;
 
   bool operator==(const SnapshotMeta&) const = default;
 };
