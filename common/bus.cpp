@@ -24,6 +24,25 @@ const wire::Header* headerOf(const void* data) {
   return table->GetStruct<const wire::Header*>(kHeaderField);
 }
 
+// How often held messages are tried again, and how many one peer may have held: a peer that
+// reads nothing for long enough loses the rest (counted in Stats::dropped, and warned of).
+constexpr auto kRetryPeriod = std::chrono::milliseconds(20);
+constexpr size_t kMaxHeldPerPeer = 1024;
+
+// A send that cannot go at once. ZeroMQ learns how far the peer has read from commands that
+// send() takes in at most once a millisecond or so, so a queue may look full that is not:
+// reading ZMQ_EVENTS takes them in, and then one more try says whether it really is.
+template <class Send>
+bool sendNow(zmq::socket_t& socket, Send send) {
+  if (send()) return true;
+  (void)socket.get(zmq::sockopt::events);
+  return send();
+}
+
+std::string_view bytesOf(const Buffer& buf) {
+  return {reinterpret_cast<const char*>(buf.data()), buf.size()};
+}
+
 std::string hexPrefix(std::span<const uint8_t> bytes) {
   static const char* digits = "0123456789abcdef";
   std::string out;
@@ -141,6 +160,22 @@ void RateLimitedWarning::warn(const std::string& message) {
 
 bool Call::expired() const { return deadline_ && Loop::Clock::now() > *deadline_; }
 
+Call Call::local(Frame request, Sink sink) {
+  Call call(nullptr, {}, {}, std::move(request), std::nullopt);
+  call.sink_ = std::move(sink);
+  return call;
+}
+
+void Call::deliver(std::string_view envelope) {
+  if (!server_) {
+    sink_(envelope);
+    return;
+  }
+  // A caller with a deadline hears of a lost answer from it; one without (a stream's
+  // opening request) would wait forever. Request id 0 is a one-way post: nobody waits.
+  server_->answer(peer_, envelope, deadline_.has_value() || requestId() == 0);
+}
+
 void Call::reply(Buffer buf) {
   assert(!answered_);
   answered_ = true;
@@ -149,7 +184,7 @@ void Call::reply(Buffer buf) {
     return;
   }
   setHeader(buf, requestId(), wire::Kind::Reply, 0, 0);
-  server_->sendTo(peer_, std::move(buf));
+  deliver(bytesOf(buf));
 }
 
 void Call::replyRaw(std::string_view envelope) {
@@ -162,7 +197,7 @@ void Call::replyRaw(std::string_view envelope) {
   std::string copy(envelope);
   auto* header = const_cast<wire::Header*>(headerOf(copy.data()));
   *header = wire::Header(requestId(), 0, 0, header->version(), header->kind());
-  server_->sendToBytes(peer_, copy.data(), copy.size());
+  deliver(copy);
 }
 
 void Call::fail(wire::ErrorCode code, std::string message) {
@@ -172,7 +207,7 @@ void Call::fail(wire::ErrorCode code, std::string message) {
     ++server_->stats_.expired;
     return;
   }
-  server_->sendError(peer_, request_.protocol(), requestId(), code, message);
+  deliver(bytesOf(control(request_.protocol(), wire::Kind::Error, requestId(), 0, code, message)));
 }
 
 std::shared_ptr<ServerStream> Call::openStream() {
@@ -180,7 +215,11 @@ std::shared_ptr<ServerStream> Call::openStream() {
   answered_ = true;
   auto stream = std::shared_ptr<ServerStream>(
       new ServerStream(server_, peer_, requestId(), request_.header().credits()));
-  server_->streams_[{peer_, requestId()}] = stream;
+  stream->protocol_ = &request_.protocol();
+  if (server_)
+    server_->streams_[{peer_, requestId()}] = stream;
+  else
+    stream->sink_ = sink_;
   return stream;
 }
 
@@ -188,25 +227,50 @@ bool ServerStream::send(Buffer buf) {
   if (!open_ || credits_ == 0) return false;
   --credits_;
   setHeader(buf, id_, wire::Kind::StreamItem, 0, 0);
-  server_->sendTo(peer_, std::move(buf));
-  return true;
+  if (!server_) {
+    sink_(bytesOf(buf));
+    return true;
+  }
+  switch (server_->trySend(peer_, bytesOf(buf))) {
+    case Server::Sent::Yes:
+      return true;
+    case Server::Sent::PeerGone:
+      return false;  // trySend closed the stream
+    case Server::Sent::QueueFull:
+      break;
+  }
+  // Skipping the item would leave a gap the client cannot see; ending the stream here
+  // tells it to resync from the last item it got, which is the one before this.
+  ++server_->stats_.fellBehind;
+  server_->dropWarning_.warn(fmt::format(
+      "{} stream {} ended: its client fell behind (its queue of {} messages is full)",
+      protocol_->name, id_, server_->limits_.highWater));
+  end(wire::ErrorCode::ResourceExhausted,
+      "the client fell behind (the server's queue to it was full): the stream was ended "
+      "after the last item it got; resync from there");
+  return false;
 }
 
 void ServerStream::end() { end(wire::ErrorCode::None, {}); }
 
 void ServerStream::end(wire::ErrorCode code, std::string message) {
   if (!open_) return;
-  // StreamEnd is always sent: it is the one message that needs no credit.
-  server_->sendTo(peer_, control(*server_->protocols_.front(), wire::Kind::StreamEnd, id_, 0,
-                                 code, message));
+  // StreamEnd needs no credit, and must arrive: it is held until it goes.
+  Buffer buf = control(*protocol_, wire::Kind::StreamEnd, id_, 0, code, message);
+  if (server_)
+    server_->sendOrHold(peer_, bytesOf(buf));
+  else
+    sink_(bytesOf(buf));
   close();
 }
 
 void ServerStream::close() {
   if (!open_) return;
   open_ = false;
-  auto keep = server_->streams_[{peer_, id_}];  // keep this alive through the erase
-  server_->streams_.erase({peer_, id_});
+  if (server_) {
+    auto keep = server_->streams_[{peer_, id_}];  // keep this alive through the erase
+    server_->streams_.erase({peer_, id_});
+  }
   if (onClose_) onClose_();
 }
 
@@ -217,6 +281,8 @@ Server::Server(Loop& loop, zmq::context_t& ctx, Limits limits)
   // ends that peer's streams.
   socket_.set(zmq::sockopt::router_mandatory, 1);
   socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.maxBytes) + 1024);
+  socket_.set(zmq::sockopt::sndhwm, limits_.highWater);
+  socket_.set(zmq::sockopt::rcvhwm, limits_.highWater);
 }
 
 Server::~Server() { close(); }
@@ -252,10 +318,18 @@ void Server::serve(const Protocol& protocol, Handler handler) {
   handlers_[&protocol] = std::move(handler);
 }
 
+size_t Server::held() const {
+  size_t n = 0;
+  for (auto& [peer, messages] : held_) n += messages.size();
+  return n;
+}
+
 void Server::close() {
   if (closed_) return;
-  closed_ = true;
   while (!streams_.empty()) streams_.begin()->second->end(wire::ErrorCode::Unavailable, "server is shutting down");
+  closed_ = true;
+  if (retryTimer_) loop_.cancel(retryTimer_);
+  held_.clear();
   loop_.unwatch(socket_);
   socket_.close();
   if (!ipcPath_.empty()) ::unlink(ipcPath_.c_str());
@@ -293,8 +367,11 @@ void Server::handle(std::string peer, zmq::message_t msg, std::string peerKey) {
     badWarning_.warn("bad message from a peer: " + decoded.error().message);
     // Answer in the protocol named, or in the first protocol served; request id 0 since
     // nothing in an unverified buffer can be trusted.
-    sendError(peer, *protocols_.front(), 0, static_cast<wire::ErrorCode>(decoded.error().code),
-              decoded.error().message + "; the message was dropped");
+    answer(peer,
+           bytesOf(control(*protocols_.front(), wire::Kind::Error, 0, 0,
+                           static_cast<wire::ErrorCode>(decoded.error().code),
+                           decoded.error().message + "; the message was dropped")),
+           true);
     return;
   }
   Frame frame = std::move(decoded).value();
@@ -310,8 +387,11 @@ void Server::handle(std::string peer, zmq::message_t msg, std::string peerKey) {
       } catch (const std::exception& e) {
         // A handler's bug must not take the daemon down with it; the caller hears of it.
         spdlog::error("{} handler failed on request {}: {}", protocol->name, id, e.what());
-        sendError(peer, *protocol, id, wire::ErrorCode::Internal,
-                  std::string("internal error: ") + e.what() + " (see the daemon's log)");
+        answer(peer,
+               bytesOf(control(*protocol, wire::Kind::Error, id, 0, wire::ErrorCode::Internal,
+                               std::string("internal error: ") + e.what() +
+                                   " (see the daemon's log)")),
+               deadline.has_value() || id == 0);
       }
       return;
     }
@@ -333,42 +413,93 @@ void Server::handle(std::string peer, zmq::message_t msg, std::string peerKey) {
       ++stats_.badMessages;
       badWarning_.warn(fmt::format("{} message of kind {} is not valid from a client; dropped",
                                    protocol->name, wire::EnumNameKind(frame.kind())));
-      sendError(peer, *protocol, id, wire::ErrorCode::BadMessage,
-                std::string("a client may send only Request, Credit or Cancel, not ") +
-                    wire::EnumNameKind(frame.kind()));
+      answer(peer,
+             bytesOf(control(*protocol, wire::Kind::Error, id, 0, wire::ErrorCode::BadMessage,
+                             std::string("a client may send only Request, Credit or Cancel, not ") +
+                                 wire::EnumNameKind(frame.kind()))),
+             true);
   }
 }
 
-void Server::sendTo(const std::string& peer, Buffer buf) { sendToBytes(peer, buf.data(), buf.size()); }
-
-void Server::sendToBytes(const std::string& peer, const void* data, size_t size) {
-  if (closed_) return;
+Server::Sent Server::trySend(const std::string& peer, std::string_view bytes) {
+  if (closed_) return Sent::PeerGone;
   try {
     zmq::message_t id(peer.data(), peer.size());
-    // The buffer is copied into the message; ZeroMQ may keep it after we return.
-    zmq::message_t body(data, size);
-    if (!socket_.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
-        !socket_.send(body, zmq::send_flags::dontwait)) {
-      spdlog::debug("send to a peer would block; dropped the message");
-      return;
-    }
+    // The bytes are copied into the message; ZeroMQ may keep it after we return.
+    zmq::message_t body(bytes.data(), bytes.size());
+    // With ROUTER_MANDATORY a full queue refuses the first part, so nothing half-sent is
+    // left behind; the second part goes wherever the first did.
+    if (!sendNow(socket_, [&] {
+          return socket_.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait).has_value();
+        }))
+      return Sent::QueueFull;
+    if (!socket_.send(body, zmq::send_flags::dontwait)) return Sent::QueueFull;
     ++stats_.sent;
+    return Sent::Yes;
   } catch (const zmq::error_t& e) {
     if (e.num() != EHOSTUNREACH) {
       spdlog::warn("send to a peer failed: {}", e.what());
-      return;
+      return Sent::QueueFull;
     }
-    // The peer is gone: end its streams quietly.
-    std::vector<std::shared_ptr<ServerStream>> gone;
-    for (auto& [key, s] : streams_)
-      if (key.first == peer) gone.push_back(s);
-    for (auto& s : gone) s->close();
+    // The peer disconnected (ROUTER_MANDATORY says so rather than dropping): nobody is left
+    // to tell, so its streams end quietly.
+    closeStreamsOf(peer);
+    return Sent::PeerGone;
   }
 }
 
-void Server::sendError(const std::string& peer, const Protocol& protocol, uint64_t requestId,
-                       wire::ErrorCode code, std::string_view message) {
-  sendTo(peer, control(protocol, wire::Kind::Error, requestId, 0, code, message));
+void Server::closeStreamsOf(const std::string& peer) {
+  std::vector<std::shared_ptr<ServerStream>> gone;
+  for (auto& [key, s] : streams_)
+    if (key.first == peer) gone.push_back(s);
+  for (auto& s : gone) s->close();
+}
+
+void Server::answer(const std::string& peer, std::string_view bytes, bool coveredByDeadline) {
+  if (!coveredByDeadline) {
+    sendOrHold(peer, bytes);
+    return;
+  }
+  if (trySend(peer, bytes) == Sent::QueueFull) {
+    ++stats_.dropped;
+    dropWarning_.warn("dropped a reply to a client whose queue is full (it is not reading); "
+                      "its deadline will answer the call");
+  }
+}
+
+void Server::sendOrHold(const std::string& peer, std::string_view bytes) {
+  if (trySend(peer, bytes) != Sent::QueueFull) return;
+  auto& messages = held_[peer];
+  if (messages.size() >= kMaxHeldPerPeer) {
+    ++stats_.dropped;
+    dropWarning_.warn(fmt::format("a client has not read for long: {} messages are held for it "
+                                  "already, and one more was dropped",
+                                  messages.size()));
+    return;
+  }
+  messages.emplace_back(bytes);
+  if (!retryTimer_) retryTimer_ = loop_.after(kRetryPeriod, [this] { retryHeld(); });
+}
+
+void Server::retryHeld() {
+  retryTimer_ = 0;
+  // Taken out first: a send may close streams, whose callbacks may hold more.
+  auto pending = std::exchange(held_, {});
+  for (auto& [peer, messages] : pending) {
+    for (auto& bytes : messages) {
+      switch (trySend(peer, bytes)) {
+        case Sent::Yes:
+          break;
+        case Sent::PeerGone:
+          ++stats_.dropped;
+          break;
+        case Sent::QueueFull:
+          held_[peer].push_back(std::move(bytes));
+          break;
+      }
+    }
+  }
+  if (!held_.empty() && !closed_) retryTimer_ = loop_.after(kRetryPeriod, [this] { retryHeld(); });
 }
 
 // --- Client ---------------------------------------------------------------------------
@@ -379,11 +510,14 @@ Client::Client(Loop& loop, zmq::context_t& ctx, const Protocol& protocol, Limits
   socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.maxBytes) + 1024);
   // Do not queue requests for a server that is not there yet beyond what deadlines allow.
   socket_.set(zmq::sockopt::immediate, 0);
+  socket_.set(zmq::sockopt::sndhwm, limits_.highWater);
+  socket_.set(zmq::sockopt::rcvhwm, limits_.highWater);
   loop_.watch(socket_, [this] { onReadable(); });
 }
 
 Client::~Client() {
   for (auto& [id, c] : calls_) loop_.cancel(c.timer);
+  if (retryTimer_) loop_.cancel(retryTimer_);
   loop_.unwatch(socket_);
   if (monitor_) {
     loop_.unwatch(*monitor_);
@@ -433,37 +567,65 @@ Status Client::connect(const std::string& endpoint) {
   return {};
 }
 
-void Client::send(Buffer buf) { sendBytes(buf.data(), buf.size()); }
+bool Client::trySend(std::string_view bytes) {
+  zmq::message_t msg(bytes.data(), bytes.size());
+  if (!sendNow(socket_, [&] { return socket_.send(msg, zmq::send_flags::dontwait).has_value(); }))
+    return false;
+  ++stats_.sent;
+  return true;
+}
 
-void Client::sendBytes(const void* data, size_t size) {
-  zmq::message_t msg(data, size);
-  if (socket_.send(msg, zmq::send_flags::dontwait)) ++stats_.sent;
+void Client::send(std::string_view bytes) {
+  if (trySend(bytes)) return;
+  ++stats_.dropped;
+  dropWarning_.warn(fmt::format("dropped a message to the {} server, whose queue is full (it is "
+                                "not reading); a call's deadline will answer it",
+                                protocol_.name));
+}
+
+void Client::sendOrHold(std::string_view bytes) {
+  // Behind what is held already: a stream's request must go before its credits and cancel.
+  if (held_.empty() && trySend(bytes)) return;
+  if (held_.size() >= kMaxHeldPerPeer) {
+    ++stats_.dropped;
+    dropWarning_.warn(fmt::format("the {} server has not read for long: {} messages are held "
+                                  "for it already, and one more was dropped",
+                                  protocol_.name, held_.size()));
+    return;
+  }
+  held_.emplace_back(bytes);
+  if (!retryTimer_) retryTimer_ = loop_.after(kRetryPeriod, [this] { retryHeld(); });
+}
+
+void Client::retryHeld() {
+  retryTimer_ = 0;
+  size_t sent = 0;
+  while (sent < held_.size() && trySend(held_[sent])) ++sent;
+  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(sent));
+  if (!held_.empty()) retryTimer_ = loop_.after(kRetryPeriod, [this] { retryHeld(); });
 }
 
 void Client::post(Buffer message) {
   setHeader(message, 0, wire::Kind::Request, 0, 0);
-  send(std::move(message));
+  send(bytesOf(message));
 }
 
 uint64_t Client::callRaw(std::string envelope, Millis timeout, ReplyFn fn) {
   uint64_t id = track(timeout, std::move(fn));
   auto* header = const_cast<wire::Header*>(headerOf(envelope.data()));
-  *header = wire::Header(id, static_cast<uint32_t>(timeout.count()), 0, header->version(),
-                         wire::Kind::Request);
-  sendBytes(envelope.data(), envelope.size());
+  *header = wire::Header(id, static_cast<uint32_t>(std::max<int64_t>(1, timeout.count())), 0,
+                         header->version(), wire::Kind::Request);
+  send(envelope);
   return id;
 }
 
-void Client::sendRaw(std::string_view bytes) {
-  zmq::message_t msg(bytes.data(), bytes.size());
-  if (socket_.send(msg, zmq::send_flags::dontwait)) ++stats_.sent;
-}
+void Client::sendRaw(std::string_view bytes) { send(bytes); }
 
 uint64_t Client::call(Buffer request, Millis timeout, ReplyFn fn) {
   uint64_t id = track(timeout, std::move(fn));
   setHeader(request, id, wire::Kind::Request,
             static_cast<uint32_t>(std::max<int64_t>(1, timeout.count())), 0);
-  send(std::move(request));
+  send(bytesOf(request));
   return id;
 }
 
@@ -488,7 +650,8 @@ uint64_t Client::openStream(Buffer request, uint32_t window, ItemFn onItem, EndF
   uint64_t id = nextId_++;
   setHeader(request, id, wire::Kind::Request, 0, window);
   streams_[id] = {std::move(onItem), std::move(onEnd), window, window, 0, autoGrant};
-  send(std::move(request));
+  // No deadline covers a stream: its request, credits and cancel must all arrive.
+  sendOrHold(bytesOf(request));
   return id;
 }
 
@@ -496,7 +659,7 @@ void Client::grant(uint64_t streamId, uint32_t credits) {
   auto it = streams_.find(streamId);
   if (it == streams_.end() || credits == 0) return;
   it->second.outstanding += credits;
-  send(control(protocol_, wire::Kind::Credit, streamId, credits));
+  sendOrHold(bytesOf(control(protocol_, wire::Kind::Credit, streamId, credits)));
 }
 
 void Client::cancel(uint64_t id) {
@@ -504,7 +667,7 @@ void Client::cancel(uint64_t id) {
     loop_.cancel(it->second.timer);
     calls_.erase(it);
   }
-  if (streams_.erase(id)) send(control(protocol_, wire::Kind::Cancel, id));
+  if (streams_.erase(id)) sendOrHold(bytesOf(control(protocol_, wire::Kind::Cancel, id)));
 }
 
 void Client::onReadable() {
@@ -566,7 +729,7 @@ void Client::dispatch(Frame frame) {
         ++stats_.badMessages;
         auto onEnd = std::move(s.onEnd);
         streams_.erase(it);
-        send(control(protocol_, wire::Kind::Cancel, id));
+        sendOrHold(bytesOf(control(protocol_, wire::Kind::Cancel, id)));
         if (onEnd) onEnd(Error{"the server sent more stream items than it had credits for",
                                static_cast<int>(wire::ErrorCode::BadMessage)});
         return;

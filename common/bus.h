@@ -12,6 +12,17 @@
 // Every received buffer passes the FlatBuffers verifier (size, depth and table limits)
 // before anything reads it. A bad buffer is answered with an Error (requests) or dropped
 // (streams) and logged by a rate-limited warning: it never crashes or blocks a daemon.
+//
+// Nothing is ever sent blocking, so a peer that does not read fills its queue (Limits::
+// highWater) and what comes next cannot go. What happens then depends on who would notice:
+// - a reply to a call with a deadline is dropped (and counted in Stats::dropped): the
+//   caller's deadline answers it;
+// - a stream item is never skipped: the stream is ended with ResourceExhausted instead (the
+//   client resyncs from the last item it saw), so a stream is always its items in order,
+//   possibly cut short, and then its end;
+// - what no deadline covers (a StreamEnd, the answer to a stream's opening request, a
+//   client's credits and cancels) is held and retried from a loop timer until it goes or the
+//   peer has disconnected.
 
 #include <array>
 #include <chrono>
@@ -37,11 +48,15 @@ namespace shoal::bus {
 using Buffer = flatbuffers::DetachedBuffer;
 using Millis = std::chrono::milliseconds;
 
-// Limits for the verifier. A buffer over maxBytes is refused before it is read.
+// Limits for the verifier and the socket's queues. A buffer over maxBytes is refused before
+// it is read.
 struct Limits {
   size_t maxBytes = 64u << 20;
   unsigned maxDepth = 64;
   unsigned maxTables = 1'000'000;
+  // Messages ZeroMQ queues for one peer in each direction (SNDHWM and RCVHWM) before a send
+  // to it cannot go (see the top of this file).
+  int highWater = 1000;
 };
 
 struct Protocol {
@@ -135,6 +150,12 @@ struct Stats {
   uint64_t sent = 0;
   uint64_t badMessages = 0;
   uint64_t expired = 0;
+  // Messages that never went: replies and requests to a peer whose queue was full (a
+  // deadline answers them), and held messages given up on because the peer disconnected or
+  // had too many held.
+  uint64_t dropped = 0;
+  // Streams ended with ResourceExhausted because their client fell behind (servers only).
+  uint64_t fellBehind = 0;
 };
 
 // Logs at most `burst` warnings per `period`, then counts what it suppressed.
@@ -162,7 +183,8 @@ class ServerStream;
 
 // One request being served. Answer it exactly once: reply(), fail() or openStream().
 // It may be kept and answered later (asynchronous handlers); an answer after the caller's
-// deadline is dropped.
+// deadline is dropped. An answer to a request without a deadline (a stream's opening
+// request) is held until it goes, since nothing else would tell the caller.
 class Call {
  public:
   const Frame& request() const { return request_; }
@@ -183,23 +205,36 @@ class Call {
   // Opens a stream; its initial credits are the request's header.credits.
   std::shared_ptr<ServerStream> openStream();
 
+  // Where a local call's answers go: each envelope as a client would receive it.
+  using Sink = std::function<void(std::string_view envelope)>;
+  // A call that came through no socket (a test driving a server's handler in-process, such
+  // as the raft shell's simulation): reply, replyRaw, fail and the items and end of a stream
+  // it opens all go to `sink`. It has no deadline; a stream starts with the request's credits
+  // and gets no more.
+  static Call local(Frame request, Sink sink);
+
  private:
   friend class Server;
   Call(Server* server, std::string peer, std::string peerKey, Frame request,
        std::optional<Loop::Clock::time_point> deadline)
       : server_(server), peer_(std::move(peer)), peerKey_(std::move(peerKey)),
         request_(std::move(request)), deadline_(deadline) {}
+  void deliver(std::string_view envelope);
 
-  Server* server_;
+  Server* server_;  // null for a local call
   std::string peer_;
   std::string peerKey_;
   Frame request_;
   std::optional<Loop::Clock::time_point> deadline_;
   bool answered_ = false;
+  Sink sink_;  // a local call's answers
 };
 
 // A server-pushed stream. send() never outruns the client's credits: with none left it
-// returns false and sends nothing; onCredit() says when to go on.
+// returns false and sends nothing; onCredit() says when to go on. An item that cannot go
+// (the client's queue is full, or the client disconnected) is never skipped: the stream ends
+// there, with ResourceExhausted for a client that fell behind, and send() returns false with
+// open() false.
 class ServerStream {
  public:
   bool send(Buffer buf);
@@ -219,10 +254,12 @@ class ServerStream {
       : server_(server), peer_(std::move(peer)), id_(id), credits_(credits) {}
   void close();
 
-  Server* server_;
+  Server* server_;  // null for a local call's stream
   std::string peer_;
   uint64_t id_;
   uint32_t credits_;
+  Call::Sink sink_;
+  const Protocol* protocol_ = nullptr;
   bool open_ = true;
   std::function<void()> onCredit_;
   std::function<void()> onClose_;
@@ -247,18 +284,24 @@ class Server {
   std::string endpoint() const;
   const Stats& stats() const { return stats_; }
   size_t openStreams() const { return streams_.size(); }
+  // Messages held for peers whose queue is full (see the top of this file).
+  size_t held() const;
   // Ends every stream and closes the socket (an ipc socket file is removed).
   void close();
 
  private:
   friend class Call;
   friend class ServerStream;
+  enum class Sent { Yes, QueueFull, PeerGone };
   void onReadable();
   void handle(std::string peer, zmq::message_t msg, std::string peerKey);
-  void sendTo(const std::string& peer, Buffer buf);
-  void sendToBytes(const std::string& peer, const void* data, size_t size);
-  void sendError(const std::string& peer, const Protocol& protocol, uint64_t requestId,
-                 wire::ErrorCode code, std::string_view message);
+  // One attempt, never blocking. A peer that is gone has its streams closed.
+  Sent trySend(const std::string& peer, std::string_view bytes);
+  // An answer: dropped (and counted) if it cannot go and a deadline covers it, held otherwise.
+  void answer(const std::string& peer, std::string_view bytes, bool coveredByDeadline);
+  void sendOrHold(const std::string& peer, std::string_view bytes);
+  void retryHeld();
+  void closeStreamsOf(const std::string& peer);
 
   Loop& loop_;
   zmq::socket_t socket_;
@@ -266,9 +309,14 @@ class Server {
   std::vector<const Protocol*> protocols_;
   std::map<const Protocol*, Handler> handlers_;
   std::map<std::pair<std::string, uint64_t>, std::shared_ptr<ServerStream>> streams_;
+  // By peer. Their order does not matter: each answers another request or ends another
+  // stream (whose items all went before it).
+  std::map<std::string, std::vector<std::string>> held_;
+  Loop::TimerId retryTimer_ = 0;
   std::string ipcPath_;
   Stats stats_;
   RateLimitedWarning badWarning_;
+  RateLimitedWarning dropWarning_;
   bool closed_ = false;
 };
 
@@ -305,7 +353,9 @@ class Client {
   void post(Buffer message);
 
   // Opens a stream with `window` credits. With autoGrant, credits are granted again as
-  // items are delivered (half a window at a time); otherwise call grant().
+  // items are delivered (half a window at a time); otherwise call grant(). Credits beyond
+  // the server's queue (Limits::highWater) let it push more than it can queue, and a stream
+  // whose items cannot be queued is ended with ResourceExhausted (see the top of this file).
   uint64_t openStream(Buffer request, uint32_t window, ItemFn onItem, EndFn onEnd,
                       bool autoGrant = true);
   void grant(uint64_t streamId, uint32_t credits);
@@ -316,6 +366,8 @@ class Client {
 
   const Stats& stats() const { return stats_; }
   size_t pending() const { return calls_.size(); }
+  // Messages held while the server's queue is full (see the top of this file).
+  size_t held() const { return held_.size(); }
 
  private:
   struct PendingCall {
@@ -332,8 +384,12 @@ class Client {
   };
   void onReadable();
   void dispatch(Frame frame);
-  void send(Buffer buf);
-  void sendBytes(const void* data, size_t size);
+  bool trySend(std::string_view bytes);
+  // Best effort: a deadline answers a request that did not go.
+  void send(std::string_view bytes);
+  // For what no deadline covers (stream requests, credits, cancels).
+  void sendOrHold(std::string_view bytes);
+  void retryHeld();
   uint64_t track(Millis timeout, ReplyFn fn);
 
   Loop& loop_;
@@ -346,8 +402,11 @@ class Client {
   uint64_t nextId_ = 1;
   std::map<uint64_t, PendingCall> calls_;
   std::map<uint64_t, OpenStream> streams_;
+  std::vector<std::string> held_;
+  Loop::TimerId retryTimer_ = 0;
   Stats stats_;
   RateLimitedWarning badWarning_;
+  RateLimitedWarning dropWarning_;
 };
 
 // A blocking client for tools and tests: its own loop, one call at a time.

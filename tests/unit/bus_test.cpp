@@ -8,6 +8,7 @@
 #include "tests/support/tempdir.h"
 
 #include <fstream>
+#include <thread>
 
 namespace shoal::bus {
 namespace t = shoal::testing;
@@ -45,11 +46,26 @@ Buffer item(uint32_t n) {
   return message<t::Envelope>(fbb, t::Body::Item, body.Union());
 }
 
+// A stream item carrying n: an Item, or an Echo of "n:" and `pad` bytes (big items fill a
+// socket's queues after a few).
+Buffer streamItem(uint32_t n, size_t pad) {
+  if (pad == 0) return item(n);
+  return echo(std::to_string(n) + ":" + std::string(pad, 'x'));
+}
+
+uint32_t itemNumber(const Frame& frame) {
+  auto* env = frame.as<t::Envelope>();
+  if (auto* i = env->body_as_Item()) return i->n();
+  return static_cast<uint32_t>(std::stoul(env->body_as_Echo()->text()->str()));
+}
+
 // A server of the testing protocol: Echo answers at once, Sleep after ms, Count opens a
 // stream that pushes n items as fast as credits allow, and a text of "throw" throws.
 struct TestServer {
-  TestServer(Loop& loop, zmq::context_t& ctx, std::string endpoint) : server(loop, ctx) {
-    server.serve(kTestingProtocol, [this, &loop](Call call) {
+  TestServer(Loop& loop, zmq::context_t& ctx, std::string endpoint, Limits limits = {},
+             size_t itemPad = 0)
+      : server(loop, ctx, limits) {
+    server.serve(kTestingProtocol, [this, &loop, itemPad](Call call) {
       auto* env = call.as<t::Envelope>();
       switch (env->body_type()) {
         case t::Body::Echo: {
@@ -69,8 +85,8 @@ struct TestServer {
           auto stream = call.openStream();
           auto next = std::make_shared<uint32_t>(0);
           streams.push_back(stream);
-          auto pump = [stream, next, n, this] {
-            while (*next < n && stream->send(item(*next))) {
+          auto pump = [stream, next, n, itemPad, this] {
+            while (*next < n && stream->send(streamItem(*next, itemPad))) {
               ++*next;
               ++pushed;
             }
@@ -103,6 +119,66 @@ bool runUntil(Loop& loop, F done, std::chrono::milliseconds limit = 5000ms) {
   }
   return false;
 }
+
+// The same for a server and a client on loops of their own (so that one can stop reading).
+template <class F>
+bool runBothUntil(Loop& a, Loop& b, F done, std::chrono::milliseconds limit = 5000ms) {
+  auto end = Loop::Clock::now() + limit;
+  while (Loop::Clock::now() < end) {
+    if (done()) return true;
+    a.runOnce(1ms);
+    b.runOnce(1ms);
+  }
+  return false;
+}
+
+// A server and a client with queues of two messages each way, on loops of their own.
+struct SlowReaderFixture {
+  static Limits smallQueues() {
+    Limits l;
+    l.highWater = 2;
+    return l;
+  }
+  shoal::testing::TempDir dir;
+  zmq::context_t ctx{1};
+  Loop serverLoop;
+  Loop clientLoop;
+  std::string endpoint = "ipc://" + dir / "test.sock";
+  static constexpr size_t kPad = 64 << 10;  // a few such items fill the kernel's buffers
+  TestServer server{serverLoop, ctx, endpoint, smallQueues(), kPad};
+  std::unique_ptr<Client> client = std::make_unique<Client>(clientLoop, ctx, kTestingProtocol, smallQueues());
+  SlowReaderFixture() { REQUIRE(client->connect(endpoint)); }
+
+  void bigCall() { client->call(echo(std::string(kPad, 'e')), 5000ms, [](Result<Frame>) {}); }
+  // Until a message that cannot go still cannot once ZeroMQ's threads have moved all they
+  // could: then nothing moves until the other side reads, and the next send fails too.
+  template <class Send>
+  void saturate(Send dropped) {
+    for (int i = 0; i < 200; ++i) {
+      if (!dropped()) continue;
+      std::this_thread::sleep_for(50ms);
+      if (dropped()) return;
+    }
+    FAIL("the queues never filled");
+  }
+  // The server does not read: big calls fill the client's queue to it.
+  void fillClientQueue() {
+    saturate([&] {
+      auto before = client->stats().dropped;
+      bigCall();
+      return client->stats().dropped > before;
+    });
+  }
+  // The client does not read: the replies to big calls fill the server's queue to it.
+  void fillServerQueue() {
+    saturate([&] {
+      auto before = server.server.stats();
+      bigCall();
+      REQUIRE(runUntil(serverLoop, [&] { return server.server.stats().received > before.received; }));
+      return server.server.stats().dropped > before.dropped;
+    });
+  }
+};
 
 struct Fixture {
   shoal::testing::TempDir dir;
@@ -220,6 +296,97 @@ TEST_CASE("a stream with automatic credit delivers everything in order") {
   CHECK(ended->ok());
   CHECK(next == 5000);
   CHECK(inOrder);
+}
+
+TEST_CASE("a client that falls behind gets a prefix of its stream and an error end, never a gap") {
+  SlowReaderFixture f;
+  constexpr uint32_t kItems = 200;
+  std::vector<uint32_t> items;
+  std::optional<Status> ended;
+  f.client->openStream(
+      count(kItems), kItems, [&](const Frame& fr) { items.push_back(itemNumber(fr)); },
+      [&](Status st) { ended = st; }, /*autoGrant=*/false);
+  // The client's loop does not run while the server pushes all it has credits for.
+  REQUIRE(runUntil(f.serverLoop, [&] { return f.server.streams.size() == 1; }));
+  runUntil(f.serverLoop, [&] { return !f.server.streams[0]->open(); }, 1000ms);
+  CHECK_FALSE(ended.has_value());
+
+  // The client catches up: it sees the first items in order, then the end.
+  bool endSeen = runBothUntil(f.serverLoop, f.clientLoop, [&] { return ended.has_value(); });
+  INFO("got " << items.size() << " of " << kItems << " items, the last " << (items.empty() ? -1 : int(items.back())));
+  for (uint32_t i = 0; i < items.size(); ++i) REQUIRE(items[i] == i);
+  REQUIRE(endSeen);
+  REQUIRE(items.size() < kItems);  // or this test did not make the client fall behind
+  REQUIRE_FALSE(ended->ok());
+  CHECK(ended->error().code == static_cast<int>(wire::ErrorCode::ResourceExhausted));
+  CHECK(ended->error().message.find("fell behind") != std::string::npos);
+  CHECK(f.server.server.stats().fellBehind == 1);
+  CHECK(f.server.server.held() == 0);
+  CHECK(f.server.server.openStreams() == 0);
+
+  // It resyncs with a new stream, which a client that reads gets whole.
+  items.clear();
+  ended.reset();
+  // (A window within the server's queue of two, so that a client that reads is never cut.)
+  f.client->openStream(count(20), 2, [&](const Frame& fr) { items.push_back(itemNumber(fr)); },
+                       [&](Status st) { ended = st; });
+  REQUIRE(runBothUntil(f.serverLoop, f.clientLoop, [&] { return ended.has_value(); }));
+  CHECK(ended->ok());
+  REQUIRE(items.size() == 20);
+  for (uint32_t i = 0; i < 20; ++i) CHECK(items[i] == i);
+}
+
+TEST_CASE("an end held for a client that disconnects is given up") {
+  SlowReaderFixture f;
+  f.fillServerQueue();
+  f.client->openStream(count(200), 200, [](const Frame&) {}, [](Status) {}, false);
+  REQUIRE(runUntil(f.serverLoop, [&] { return f.server.streams.size() == 1; }));
+  CHECK_FALSE(f.server.streams[0]->open());  // its first item could not go
+  CHECK(f.server.server.stats().fellBehind == 1);
+  CHECK(f.server.server.held() == 1);  // the StreamEnd, behind the replies the client has not read
+  runUntil(f.serverLoop, [] { return false; }, 100ms);  // retried, still held
+  CHECK(f.server.server.held() == 1);
+
+  auto dropped = f.server.server.stats().dropped;
+  f.client.reset();
+  REQUIRE(runUntil(f.serverLoop, [&] { return f.server.server.held() == 0; }));
+  CHECK(f.server.server.stats().dropped == dropped + 1);
+}
+
+TEST_CASE("a reply that cannot go is dropped and counted; the caller's deadline answers it") {
+  SlowReaderFixture f;
+  constexpr int kCalls = 30;
+  int replies = 0;
+  int deadlines = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    f.client->call(echo(std::string(SlowReaderFixture::kPad, 'e')), 1000ms, [&](Result<Frame> r) {
+      if (r.ok())
+        ++replies;
+      else if (r.error().code == static_cast<int>(wire::ErrorCode::DeadlineExceeded))
+        ++deadlines;
+    });
+    // The server reads each request; the client reads nothing yet.
+    REQUIRE(runUntil(f.serverLoop, [&] { return f.server.server.stats().received == uint64_t(i + 1); }));
+  }
+  CHECK(f.client->stats().dropped == 0);
+  REQUIRE(runBothUntil(f.serverLoop, f.clientLoop, [&] { return replies + deadlines == kCalls; }));
+  CHECK(f.server.server.stats().dropped > 0);
+  CHECK(uint64_t(deadlines) == f.server.server.stats().dropped);
+  CHECK(f.server.server.stats().fellBehind == 0);
+}
+
+TEST_CASE("a stream request that cannot go yet is held and sent once the server reads") {
+  SlowReaderFixture f;
+  f.fillClientQueue();
+  std::vector<uint32_t> items;
+  std::optional<Status> ended;
+  f.client->openStream(count(10), 2, [&](const Frame& fr) { items.push_back(itemNumber(fr)); },
+                       [&](Status st) { ended = st; });
+  CHECK(f.client->held() == 1);
+  REQUIRE(runBothUntil(f.serverLoop, f.clientLoop, [&] { return ended.has_value(); }));
+  CHECK(ended->ok());
+  CHECK(items.size() == 10);
+  CHECK(f.client->held() == 0);
 }
 
 TEST_CASE("cancelling a stream closes it on the server") {
