@@ -1,20 +1,42 @@
 #include "common/lmdb.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <utility>
 
 namespace shoal::lmdb {
 
 namespace {
 
-// How long map growth waits for this process's read transactions to end.
-constexpr std::chrono::milliseconds kGateTimeout{30000};
 // update() grows the map by doubling; this many attempts reach any size_t.
 constexpr int kMaxWriteAttempts = 64;
+
+std::string mib(std::size_t bytes) {
+  char out[32];
+  std::snprintf(out, sizeof out, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return out;
+}
+
+// The disk, rather than the map, is full: the write fails the same way.
+bool diskFull(int code) { return code == ENOSPC || code == EDQUOT || code == EFBIG; }
+
+// LMDB reports a write cut short as EIO; a disk that filled up mid-write does that. When the
+// file system of dir is all but full, say so (ENOSPC) rather than leave it an I/O error.
+int commitError(int code, const std::string& dir) {
+  struct statvfs fs{};
+  if (code != EIO || ::statvfs(dir.c_str(), &fs) != 0) {
+    return code;
+  }
+  // Root may use the blocks reserved for it.
+  std::uint64_t blocks = ::geteuid() == 0 ? fs.f_bfree : fs.f_bavail;
+  return blocks * fs.f_frsize < (std::uint64_t{1} << 20) ? ENOSPC : code;
+}
 
 MDB_val toVal(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
@@ -61,6 +83,13 @@ const char* advice(int code) {
       return "the directory does not exist: create it or fix the path";
     case ENOSPC:
       return "the disk is full: free space on the state dir's file system";
+    case EDQUOT:
+      return "the disk quota of the daemon's user is used up: free space or raise the quota";
+    case EFBIG:
+      return "a file size limit (ulimit -f) keeps the store's file from growing: raise it";
+    case EIO:
+      return "a write to the disk failed or was cut short: check the state dir's file "
+             "system (free space, errors in the kernel log)";
     case EDEADLK:
       return "this would wait for itself: see the comments in common/lmdb.h";
     default:
@@ -106,33 +135,23 @@ Error error(int code, std::string_view op, std::string_view table, std::string_v
 // ---- MapGate
 
 void MapGate::enter() {
-  std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] { return !resizing_; });
+  std::lock_guard lock(mutex_);
   ++active_;
 }
 
 void MapGate::leave() {
   std::lock_guard lock(mutex_);
   assert(active_ > 0);
-  if (--active_ == 0) {
-    changed_.notify_all();
-  }
+  --active_;
 }
 
-bool MapGate::exclusive(std::chrono::milliseconds timeout, const std::function<void()>& fn) {
-  std::unique_lock lock(mutex_);
-  if (!changed_.wait_for(lock, timeout, [&] { return !resizing_; })) {
+bool MapGate::tryExclusive(const std::function<void()>& fn) {
+  std::lock_guard lock(mutex_);
+  if (active_ != 0) {
     return false;
   }
-  // Hold new transactions off so that a steady stream of readers cannot starve the resize.
-  resizing_ = true;
-  bool idle = changed_.wait_for(lock, timeout, [&] { return active_ == 0; });
-  if (idle) {
-    fn();
-  }
-  resizing_ = false;
-  changed_.notify_all();
-  return idle;
+  fn();
+  return true;
 }
 
 // ---- Cursor
@@ -343,8 +362,18 @@ Result<std::unique_ptr<Environment>> Environment::open(const std::string& dir,
                      "committed write must survive a crash (DESIGN.md §5); drop those flags",
                  EINVAL};
   }
+  if (options.flags & MDB_WRITEMAP) {
+    return Error{"lmdb: open " + dir +
+                     ": MDB_WRITEMAP is refused: it makes the file as large as the map, and "
+                     "writing into that sparse file on a full disk kills the process with "
+                     "SIGBUS rather than failing the write; drop the flag",
+                 EINVAL};
+  }
   if (options.flags & MDB_RDONLY) {
     options.readOnly = true;
+  }
+  if (options.mapSize == 0) {
+    options.mapSize = options.maxMapSize;
   }
   if (options.maxMapSize < options.mapSize) {
     options.maxMapSize = options.mapSize;
@@ -390,8 +419,11 @@ Environment::~Environment() { mdb_env_close(env_); }
 Status Environment::adoptResize() {
   int rc = 0;
   // Size 0: take the size another process set.
-  if (!gate_.exclusive(kGateTimeout, [&] { rc = mdb_env_set_mapsize(env_, 0); })) {
-    return error(EDEADLK, "adopt the map size set by another process", {}, path_);
+  if (!gate_.tryExclusive([&] { rc = mdb_env_set_mapsize(env_, 0); })) {
+    return Error{"lmdb: another process grew the map of " + path_ +
+                     ", and this one cannot follow while one of its transactions is open: "
+                     "retry when it has ended",
+                 MDB_MAP_RESIZED};
   }
   if (rc != 0) {
     return error(rc, "adopt the map size set by another process", {}, path_);
@@ -399,26 +431,37 @@ Status Environment::adoptResize() {
   return {};
 }
 
+Error Environment::fullError(const std::string& why) {
+  fullWrites_.fetch_add(1);
+  MDB_envinfo ei{};
+  MDB_stat st{};
+  mdb_env_info(env_, &ei);
+  mdb_env_stat(env_, &st);
+  std::size_t map = ei.me_mapsize;
+  std::size_t used = std::min(map, (static_cast<std::size_t>(ei.me_last_pgno) + 1) * st.ms_psize);
+  return Error{"lmdb: the store in " + path_ + " is full: the write needs more than the " +
+                   mib(map - used) + " left of " + mib(map) + " (" + mib(used) + " used)" + why,
+               MDB_MAP_FULL};
+}
+
 Status Environment::grow() {
   MDB_envinfo ei{};
   mdb_env_info(env_, &ei);
   std::size_t current = ei.me_mapsize;
   if (current >= options_.maxMapSize) {
-    return error(MDB_MAP_FULL,
-                 "write (the map is at its maximum of " +
-                     std::to_string(options_.maxMapSize >> 20) + " MiB)",
-                 {}, path_);
+    return fullError("; it was undone: remove data, or raise the maximum map size");
   }
   std::size_t next = std::min(current * 2, options_.maxMapSize);
   int rc = 0;
-  if (!gate_.exclusive(kGateTimeout, [&] { rc = mdb_env_set_mapsize(env_, next); })) {
-    return Error{"lmdb: growing the map of " + path_ +
-                     " timed out: a read transaction of this process stayed open for 30 s; "
-                     "end read transactions quickly and never hold one while calling update()",
-                 MDB_MAP_FULL};
+  // Never waits: the writer may be a daemon's loop, and a reader a snapshot of minutes.
+  if (!gate_.tryExclusive([&] { rc = mdb_env_set_mapsize(env_, next); })) {
+    return fullError(", and the map cannot grow (up to " + mib(options_.maxMapSize) +
+                     ") while a transaction of this process is open; it was undone: retry "
+                     "when readers have ended, or open the store at its maximum map size "
+                     "(the default)");
   }
   if (rc != 0) {
-    return error(rc, "grow the map to " + std::to_string(next >> 20) + " MiB", {}, path_);
+    return error(rc, "grow the map to " + mib(next), {}, path_);
   }
   growths_.fetch_add(1);
   return {};
@@ -501,11 +544,16 @@ Status Environment::update(const std::function<Status(WriteTxn&)>& fn) {
         return st;  // the guard aborts
       }
       if (!full) {
+        // A failed commit is aborted by LMDB: the store stays as it was.
         rc = mdb_txn_commit(std::exchange(txn.txn_, nullptr));
         if (rc == MDB_MAP_FULL) {
           full = true;
         } else if (rc != 0) {
-          return error(rc, "commit", {}, path_);
+          rc = commitError(rc, path_);
+          if (diskFull(rc)) {
+            fullWrites_.fetch_add(1);
+          }
+          return error(rc, "commit (the write was undone)", {}, path_);
         }
       }
     }
@@ -517,6 +565,7 @@ Status Environment::update(const std::function<Status(WriteTxn&)>& fn) {
       return {};
     }
     // Grow, then run the whole write again: LMDB cannot resume a transaction that failed.
+    // (The guard has aborted it and left the gate: growth needs no open transaction.)
     if (Status s = grow(); !s) {
       return s;
     }
@@ -625,6 +674,7 @@ Result<Info> Environment::info() {
   info.maxReaders = ei.me_maxreaders;
   info.numReaders = ei.me_numreaders;
   info.mapGrowths = growths_.load();
+  info.fullWrites = fullWrites_.load();
   return info;
 }
 

@@ -7,10 +7,16 @@
 // - One writer at a time inside the process: update() serialises write transactions with a
 //   mutex. Read transactions are cheap, independent of threads (MDB_NOTLS) and may run
 //   concurrently with the writer.
-// - A write that fills the map is retried automatically after the map has grown (doubling, up
-//   to Options::maxMapSize). That is why writes only happen through update(): the function
-//   given to it may run more than once, and whatever it did in memory must wait for the
-//   commit (WriteTxn::onCommit).
+// - The map is opened at its maximum size (Options::maxMapSize) at once: that only reserves
+//   address space, and the file grows with the data. So a write never waits for the map to
+//   grow; when the store is full (the map, or the disk) update() fails at once with a clear
+//   error, the write is undone, and reads and smaller writes go on.
+// - A map opened smaller (Options::mapSize) grows by doubling when a write fills it, but only
+//   if no transaction of this process is open at that moment (LMDB cannot move the map under
+//   a reader): growth never waits, and a write that needs it then fails like a full store.
+//   When it does grow, the whole write is run again. That is why writes only happen through
+//   update(): the function given to it may run more than once, and whatever it did in memory
+//   must wait for the commit (WriteTxn::onCommit).
 // - Every failure is a value: Error.code is the MDB_* (or errno) code, the message names the
 //   operation and the table and says what to do.
 //
@@ -24,8 +30,6 @@
 #include_next <lmdb.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -42,34 +46,51 @@
 
 namespace shoal::lmdb {
 
+// The address space a store may take: 16 GiB where there is plenty of it (64-bit systems).
+inline constexpr std::size_t kDefaultMaxMapSize =
+    sizeof(std::size_t) >= 8 ? std::size_t{16} << 30 : std::size_t{1} << 30;
+
 struct Options {
   // The map size the environment starts with (or keeps, if the file is already larger).
-  std::size_t mapSize = std::size_t{64} << 20;
-  // update() doubles the map when it is full, up to this size; then writes fail with
-  // MDB_MAP_FULL.
-  std::size_t maxMapSize = std::size_t{16} << 30;
+  // 0, the default: maxMapSize, so that the map never has to grow.
+  std::size_t mapSize = 0;
+  // The most the store may hold; a write beyond it fails with MDB_MAP_FULL.
+  std::size_t maxMapSize = kDefaultMaxMapSize;
   unsigned maxTables = 32;
   unsigned maxReaders = 126;
   // For tools that inspect a daemon's state: no write transaction can be started.
   bool readOnly = false;
   // Extra mdb_env_open flags (e.g. MDB_NOMEMINIT). Flags that weaken durability
-  // (MDB_NOSYNC, MDB_NOMETASYNC, MDB_MAPASYNC) are refused; MDB_NOTLS is always added.
+  // (MDB_NOSYNC, MDB_NOMETASYNC, MDB_MAPASYNC) are refused, and so is MDB_WRITEMAP (it makes
+  // the file as large as the map, sparse, and a full disk then kills the process with SIGBUS
+  // instead of failing a write); MDB_NOTLS is always added.
   unsigned flags = 0;
   // Mode of the data and lock files (and of the directory, when open() creates it).
   unsigned fileMode = 0600;
 };
 
-// What `shoal debug status` shows about a store.
+// What `shoal debug status` shows about a store, and what a daemon needs to refuse writes
+// before the store refuses them.
 struct Info {
-  std::size_t mapSize = 0;
-  std::size_t maxMapSize = 0;
+  std::size_t mapSize = 0;     // the map as it is
+  std::size_t maxMapSize = 0;  // what it may grow to: the most the store may hold
   std::size_t pageSize = 0;
+  // Pages up to the highest one in use. Pages freed inside that range are reused by later
+  // writes, so the data may take less.
   std::size_t usedPages = 0;
   std::size_t usedBytes = 0;
   std::uint64_t lastTxnId = 0;
   unsigned maxReaders = 0;
   unsigned numReaders = 0;
   unsigned mapGrowths = 0;  // how often this process grew the map
+  // Writes that failed because the store was full (MDB_MAP_FULL) or its disk was (ENOSPC,
+  // EDQUOT, EFBIG), since this process opened it.
+  std::uint64_t fullWrites = 0;
+
+  // What writes may still add, at the least, before MDB_MAP_FULL (the free pages inside
+  // usedBytes come on top). A daemon that refuses writes below some headroom keeps room for
+  // the writes it cannot refuse (deletes, its own bookkeeping).
+  std::size_t headroom() const { return maxMapSize > usedBytes ? maxMapSize - usedBytes : 0; }
 };
 
 // A named table (an LMDB database), opened once per Environment with Environment::table().
@@ -96,23 +117,22 @@ class Table {
 
 class Txn;
 
-// Counts this process's active transactions so that the map can be resized when there are
-// none: LMDB may move the map then, which would pull it out from under a reader. Unlike a
-// rwlock it may be left from another thread than the one that entered (read transactions
-// may move between threads).
+// Counts this process's open transactions so that the map is resized only when there are
+// none: LMDB may move the map then, which would pull it out from under a reader. It never
+// waits for them to end (a reader may be a snapshot that takes minutes): a resize that
+// would have to wait is not done. Unlike a rwlock it may be left from another thread than
+// the one that entered (read transactions may move between threads).
 class MapGate {
  public:
+  // Waits only while a resize runs (the time of an mmap).
   void enter();
   void leave();
-  // Waits (up to timeout) until no transaction is active, holding new ones off meanwhile,
-  // then runs fn. False if the wait timed out.
-  bool exclusive(std::chrono::milliseconds timeout, const std::function<void()>& fn);
+  // Runs fn if no transaction is open, holding new ones off while it runs; false otherwise.
+  bool tryExclusive(const std::function<void()>& fn);
 
  private:
   std::mutex mutex_;
-  std::condition_variable changed_;
   unsigned active_ = 0;
-  bool resizing_ = false;
 };
 
 // A position in a table. Moves return whether the cursor now stands on an entry; an error
@@ -185,7 +205,8 @@ class Txn {
 };
 
 // A read transaction: a consistent snapshot. Cheap; usable from any thread, one at a time.
-// Keep it short: a long-lived reader keeps old pages alive and holds off map growth.
+// A long-lived reader keeps old pages from being reused (the store fills faster) and, for a
+// map opened below its maximum, keeps it from growing.
 class ReadTxn : public Txn {
  public:
   ReadTxn(ReadTxn&& other) noexcept;
@@ -221,7 +242,7 @@ class WriteTxn : public Txn {
   Status check(int rc, const char* op, const Table& table);
 
   std::vector<std::function<void()>> onCommit_;
-  bool mapFull_ = false;  // an operation hit MDB_MAP_FULL: grow and retry the whole write
+  bool mapFull_ = false;  // an operation hit MDB_MAP_FULL: grow, if it may, and run it again
 };
 
 class Environment {
@@ -243,9 +264,12 @@ class Environment {
   Status view(const std::function<Status(ReadTxn&)>& fn);
 
   // Runs fn in a write transaction and commits it when fn returns success; an error from fn
-  // (or from the commit) aborts everything fn wrote. When the map is full the write is
-  // aborted, the map grown and fn run again from the start. Do not hold a ReadTxn on the
-  // calling thread while calling update(): growing the map waits for all readers.
+  // (or from the commit) aborts everything fn wrote, and the store stays as it was, for
+  // reads and writes. It never waits for readers. When the store is full the error's code is
+  // MDB_MAP_FULL and its message starts "lmdb: the store in <dir> is full"; a full disk
+  // gives ENOSPC (or EDQUOT, EFBIG; EIO for a write cut short on a disk that is not full).
+  // A map opened below its maximum is grown when that needs no waiting, and fn run again
+  // from the start.
   Status update(const std::function<Status(WriteTxn&)>& fn);
 
   // A consistent copy of the whole environment into directory `path` (created if missing;
@@ -260,9 +284,10 @@ class Environment {
  private:
   Environment(MDB_env* env, std::string path, const Options& options)
       : env_(env), path_(std::move(path)), options_(options) {}
+  // After a write found the map full: grows it, or says why the store is full.
   Status grow();
   Status adoptResize();
-  Result<MDB_txn*> beginWrite();
+  Error fullError(const std::string& why);
 
   MDB_env* env_;
   std::string path_;
@@ -274,6 +299,7 @@ class Environment {
   std::atomic<std::thread::id> writer_{};
   MapGate gate_;
   std::atomic<unsigned> growths_{0};
+  std::atomic<std::uint64_t> fullWrites_{0};
 
   std::mutex tablesMutex_;
   std::map<std::string, std::pair<MDB_dbi, unsigned>> tables_;

@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -93,6 +96,96 @@ std::vector<std::string> keysIn(Environment& env, const Table& t) {
 template <class T>
 int codeOf(const Result<T>& r) {
   return r.ok() ? 0 : r.error().code;
+}
+
+// n values of 4 KiB under keys from `first` on, in one write.
+Status putBlobs(Environment& env, const Table& t, std::uint64_t first, std::uint64_t n) {
+  const std::string blob(4096, 'b');
+  return env.update([&](WriteTxn& txn) -> Status {
+    for (std::uint64_t i = first; i < first + n; ++i) {
+      if (auto r = txn.put(t, u64Key(i), blob); !r) return r;
+    }
+    return {};
+  });
+}
+
+std::uint64_t countOf(Environment& env, const Table& t) {
+  auto txn = env.read();
+  REQUIRE(txn.ok());
+  auto n = txn->count(t);
+  REQUIRE(n.ok());
+  return *n;
+}
+
+// A read transaction held open on a thread of its own (as raftd's snapshot thread does)
+// until the object goes; it reads `key` when it starts and again when it ends.
+class HeldReader {
+ public:
+  HeldReader(Environment& env, const Table& t, std::string key) {
+    std::promise<void> opened;
+    auto started = opened.get_future();
+    auto release = release_.get_future();
+    thread_ = std::thread([&env, t, key, &opened, release = std::move(release), this]() mutable {
+      auto txn = env.read();
+      if (txn.ok()) {
+        first_ = readKey(*txn, t, key);
+      }
+      opened.set_value();
+      release.wait();
+      if (txn.ok()) {
+        last_ = readKey(*txn, t, key);
+      }
+    });
+    started.wait();
+  }
+  ~HeldReader() {
+    if (thread_.joinable()) {
+      end();
+    }
+  }
+  // Ends the transaction; what it read at its start and at its end.
+  std::pair<std::string, std::string> end() {
+    release_.set_value();
+    thread_.join();
+    return {first_, last_};
+  }
+
+ private:
+  static std::string readKey(const ReadTxn& txn, const Table& t, const std::string& key) {
+    auto v = txn.get(t, key);
+    return v.ok() && *v ? std::string(**v) : "(none)";
+  }
+  std::promise<void> release_;
+  std::thread thread_;
+  std::string first_;
+  std::string last_;
+};
+
+// Lowers this process's file size limit (RLIMIT_FSIZE) for as long as it lives: writes past
+// it fail (EFBIG) as they would on a full disk (ENOSPC), which a test cannot arrange.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &saved_) == 0);
+    oldHandler_ = signal(SIGXFSZ, SIG_IGN);  // or the write kills the process
+    rlimit lower = saved_;
+    lower.rlim_cur = bytes;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &lower) == 0);
+  }
+  ~FileSizeLimit() {
+    setrlimit(RLIMIT_FSIZE, &saved_);
+    signal(SIGXFSZ, oldHandler_);
+  }
+
+ private:
+  rlimit saved_{};
+  sighandler_t oldHandler_ = SIG_DFL;
+};
+
+off_t fileSize(const std::string& path) {
+  struct stat st{};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_size;
 }
 
 }  // namespace
@@ -182,7 +275,7 @@ TEST_CASE("a failed or aborted write leaves nothing") {
   CHECK(s.ok());
 }
 
-TEST_CASE("durability flags are refused") {
+TEST_CASE("durability flags and MDB_WRITEMAP are refused") {
   TempDir dir;
   Options o;
   o.flags = MDB_NOSYNC;
@@ -190,6 +283,12 @@ TEST_CASE("durability flags are refused") {
   REQUIRE_FALSE(env.ok());
   CHECK(env.error().code == EINVAL);
   CHECK(env.error().message.find("MDB_NOSYNC") != std::string::npos);
+
+  o.flags = MDB_WRITEMAP;
+  env = Environment::open(dir.path, o);
+  REQUIRE_FALSE(env.ok());
+  CHECK(env.error().code == EINVAL);
+  CHECK(env.error().message.find("SIGBUS") != std::string::npos);
 }
 
 TEST_CASE("ranges, prefixes, big-endian keys and duplicates") {
@@ -312,7 +411,24 @@ TEST_CASE("deleting one duplicate") {
   CHECK(values == std::vector<std::string>{"1", "3"});
 }
 
-TEST_CASE("the map grows when full and the whole write is retried") {
+TEST_CASE("the map is opened at its maximum size at once; the file grows with the data") {
+  TempDir dir;
+  auto env = openEnv(dir.path);
+  Table t = openTable(*env, "blobs");
+  REQUIRE(putBlobs(*env, t, 0, 16).ok());
+  auto info = env->info();
+  REQUIRE(info.ok());
+  CHECK(info->mapSize == kDefaultMaxMapSize);
+  CHECK(info->maxMapSize == kDefaultMaxMapSize);
+  CHECK(info->usedBytes > 16 * 4096);
+  CHECK(info->headroom() == info->maxMapSize - info->usedBytes);
+  // Only address space: the file holds the data and no more.
+  CHECK(fileSize(dir.sub("data.mdb")) < (1 << 20));
+  CHECK(info->mapGrowths == 0);
+  CHECK(info->fullWrites == 0);
+}
+
+TEST_CASE("a map opened smaller grows when full and the whole write is run again") {
   TempDir dir;
   Options o;
   o.mapSize = 1 << 20;
@@ -323,23 +439,6 @@ TEST_CASE("the map grows when full and the whole write is retried") {
   auto before = env->info();
   REQUIRE(before.ok());
   CHECK(before->mapSize == (1u << 20));
-
-  // A reader in another thread keeps reading while the map is remapped.
-  std::atomic<bool> stop{false};
-  std::atomic<int> readerErrors{0};
-  std::thread reader([&] {
-    for (int i = 0; i < 100000 && !stop.load(); ++i) {
-      auto txn = env->read();
-      if (!txn) {
-        ++readerErrors;
-        continue;
-      }
-      auto v = txn->get(t, u64Key(0));
-      if (!v || (*v && (*v)->size() != 4096)) {
-        ++readerErrors;
-      }
-    }
-  });
 
   // 20 MiB in 10 writes of 2 MiB: every early write overflows the map.
   int runs = 0;
@@ -357,10 +456,11 @@ TEST_CASE("the map grows when full and the whole write is retried") {
       return {};
     });
     REQUIRE_MESSAGE(s.ok(), s.error().message);
+    // Reads between the writes see each grown map.
+    auto last = getString(*env, t, u64Key(batch * 512 + 511));
+    REQUIRE(last.has_value());
+    CHECK((*last)[0] == static_cast<char>('a' + batch));
   }
-  stop = true;
-  reader.join();
-  CHECK(readerErrors == 0);
   CHECK(commits == 10);
   CHECK(runs > 10);  // some writes ran again after the map grew
 
@@ -370,6 +470,7 @@ TEST_CASE("the map grows when full and the whole write is retried") {
   CHECK(after->mapGrowths > 0);
   CHECK(after->usedBytes > (20u << 20));
   CHECK(after->lastTxnId > before->lastTxnId);
+  CHECK(after->fullWrites == 0);
 
   auto txn = env->read();
   REQUIRE(txn.ok());
@@ -392,19 +493,112 @@ TEST_CASE("a write larger than the maximum map size fails and leaves nothing") {
   o.maxMapSize = 4 << 20;
   auto env = openEnv(dir.path, o);
   Table t = openTable(*env, "blobs");
-  const std::string blob(4096, 'x');
-  Status s = env->update([&](WriteTxn& txn) -> Status {
-    for (std::uint64_t i = 0; i < 2048; ++i) {  // 8 MiB
-      if (auto r = txn.put(t, u64Key(i), blob); !r) return r;
-    }
-    return {};
-  });
+  Status s = putBlobs(*env, t, 0, 2048);  // 8 MiB
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().code == MDB_MAP_FULL);
-  CHECK(s.error().message.find("maximum") != std::string::npos);
-  auto txn = env->read();
-  REQUIRE(txn.ok());
-  CHECK(*txn->count(t) == 0);
+  CHECK(s.error().message.find("is full") != std::string::npos);
+  CHECK(s.error().message.find("of 4.0 MiB") != std::string::npos);
+  CHECK(s.error().message.find("raise the maximum map size") != std::string::npos);
+  CHECK(countOf(*env, t) == 0);
+  auto info = env->info();
+  REQUIRE(info.ok());
+  CHECK(info->mapSize == (4u << 20));  // it grew as far as it could
+  CHECK(info->fullWrites == 1);
+}
+
+TEST_CASE("a write that needs the map to grow while a read transaction is open fails at once") {
+  TempDir dir;
+  Options o;
+  o.mapSize = 1 << 20;
+  o.maxMapSize = 64 << 20;
+  auto env = openEnv(dir.path, o);
+  Table t = openTable(*env, "blobs");
+  REQUIRE(env->update([&](WriteTxn& txn) { return txn.put(t, "before", "x"); }).ok());
+  {
+    HeldReader snapshot(*env, t, "before");  // e.g. raftd's snapshot thread
+
+    auto start = std::chrono::steady_clock::now();
+    Status s = putBlobs(*env, t, 0, 512);  // 2 MiB: the map would have to grow
+    auto took = std::chrono::steady_clock::now() - start;
+    REQUIRE_FALSE(s.ok());
+    CHECK(took < std::chrono::milliseconds(500));
+    CHECK(s.error().code == MDB_MAP_FULL);
+    CHECK_MESSAGE(s.error().message.find("is full") != std::string::npos, s.error().message);
+    CHECK_MESSAGE(s.error().message.find("while a transaction of this process is open") !=
+                      std::string::npos,
+                  s.error().message);
+
+    // The store is as it was, for reads and for writes that fit.
+    CHECK(getString(*env, t, "before") == "x");
+    CHECK(countOf(*env, t) == 1);
+    REQUIRE(putBlobs(*env, t, 0, 16).ok());
+    CHECK(countOf(*env, t) == 17);
+    CHECK(snapshot.end() == std::pair<std::string, std::string>{"x", "x"});
+  }
+  // With no reader open the map grows, and the same write goes through.
+  REQUIRE(putBlobs(*env, t, 0, 512).ok());
+  CHECK(countOf(*env, t) == 513);
+  auto info = env->info();
+  REQUIRE(info.ok());
+  CHECK(info->mapGrowths > 0);
+  CHECK(info->fullWrites == 1);
+}
+
+TEST_CASE("a full store fails a write at once; reads and smaller writes go on") {
+  TempDir dir;
+  Options o;
+  o.maxMapSize = 1 << 20;  // and the map opened at that size
+  auto env = openEnv(dir.path, o);
+  Table t = openTable(*env, "blobs");
+  REQUIRE(putBlobs(*env, t, 0, 64).ok());  // 256 KiB
+  auto before = env->info();
+  REQUIRE(before.ok());
+  CHECK(before->mapSize == (1u << 20));
+  CHECK(before->headroom() < (1u << 20) - 64 * 4096);
+  {
+    HeldReader snapshot(*env, t, u64Key(0));
+    auto start = std::chrono::steady_clock::now();
+    Status s = putBlobs(*env, t, 1000, 256);  // 1 MiB
+    auto took = std::chrono::steady_clock::now() - start;
+    REQUIRE_FALSE(s.ok());
+    CHECK(took < std::chrono::milliseconds(500));
+    CHECK(s.error().code == MDB_MAP_FULL);
+    CHECK_MESSAGE(s.error().message.find("lmdb: the store in " + dir.path + " is full") == 0,
+                  s.error().message);
+    CHECK_MESSAGE(s.error().message.find("of 1.0 MiB") != std::string::npos, s.error().message);
+    CHECK(countOf(*env, t) == 64);
+    REQUIRE(putBlobs(*env, t, 1000, 16).ok());
+    CHECK(countOf(*env, t) == 80);
+    CHECK(snapshot.end().second == std::string(4096, 'b'));
+  }
+  auto after = env->info();
+  REQUIRE(after.ok());
+  CHECK(after->fullWrites == 1);
+  CHECK(after->headroom() < before->headroom());
+}
+
+TEST_CASE("a write the disk refuses is undone, and the store stays usable") {
+  TempDir dir;
+  auto env = openEnv(dir.path);
+  Table t = openTable(*env, "blobs");
+  REQUIRE(putBlobs(*env, t, 0, 16).ok());
+  {
+    // Room for a few pages more, not for 2 MiB.
+    FileSizeLimit limit(static_cast<rlim_t>(fileSize(dir.sub("data.mdb"))) + (64 << 10));
+    Status s = putBlobs(*env, t, 1000, 512);
+    REQUIRE_FALSE(s.ok());
+    // EFBIG, or EIO when the write that crossed the limit was cut short (LMDB's code for a
+    // short write: a disk that filled up mid-write looks the same).
+    CHECK_MESSAGE((s.error().code == EFBIG || s.error().code == EIO), s.error().message);
+    CHECK_MESSAGE(s.error().message.find("the write was undone") != std::string::npos,
+                  s.error().message);
+    CHECK(countOf(*env, t) == 16);
+    CHECK(getString(*env, t, u64Key(3)) == std::string(4096, 'b'));
+    REQUIRE(env->update([&](WriteTxn& txn) { return txn.put(t, "small", "fits"); }).ok());
+    CHECK(getString(*env, t, "small") == "fits");
+  }
+  REQUIRE(putBlobs(*env, t, 1000, 512).ok());
+  CHECK(countOf(*env, t) == 16 + 1 + 512);
 }
 
 TEST_CASE("committed writes survive a SIGKILL of the writer") {
