@@ -194,8 +194,10 @@ nlohmann::json Daemon::status() const {
   j["status"] = statusText_;
   if (server_) {
     auto& s = server_->stats();
-    j["bus"] = {{"received", s.received}, {"sent", s.sent}, {"bad_messages", s.badMessages},
-                {"expired", s.expired}, {"open_streams", server_->openStreams()}};
+    j["bus"] = {{"received", s.received},       {"sent", s.sent},
+                {"bad_messages", s.badMessages}, {"expired", s.expired},
+                {"dropped", s.dropped},          {"fell_behind", s.fellBehind},
+                {"held", server_->held()},       {"open_streams", server_->openStreams()}};
   }
   for (auto& fn : statusFns_) fn(j);
   return j;

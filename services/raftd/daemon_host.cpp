@@ -115,7 +115,9 @@ void DaemonHost::status(nlohmann::json& j) const {
   node_->status(j);
   if (peerServer_) {
     auto& s = peerServer_->stats();
-    j["peer_bus"] = {{"received", s.received}, {"sent", s.sent}, {"bad_messages", s.badMessages}};
+    j["peer_bus"] = {{"received", s.received},   {"sent", s.sent},
+                     {"bad_messages", s.badMessages}, {"dropped", s.dropped},
+                     {"fell_behind", s.fellBehind}, {"held", peerServer_->held()}};
   }
 }
 

@@ -43,6 +43,7 @@ class DaemonHost final : public NodeHost {
 
   void fatal(const std::string& why) override;
   void setStatusText(const std::string& text) override { daemon_.setStatusText(text); }
+  void describe(nlohmann::json& j) override { j = daemon_.status(); }
 
  private:
   struct Peer {

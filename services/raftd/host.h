@@ -13,6 +13,8 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "common/bus.h"
 #include "common/loop.h"
 #include "common/result.h"
@@ -59,6 +61,9 @@ class NodeHost {
   virtual void fatal(const std::string& why) = 0;
   // One line for systemd's STATUS= and Status.
   virtual void setStatusText(const std::string& text) = 0;
+  // The Status a store client gets: j holds the node's; the daemon's host replaces it by the
+  // whole daemon's (pid, RSS, log level, bus counters, and the node's).
+  virtual void describe(nlohmann::json& j) { (void)j; }
 };
 
 }  // namespace shoal::raftd

@@ -236,9 +236,6 @@ void RaftNode::onTick() {
   if (installing_) return;  // the core reads the storage the install replaces
   raft_->tick();
   if (raft_->role() == raft::Role::Leader) promoteCaughtUpLearners();
-  if (auto info = env_->info())
-    storeNearlyFull_ = static_cast<double>(info->usedBytes) >
-                       kStoreFullShare * static_cast<double>(info->mapSize);
   scheduleReady();
 }
 
@@ -878,6 +875,7 @@ void RaftNode::serveStore(bus::Call call) {
     case storeapi::Body::StatusRequest: {
       nlohmann::json j;
       status(j);
+      host_.describe(j);
       flatbuffers::FlatBufferBuilder fbb;
       auto body = storeapi::CreateStatusReply(fbb, fbb.CreateString(j.dump()));
       return call.reply(storeReply(fbb, storeapi::Body::StatusReply, body.Union()));
@@ -945,8 +943,15 @@ bool RaftNode::refuseWrite(bus::Call& call, size_t bytes) {
                   std::to_string(proposalBytes_ >> 10) + " KiB) wait to commit; retry shortly");
     return true;
   }
+  // A write costs about three times its bytes in the map before compaction: the log entry,
+  // the object and its index entries. Counted with what already waits, so a burst between
+  // ticks cannot fill the map (a full map stops the node: its Ready cannot be persisted).
+  auto info = env_->info();
+  if (info) {
+    double after = static_cast<double>(info->usedBytes + 3 * (proposalBytes_ + bytes));
+    storeNearlyFull_ = after > kStoreFullShare * static_cast<double>(info->mapSize);
+  }
   if (storeNearlyFull_) {
-    auto info = env_->info();
     call.fail(wire::ErrorCode::ResourceExhausted,
               "the store is nearly full (" + std::to_string(info ? info->usedBytes >> 20 : 0) + " of " +
                   std::to_string(info ? info->mapSize >> 20 : 0) +
