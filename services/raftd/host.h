@@ -38,8 +38,10 @@ class NodeHost {
   virtual void cancel(TimerId id) = 0;
   // Runs fn soon, after what is already due (group commit relies on this).
   virtual void post(std::function<void()> fn) = 0;
-  // Runs work off the shell's thread, then done(work's result) on it. work must not touch
-  // the shell; it may use what it captured (an LMDB read transaction, a path).
+  // Runs work off the shell's thread, then done(work's result) on it. work touches only
+  // what the shell leaves to it until done runs: what it captured (an LMDB read transaction,
+  // a path), or the storage while the shell keeps off it (a snapshot install: the shell
+  // neither steps its core nor reads its store until done).
   virtual void background(std::function<Status()> work, std::function<void(Status)> done) = 0;
   // Returns once no background work runs; the done callbacks of what ran are dropped. The
   // node calls it when it is destroyed, since its work may use the node's storage.

@@ -1,0 +1,243 @@
+// The real raftd shell (RaftNode) on the simulated host (sim_host.h), one behaviour at a time:
+// requests past its bounds are refused, a read the leader never confirms ends at its
+// deadline, and a received snapshot is installed as background work while the node goes
+// on (issue 7's bugs 2, 6 and 7). raft-shell-sim runs the same shell under random faults.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <optional>
+
+#include <fmt/format.h>
+#include <zmq.hpp>
+
+#include "common/ids.h"
+#include "services/raftd/protocols.h"
+#include "services/raftd/store_client.h"
+#include "tests/raft/sim_host.h"
+#include "tests/support/tempdir.h"
+
+namespace shoal::raftd::sim {
+namespace {
+
+struct Answer {
+  std::optional<Result<bus::Frame>> got;
+  bool ok() const { return got && got->ok(); }
+  int code() const { return got && !got->ok() ? got->error().code : 0; }
+  std::string message() const { return got && !got->ok() ? got->error().message : ""; }
+};
+
+// A few nodes on one simulated network; node 0 bootstraps, the others join through it.
+class Nodes {
+ public:
+  explicit Nodes(int count, std::function<void(NodeOptions&)> tune = {})
+      : rng_(7), net_(world_, rng_, [this](const std::string& a) { return endpoint(a); }),
+        tune_(std::move(tune)) {
+    for (int i = 0; i < count; ++i) {
+      Slot s;
+      s.address = fmt::format("n{}:2378", i + 1);
+      s.dir = tmp_ / fmt::format("n{}", i + 1);
+      slots_.push_back(std::move(s));
+    }
+  }
+  ~Nodes() {
+    for (auto& s : slots_) world_.kill(s.incarnation);
+    for (auto& s : slots_) {
+      if (s.host) s.host->die();
+      s.node.reset();
+      s.host.reset();
+    }
+  }
+
+  void start(int i) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    std::filesystem::create_directories(s.dir);
+    s.incarnation = world_.born();
+    s.host = std::make_unique<SimHost>(world_, net_, rng_, s.address, s.incarnation);
+    NodeOptions o;
+    o.listenAddr = o.advertiseAddr = s.address;
+    o.bootstrap = i == 0;
+    if (i != 0) o.join = slots_[0].address;
+    o.seed = static_cast<uint64_t>(i + 1) * 7919;
+    o.maxStoreBytes = size_t{64} << 20;
+    if (tune_) tune_(o);
+    auto node = RaftNode::open(*s.host, s.dir, o);
+    REQUIRE_MESSAGE(node.ok(), (node ? "" : node.error().message));
+    s.node = std::move(node).value();
+  }
+
+  RaftNode& node(int i) { return *slots_[static_cast<size_t>(i)].node; }
+  World& world() { return world_; }
+  Network& net() { return net_; }
+  nlohmann::json status(int i) {
+    nlohmann::json j;
+    node(i).status(j);
+    return j;
+  }
+
+  // Hands a store request to node i as a client on its raftd.sock would.
+  std::shared_ptr<Answer> ask(int i, bus::Buffer request, uint32_t timeoutMs = 0) {
+    bus::setHeader(request, nextRequest_++, wire::Kind::Request, timeoutMs, 0);
+    auto answer = std::make_shared<Answer>();
+    net_.dispatch(endpoint(slots_[static_cast<size_t>(i)].address),
+                  std::string_view(reinterpret_cast<const char*>(request.data()), request.size()),
+                  [answer](std::string_view bytes) {
+                    static const bus::Protocol* const kStore[] = {&kStoreProtocol};
+                    auto frame = bus::decode(zmq::message_t(bytes.data(), bytes.size()), kStore);
+                    if (frame && frame->error() && frame->error()->code() != wire::ErrorCode::None)
+                      answer->got.emplace(bus::errorFrom(*frame));
+                    else
+                      answer->got.emplace(std::move(frame));
+                  });
+    return answer;
+  }
+
+  bool runUntil(const std::function<bool()>& done, Clock::duration limit) {
+    auto until = world_.now() + limit;
+    while (!done() && world_.now() < until) world_.runFor(5ms);
+    return done();
+  }
+
+ private:
+  struct Slot {
+    std::string address;
+    std::string dir;
+    Incarnation incarnation = 0;
+    std::unique_ptr<SimHost> host;
+    std::unique_ptr<RaftNode> node;
+  };
+  Endpoint endpoint(const std::string& address) {
+    for (auto& s : slots_)
+      if (s.address == address && s.node) return {s.incarnation, s.node.get()};
+    return {};
+  }
+
+  testing::TempDir tmp_;
+  World world_;
+  Rng rng_;
+  Network net_;
+  std::function<void(NodeOptions&)> tune_;
+  std::vector<Slot> slots_;
+  uint64_t nextRequest_ = 1;
+};
+
+bus::Buffer create(const std::string& id, const std::string& data = "x") {
+  return txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id, 0,
+                      configObject(id, "name-" + id, data)}});
+}
+
+TEST_CASE("writes and reads past the bounds are refused as overloaded, not queued") {
+  Nodes n(1, [](NodeOptions& o) {
+    o.maxPendingProposals = 2;
+    o.maxPendingReads = 2;
+  });
+  n.start(0);
+  REQUIRE(n.runUntil([&] { return n.node(0).role() == raft::Role::Leader; }, 10s));
+
+  // Five writes and five reads arrive before the node's next Ready.
+  std::vector<std::shared_ptr<Answer>> writes, reads;
+  for (int i = 0; i < 5; ++i) writes.push_back(n.ask(0, create(newId())));
+  for (int i = 0; i < 5; ++i) reads.push_back(n.ask(0, getRequest(objects::ObjectKind::Config, newId())));
+  REQUIRE(n.runUntil([&] {
+    for (auto& a : writes)
+      if (!a->got) return false;
+    for (auto& a : reads)
+      if (!a->got) return false;
+    return true;
+  }, 5s));
+  int written = 0, overloaded = 0;
+  for (auto& a : writes) {
+    written += a->ok();
+    if (a->code() == static_cast<int>(wire::ErrorCode::ResourceExhausted)) {
+      ++overloaded;
+      CHECK(a->message().find("overloaded") != std::string::npos);
+    }
+  }
+  CHECK(written == 2);
+  CHECK(overloaded == 3);
+  int refusedReads = 0;
+  for (auto& a : reads) refusedReads += a->code() == static_cast<int>(wire::ErrorCode::ResourceExhausted);
+  CHECK(refusedReads == 3);  // the other two were answered: NotFound
+  CHECK(n.status(0)["refused_overloaded"].get<uint64_t>() == 6);
+  CHECK(n.status(0)["pending"]["proposals"].get<uint64_t>() == 0);
+}
+
+TEST_CASE("a read the leader never confirms ends at its deadline instead of waiting for ever") {
+  // A long election timeout keeps the leader leading (check-quorum) through the test.
+  Nodes n(2, [](NodeOptions& o) {
+    o.electionTicks = 60;
+    o.requestTimeout = 1s;
+  });
+  n.start(0);
+  REQUIRE(n.runUntil([&] { return n.node(0).role() == raft::Role::Leader; }, 20s));
+  n.start(1);
+  auto caughtUp = [&] {
+    auto lead = n.status(0);
+    int voters = 0;
+    for (auto& m : lead["members"]) voters += m["suffrage"] == "voter";
+    return voters == 2 && !n.status(1)["installing_snapshot"].get<bool>() &&
+           n.node(1).applied() == n.node(0).applied();
+  };
+  REQUIRE(n.runUntil(caughtUp, 20s));
+  n.world().runFor(1s);
+  REQUIRE(caughtUp());
+
+  // The leader stops hearing the follower: ReadIndex requests never reach it, but the
+  // follower still hears the leader, so the leader does not change.
+  n.net().cut("n2:2378", "n1:2378");
+  auto bounded = n.ask(1, getRequest(objects::ObjectKind::Config, newId()), 2000);
+  auto unbounded = n.ask(1, getRequest(objects::ObjectKind::Config, newId()));  // requestTimeout
+  n.world().runFor(500ms);
+  INFO("status: ", n.status(1).dump());
+  CHECK_FALSE(bounded->got.has_value());
+  CHECK_FALSE(unbounded->got.has_value());
+  CHECK(n.status(1)["pending"]["reads"].get<uint64_t>() == 2);
+  REQUIRE(n.runUntil([&] { return bounded->got && unbounded->got; }, 3s));
+  CHECK(n.node(1).leader() == n.node(0).id());
+  CHECK(bounded->code() == static_cast<int>(wire::ErrorCode::DeadlineExceeded));
+  CHECK(unbounded->code() == static_cast<int>(wire::ErrorCode::DeadlineExceeded));
+  CHECK(n.status(1)["pending"]["reads"].get<uint64_t>() == 0);
+  CHECK(n.status(1)["expired_reads"].get<uint64_t>() == 2);
+}
+
+TEST_CASE("a received snapshot is installed as background work; reads wait it out with a clear error") {
+  Nodes n(2, [](NodeOptions& o) {
+    o.snapshotInterval = 20;
+    o.keepEntries = 5;
+  });
+  n.start(0);
+  REQUIRE(n.runUntil([&] { return n.node(0).role() == raft::Role::Leader; }, 10s));
+  std::vector<std::shared_ptr<Answer>> writes;
+  for (int i = 0; i < 60; ++i) {
+    writes.push_back(n.ask(0, create(newId(), std::string(2000, 'd'))));
+    n.world().runFor(2ms);
+  }
+  REQUIRE(n.runUntil([&] { return writes.back()->got.has_value(); }, 5s));
+  REQUIRE(n.status(0)["snapshot"]["taken"].get<uint64_t>() >= 1);
+
+  // The joiner is behind the compacted log: it gets the snapshot. Sample it every
+  // millisecond of virtual time; while it installs, a read there is refused.
+  n.start(1);
+  bool sawInstalling = false;
+  std::shared_ptr<Answer> duringInstall;
+  auto installed = [&] {
+    if (!sawInstalling && n.status(1)["installing_snapshot"].get<bool>()) {
+      sawInstalling = true;
+      duringInstall = n.ask(1, getRequest(objects::ObjectKind::Config, newId(), true));
+    }
+    return n.status(1).value("snapshot", nlohmann::json::object()).value("installed", 0) >= 1;
+  };
+  auto until = n.world().now() + 20s;
+  while (!installed() && n.world().now() < until) n.world().runFor(1ms);
+  REQUIRE(installed());
+  CHECK(sawInstalling);
+  REQUIRE(duringInstall);
+  REQUIRE(duringInstall->got.has_value());
+  CHECK(duringInstall->code() == static_cast<int>(wire::ErrorCode::Unavailable));
+  CHECK(duringInstall->message().find("installing a snapshot") != std::string::npos);
+  // And it catches up to the leader afterwards.
+  REQUIRE(n.runUntil([&] { return n.node(1).applied() == n.node(0).applied(); }, 10s));
+  CHECK(n.status(1)["pending"]["held_messages"].get<uint64_t>() == 0);
+}
+
+}  // namespace
+}  // namespace shoal::raftd::sim
