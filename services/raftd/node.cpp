@@ -117,6 +117,14 @@ void RaftNode::startTicking() {
 void RaftNode::stop() {
   failProposals("raftd is stopping");
   failReads(wire::ErrorCode::Unavailable, "raftd is stopping; retry on another manager", false);
+  for (auto& [seq, f] : forwarded_) {
+    host_.cancelPeerCall(f.address, f.peerCall);
+    if (!f.call->answered())
+      f.call->fail(wire::ErrorCode::Indeterminate,
+                   std::string("raftd stopped while this request was forwarded to the leader; ") +
+                       kMaybeApplied);
+  }
+  forwarded_.clear();
 }
 
 void RaftNode::fatal(const std::string& why) {
@@ -853,7 +861,7 @@ void RaftNode::servePeer(bus::Call call) {
       auto idx = raft_->proposeConfChange({raft::ConfChangeType::AddLearner, jr->node_id(), addr});
       if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
       peers_[jr->node_id()] = addr;  // reachable before the change applies
-      trackProposal(std::move(call), *idx, 0);
+      trackProposal(nextSeq_++, std::move(call), *idx, 0);
       return;
     }
     default:
@@ -926,7 +934,7 @@ void RaftNode::handleMember(bus::Call call) {
   if (refuseWrite(call, 0)) return;
   auto idx = raft_->proposeConfChange(cc);
   if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
-  trackProposal(std::move(call), *idx, 0);
+  trackProposal(nextSeq_++, std::move(call), *idx, 0);
 }
 
 Loop::Clock::time_point RaftNode::deadlineOf(const bus::Call& call) const {
@@ -962,9 +970,9 @@ bool RaftNode::refuseWrite(bus::Call& call, size_t bytes) {
   return false;
 }
 
-void RaftNode::trackProposal(bus::Call call, raft::Index index, size_t bytes) {
+void RaftNode::trackProposal(uint64_t seq, bus::Call call, raft::Index index, size_t bytes) {
   auto deadline = deadlineOf(call);
-  proposals_.emplace(nextSeq_++, Proposal{std::move(call), index, raft_->term(), bytes, deadline});
+  proposals_.emplace(seq, Proposal{std::move(call), index, raft_->term(), bytes, deadline});
   proposalBytes_ += bytes;
   scheduleReady();
 }
@@ -1025,7 +1033,7 @@ void RaftNode::handleTxn(bus::Call call) {
                      "a transaction may hold at most " + std::to_string(store::Store::kMaxChanges) +
                          " changes; split it into smaller batches");
   if (refuseWrite(call, req->txn()->size())) return;
-  uint64_t seq = nextSeq_;
+  uint64_t seq = nextSeq_++;
   std::string data;
   data.reserve(kProposalHeader + req->txn()->size());
   data.push_back(static_cast<char>(kProposalFormat));
@@ -1036,7 +1044,7 @@ void RaftNode::handleTxn(bus::Call call) {
   data.append(reinterpret_cast<const char*>(req->txn()->data()), req->txn()->size());
   auto idx = raft_->propose(std::move(data));
   if (!idx) return call.fail(wire::ErrorCode::NotLeader, idx.error().message + "; retry");
-  trackProposal(std::move(call), *idx, req->txn()->size());
+  trackProposal(seq, std::move(call), *idx, req->txn()->size());
 }
 
 void RaftNode::handleRead(bus::Call call) {

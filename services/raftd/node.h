@@ -165,7 +165,8 @@ class RaftNode {
   // call was answered.
   bool refuseWrite(bus::Call& call, size_t bytes);
   Loop::Clock::time_point deadlineOf(const bus::Call& call) const;
-  void trackProposal(bus::Call call, raft::Index index, size_t bytes);
+  // seq: the proposal's sequence, in its entry's data for a store write.
+  void trackProposal(uint64_t seq, bus::Call call, raft::Index index, size_t bytes);
   // Waiting writes end "may or may not have been applied"; waiting reads, "retry".
   void failProposals(const std::string& why);
   void failReads(wire::ErrorCode code, const std::string& why, bool onlyUnconfirmed);
