@@ -22,9 +22,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/bus.h"
-#include "services/raftd/protocols.h"
-#include "services/raftd/store_client.h"
+#include "common/store_client.h"
 
 namespace shoal::bench {
 namespace {
@@ -222,16 +220,9 @@ std::string LocalCluster::endpoint(size_t i) const {
 }
 
 Result<nlohmann::json> LocalCluster::status(size_t i, std::chrono::milliseconds timeout) const {
-  bus::SyncClient client(raftd::kStoreProtocol);
+  store::SyncClient client;
   if (auto st = client.connect(endpoint(i)); !st) return st.error();
-  auto reply = client.call(raftd::storeStatusRequest(), timeout);
-  if (!reply) return reply.error();
-  auto* env = reply->as<storeapi::Envelope>();
-  auto* body = env ? env->body_as_StatusReply() : nullptr;
-  if (!body || !body->json()) return Error{"raftd answered Status without a StatusReply"};
-  auto j = nlohmann::json::parse(body->json()->string_view(), nullptr, false);
-  if (j.is_discarded()) return Error{"raftd's Status is not JSON"};
-  return j;
+  return client.status(timeout);
 }
 
 Result<size_t> LocalCluster::leader() const {
