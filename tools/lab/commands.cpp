@@ -1,0 +1,481 @@
+#include "tools/lab/commands.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include "tools/lab/host.h"
+#include "tools/lab/lab.h"
+
+namespace shoal::lab {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kDaemonReady = 30s;   // a daemon's start, up to its "ready"
+constexpr auto kClusterReady = 60s;  // every manager a voter and one leader
+constexpr auto kKillBound = 10s;
+constexpr const char* kBridge = "br0";
+
+void checkRoot() {
+  if (::geteuid() != 0)
+    throw LabError("shoal-lab needs root: it creates network namespaces and links (run it with sudo)");
+}
+
+// Held while a lab's name and index are taken, so that two `up`s never pick the same ones.
+class RootLock {
+ public:
+  RootLock() {
+    fs::create_directories(kLabRoot);
+    fd_ = ::open((std::string(kLabRoot) + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) throw LabError(std::string("cannot lock ") + kLabRoot);
+  }
+  ~RootLock() { ::close(fd_); }
+  RootLock(const RootLock&) = delete;
+  RootLock& operator=(const RootLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+Lab mustLoad(const std::string& name) {
+  checkName(name);
+  auto lab = load(name);
+  if (!lab)
+    throw LabError("there is no lab named " + name + " (`shoal-lab ls` lists the labs; `shoal-lab up --name " +
+                   name + "` makes it)");
+  return *lab;
+}
+
+std::string exeDir() {
+  std::error_code ec;
+  return fs::read_symlink("/proc/self/exe", ec).parent_path().string();
+}
+
+// The daemons and the CLI: from --bin-dir (a build dir or a dir holding them all), else the
+// build tree shoal-lab is in, else where the Debian package installs them.
+std::map<std::string, std::string> findBinaries(const std::string& binDir) {
+  std::map<std::string, std::string> found;
+  std::string here = exeDir();
+  auto candidates = [&](const std::string& b) {
+    std::vector<std::string> c;
+    bool cli = b == "shoal";
+    std::string inTree = cli ? "tools/shoal/shoal" : "services/" + b + "/" + b;
+    if (!binDir.empty()) return std::vector<std::string>{binDir + "/" + inTree, binDir + "/" + b};
+    c.push_back(here + "/../../" + inTree);
+    c.push_back(here + "/" + b);
+    c.push_back(cli ? "/usr/bin/shoal" : "/usr/sbin/" + b);
+    return c;
+  };
+  std::vector<std::string> wanted = allDaemons();
+  wanted.push_back("shoal");
+  for (auto& b : wanted) {
+    for (auto& c : candidates(b))
+      if (::access(c.c_str(), X_OK) == 0) {
+        found[b] = fs::weakly_canonical(c).string();
+        break;
+      }
+    if (!found.count(b)) {
+      std::string tried;
+      for (auto& c : candidates(b)) tried += "\n  " + c;
+      throw LabError("cannot find " + b + "; tried:" + tried +
+                     "\nbuild it (ninja -C build) or point at the build dir with --bin-dir");
+    }
+  }
+  return found;
+}
+
+const std::vector<std::string>& daemonsOf(const Node& n) {
+  return n.manager() ? managerDaemons() : workerDaemons();
+}
+
+std::string raftAddress(const Node& n) { return n.address + ":" + std::to_string(kRaftPort); }
+
+// How a daemon is started on its node: its own state dir, the node's run dir, a log file.
+std::vector<std::string> daemonArgv(const Lab& lab, const Node& n, const std::string& d,
+                                    const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {lab.binaries.at(d), "--state-dir", lab.stateDir(n, d),
+                                   "--run-dir", lab.runDir(n), "--log-file", lab.logFile(n, d)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// Starts a daemon in its node's namespace and records it. The daemon is not given
+// --foreground: it detaches itself once it is ready and its first process exits 0, or 1 with
+// its error on stderr, so `up` waits for readiness and reports a start-up error as the daemon
+// words it. Its pid is then in its pid file.
+void startDaemon(Lab& lab, Node& n, const std::string& d) {
+  auto& rec = n.daemons[d];
+  if (rec.argv.empty()) rec.argv = daemonArgv(lab, n, d, {});
+  fs::create_directories(lab.stateDir(n, d));
+  fs::create_directories(lab.runDir(n));
+  fs::create_directories(fs::path(lab.logFile(n, d)).parent_path());
+  std::string out = lab.nodeDir(n) + "/log/" + d + ".out";
+  pid_t first = spawnInNetns(n.netns, rec.argv, labEnvironment({}), lab.nodeDir(n), out);
+  auto code = waitChild(first, kDaemonReady);
+  if (!code) {
+    ::kill(first, SIGKILL);
+    waitChild(first, 5s);
+  }
+  if (!code || *code != 0) {
+    std::string why = !code ? "it was not ready within 30 s" : "it exited with " + std::to_string(*code);
+    throw LabError(d + " on " + n.name + " did not start: " + why + "\n--- " + out + "\n" +
+                   tail(readFile(out), 10) + "--- " + lab.logFile(n, d) + "\n" +
+                   tail(readFile(lab.logFile(n, d)), 10));
+  }
+  std::string pidFile = lab.runDir(n) + "/" + d + ".pid";
+  pid_t pid = std::atoi(readFile(pidFile).c_str());
+  auto started = pid > 0 ? startTime(pid) : std::nullopt;
+  if (!started) throw LabError(d + " on " + n.name + " said it was ready but " + pidFile + " names no live process");
+  rec.pid = pid;
+  rec.startTime = *started;
+  save(lab);
+}
+
+bool running(const DaemonRecord& r) { return r.pid > 0 && sameProcess(r.pid, r.startTime); }
+
+// The hub namespace holds the lab's bridge; each node's eth0 is a veth whose other end is a
+// port of that bridge named after the node. The root namespace is never touched.
+void createNetwork(Lab& lab) {
+  ip({"netns", "add", lab.hubNetns});
+  ip({"-n", lab.hubNetns, "link", "set", "lo", "up"});
+  ip({"-n", lab.hubNetns, "link", "add", kBridge, "type", "bridge"});
+  ip({"-n", lab.hubNetns, "link", "set", kBridge, "up"});
+  for (auto& n : lab.nodes) {
+    ip({"netns", "add", n.netns});
+    ip({"-n", lab.hubNetns, "link", "add", n.hubPort, "type", "veth", "peer", "name", "eth0", "netns", n.netns});
+    ip({"-n", lab.hubNetns, "link", "set", n.hubPort, "master", kBridge, "up"});
+    ip({"-n", n.netns, "addr", "add", n.address + "/24", "dev", "eth0"});
+    ip({"-n", n.netns, "link", "set", "eth0", "up"});
+    ip({"-n", n.netns, "link", "set", "lo", "up"});
+  }
+}
+
+// A command run in a node's namespace with its run dir, output captured (for `up`'s checks).
+CommandResult runInNode(const Lab& lab, const Node& n, const std::vector<std::string>& argv,
+                        std::chrono::milliseconds bound) {
+  std::string out = lab.dir + "/.command.out";
+  fs::remove(out);
+  pid_t pid = spawnInNetns(n.netns, argv, labEnvironment({"SHOAL_RUN_DIR=" + lab.runDir(n)}), lab.dir, out);
+  CommandResult r;
+  auto code = waitChild(pid, bound);
+  if (!code) {
+    ::kill(pid, SIGKILL);
+    waitChild(pid, 5s);
+  }
+  r.code = code.value_or(-1);
+  r.out = readFile(out);
+  fs::remove(out);
+  return r;
+}
+
+// THE SWARM SWITCH. Today raftd forms the cluster itself: m1 bootstraps, every other manager
+// joins m1's raft port, and workers have no raft to join. When `shoal swarm init` and `shoal
+// swarm join` exist, this function becomes (and nothing else in the lab changes):
+//   1. startDaemons(lab, n) on every node, raftd with --listen-addr only;
+//   2. on m1:  runInNode(m1, {shoal, "swarm", "init", "--advertise-addr", m1.address});
+//   3. tokens: runInNode(m1, {shoal, "swarm", "join-token", "-q", "manager"|"worker"});
+//   4. on every other node: runInNode(n, {shoal, "swarm", "join", "--token", T, m1.address + ":2377"});
+// and waitForCluster also waits for every node to be Ready in `shoal node ls --format json`.
+void formCluster(Lab& lab) {
+  Node& first = lab.nodes.front();
+  auto& rec = first.daemons["raftd"];
+  rec.argv = daemonArgv(lab, first, "raftd", {"--listen-addr", raftAddress(first), "--bootstrap"});
+  startDaemon(lab, first, "raftd");
+  for (auto& n : lab.nodes) {
+    if (&n == &first || !n.manager()) continue;
+    n.daemons["raftd"].argv =
+        daemonArgv(lab, n, "raftd", {"--listen-addr", raftAddress(n), "--join", raftAddress(first)});
+    startDaemon(lab, n, "raftd");
+  }
+}
+
+void startDaemons(Lab& lab, Node& n) {
+  for (auto& d : daemonsOf(n))
+    if (!running(n.daemons[d])) startDaemon(lab, n, d);
+}
+
+// Waits until m1's raftd counts every manager as a voter and exactly one manager leads.
+void waitForCluster(const Lab& lab) {
+  size_t managers = 0;
+  for (auto& n : lab.nodes) managers += n.manager();
+  auto end = Clock::now() + kClusterReady;
+  std::string last;
+  while (Clock::now() < end) {
+    size_t voters = 0, leaders = 0;
+    for (auto& n : lab.nodes) {
+      if (!n.manager()) continue;
+      auto r = runInNode(lab, n, {lab.binaries.at("shoal"), "debug", "status", "raftd", "--json"}, 10s);
+      if (r.code != 0) continue;
+      try {
+        auto j = nlohmann::json::parse(r.out);
+        leaders += j.value("role", "") == "Leader";
+        if (&n == &lab.nodes.front()) {
+          for (auto& m : j.value("members", nlohmann::json::array())) voters += m.value("suffrage", "") == "voter";
+          last = j.dump();
+        }
+      } catch (const std::exception&) {
+      }
+    }
+    if (voters == managers && leaders == 1) return;
+    std::this_thread::sleep_for(200ms);
+  }
+  throw LabError("the raft cluster did not form within 60 s: m1's raftd says " + last);
+}
+
+void printUsage(const Lab& lab) {
+  const std::string n = lab.name == kDefaultName ? "" : " --name " + lab.name;
+  std::cout << "lab " << lab.name << " is up on " << lab.subnet() << " (" << lab.dir << ")\n\n";
+  ls(lab.name, false);
+  std::cout << "\nThe raft cluster was formed by raftd --bootstrap on m1 and --join on the other managers;\n"
+               "`shoal swarm init/join` will form it once they exist (tools/lab/commands.cpp, formCluster).\n\n"
+               "Use it:\n"
+            << "  shoal-lab exec" << n << " m1 shoal debug status raftd   # any command, inside node m1\n"
+            << "  shoal-lab exec" << n << " w1 bash                       # a shell on w1 (SHOAL_RUN_DIR is set)\n"
+            << "  shoal-lab kill" << n << " m1 raftd    /  shoal-lab start" << n << " m1 raftd\n"
+            << "  shoal-lab partition" << n << " m1     /  shoal-lab heal" << n << "\n"
+            << "  shoal-lab down" << n << "                                # removes everything\n"
+            << "(export SHOAL_LAB=" << lab.name << " to leave out --name)\n";
+}
+
+int freeIndex() {
+  std::set<int> used;
+  for (auto& l : loadAll()) used.insert(l.index);
+  for (int i = 0; i < kMaxLabs; ++i)
+    if (!used.count(i)) return i;
+  throw LabError("all " + std::to_string(kMaxLabs) + " lab subnets are taken: remove a lab with shoal-lab down");
+}
+
+// Removes everything of lab name that exists, whatever state it was left in; returns whether
+// there was anything.
+bool teardown(const std::string& name) {
+  std::vector<pid_t> victims;
+  std::optional<Lab> lab;
+  try {
+    lab = load(name);
+  } catch (const LabError&) {
+  }
+  // The recorded daemons, each only if it is still the process the lab started...
+  if (lab)
+    for (auto& n : lab->nodes)
+      for (auto& [d, r] : n.daemons)
+        if (running(r)) victims.push_back(r.pid);
+  // ...and whatever else runs in the lab's namespaces (exec'd commands, daemons of a lab
+  // whose state file was lost): only processes inside a namespace this lab made.
+  std::vector<std::string> namespaces;
+  for (auto& ns : listNetns())
+    if (ownsNetns(name, ns)) namespaces.push_back(ns);
+  for (auto& ns : namespaces)
+    for (pid_t p : processesIn(ns)) victims.push_back(p);
+  std::sort(victims.begin(), victims.end());
+  victims.erase(std::unique(victims.begin(), victims.end()), victims.end());
+  auto left = killAll(victims, kKillBound);
+  std::string problems;
+  for (pid_t p : left) problems += "\n  pid " + std::to_string(p) + " did not die on SIGKILL";
+  // Deleting a node's namespace deletes its veth pair; deleting the hub deletes the bridges.
+  for (auto& ns : namespaces)
+    if (!ipQuiet({"netns", "delete", ns}) && netnsExists(ns)) problems += "\n  cannot delete netns " + ns;
+  std::error_code ec;
+  bool hadDir = fs::exists(labDir(name));
+  fs::remove_all(labDir(name), ec);
+  if (ec) problems += "\n  cannot remove " + labDir(name) + ": " + ec.message();
+  if (!problems.empty()) throw LabError("lab " + name + " was not removed completely:" + problems);
+  return hadDir || !namespaces.empty();
+}
+
+}  // namespace
+
+int up(const UpOptions& o) {
+  checkRoot();
+  checkName(o.name);
+  if (o.managers < 1 || o.managers > kMaxManagers)
+    throw LabError("--managers must be 1 to " + std::to_string(kMaxManagers));
+  if (o.workers < 0 || o.workers > kMaxWorkers)
+    throw LabError("--workers must be 0 to " + std::to_string(kMaxWorkers));
+  auto binaries = findBinaries(o.binDir);
+  Lab lab;
+  {
+    RootLock lock;
+    bool leftovers = false;
+    for (auto& ns : listNetns()) leftovers = leftovers || ownsNetns(o.name, ns);
+    if (fs::exists(labDir(o.name)) || leftovers)
+      throw LabError("a lab named " + o.name + " exists: `shoal-lab ls --name " + o.name +
+                     "` shows it, `shoal-lab down --name " + o.name + "` removes it");
+    lab = plan(o.name, freeIndex(), o.managers, o.workers);
+    lab.binaries = binaries;
+    fs::create_directories(lab.dir);
+    save(lab);  // from here on, a failure or a crash leaves something `down` can find
+  }
+  try {
+    createNetwork(lab);
+    formCluster(lab);
+    for (auto& n : lab.nodes) startDaemons(lab, n);
+    waitForCluster(lab);
+  } catch (const LabError& e) {
+    std::cerr << "shoal-lab: error: " << e.what() << "\nshoal-lab: removing the half-made lab " << o.name << "\n";
+    teardown(o.name);
+    return 1;
+  }
+  printUsage(lab);
+  return 0;
+}
+
+int down(const std::string& name) {
+  checkRoot();
+  checkName(name);
+  std::cout << (teardown(name) ? "lab " + name + " removed\n" : "there was no lab named " + name + "\n");
+  return 0;
+}
+
+int ls(const std::optional<std::string>& name, bool json) {
+  std::vector<Lab> labs;
+  if (name)
+    labs.push_back(mustLoad(*name));
+  else
+    labs = loadAll();
+  if (json) {
+    auto all = nlohmann::json::array();
+    for (auto& lab : labs) {
+      auto j = lab.toJson();
+      for (auto& jn : j["nodes"])
+        for (auto& [d, jd] : jn["daemons"].items()) {
+          const auto& r = lab.node(jn["name"]).daemons.at(d);
+          jd["running"] = running(r);
+        }
+      all.push_back(j);
+    }
+    std::cout << all.dump(2) << "\n";
+    return 0;
+  }
+  for (auto& lab : labs) {
+    if (!name) std::cout << "lab " << lab.name << " (" << lab.subnet() << ")\n";
+    std::printf("%-5s %-8s %-22s %-15s %s\n", "NODE", "ROLE", "NETNS", "ADDRESS", "DAEMONS");
+    for (auto& n : lab.nodes) {
+      std::string daemons;
+      for (auto& d : daemonsOf(n)) {
+        auto it = n.daemons.find(d);
+        bool up = it != n.daemons.end() && running(it->second);
+        daemons += d + "=" + (up ? std::to_string(it->second.pid) : "down") + " ";
+      }
+      std::string addr = n.address + (n.partition ? " [cut " + std::to_string(n.partition) + "]" : "");
+      std::printf("%-5s %-8s %-22s %-15s %s\n", n.name.c_str(), n.role.c_str(), n.netns.c_str(), addr.c_str(),
+                  daemons.c_str());
+    }
+  }
+  if (!name && labs.empty()) std::cout << "no labs (shoal-lab up makes one)\n";
+  return 0;
+}
+
+int exec(const std::string& name, const std::string& node, const std::vector<std::string>& command) {
+  checkRoot();
+  Lab lab = mustLoad(name);
+  const Node& n = lab.node(node);
+  if (command.empty()) throw LabError("exec needs a command: shoal-lab exec NODE CMD...");
+  // The shoal CLI first in PATH, so `shoal ...` is the lab's own.
+  const char* path = std::getenv("PATH");
+  std::string cliDir = fs::path(lab.binaries.at("shoal")).parent_path().string();
+  return execInNetns(n.netns, command,
+                     labEnvironment({"SHOAL_RUN_DIR=" + lab.runDir(n), "SHOAL_LAB=" + lab.name,
+                                     "SHOAL_LAB_NODE=" + n.name,
+                                     "PATH=" + cliDir + ":" + (path ? path : "/usr/sbin:/usr/bin:/sbin:/bin")}));
+}
+
+namespace {
+std::vector<std::string> chosenDaemons(const Node& n, const std::optional<std::string>& daemon) {
+  if (!daemon) return daemonsOf(n);
+  for (auto& d : daemonsOf(n))
+    if (d == *daemon) return {d};
+  std::string list;
+  for (auto& d : daemonsOf(n)) list += " " + d;
+  throw LabError(n.name + " runs no " + *daemon + " (a " + n.role + " runs" + list + ")");
+}
+}  // namespace
+
+int kill(const std::string& name, const std::string& node, const std::optional<std::string>& daemon) {
+  checkRoot();
+  Lab lab = mustLoad(name);
+  Node& n = lab.node(node);
+  for (auto& d : chosenDaemons(n, daemon)) {
+    auto& r = n.daemons[d];
+    if (!running(r)) {
+      std::cout << d << " on " << n.name << " was not running\n";
+    } else {
+      if (!killAll({r.pid}, kKillBound).empty())
+        throw LabError(d + " on " + n.name + " (pid " + std::to_string(r.pid) + ") did not die on SIGKILL");
+      std::cout << "killed " << d << " on " << n.name << " (pid " << r.pid << ")\n";
+    }
+    r.pid = 0;
+    r.startTime = 0;
+    save(lab);
+  }
+  return 0;
+}
+
+int start(const std::string& name, const std::string& node, const std::optional<std::string>& daemon) {
+  checkRoot();
+  Lab lab = mustLoad(name);
+  Node& n = lab.node(node);
+  for (auto& d : chosenDaemons(n, daemon)) {
+    if (running(n.daemons[d])) {
+      std::cout << d << " on " << n.name << " is running already (pid " << n.daemons[d].pid << ")\n";
+      continue;
+    }
+    startDaemon(lab, n, d);
+    std::cout << "started " << d << " on " << n.name << " (pid " << n.daemons[d].pid << ")\n";
+  }
+  return 0;
+}
+
+// Each partition moves the named nodes' bridge ports to a bridge of their own in the hub: they
+// still reach each other, and nothing else of the lab (nor it them).
+int partition(const std::string& name, const std::vector<std::string>& nodes) {
+  checkRoot();
+  Lab lab = mustLoad(name);
+  if (nodes.empty()) throw LabError("partition needs the nodes to cut off: shoal-lab partition NODE...");
+  int group = 1;
+  for (auto& n : lab.nodes) group = std::max(group, n.partition + 1);
+  for (auto& x : nodes) lab.node(x);  // every name checked before anything changes
+  std::string bridge = "br" + std::to_string(group);
+  ip({"-n", lab.hubNetns, "link", "add", bridge, "type", "bridge"});
+  ip({"-n", lab.hubNetns, "link", "set", bridge, "up"});
+  for (auto& x : nodes) {
+    Node& n = lab.node(x);
+    ip({"-n", lab.hubNetns, "link", "set", n.hubPort, "master", bridge});
+    n.partition = group;
+  }
+  save(lab);
+  std::string list;
+  for (auto& x : nodes) list += " " + x;
+  std::cout << "cut off" << list << " from the rest of lab " << lab.name << " (group " << group
+            << "; shoal-lab heal undoes it)\n";
+  return 0;
+}
+
+int heal(const std::string& name) {
+  checkRoot();
+  Lab lab = mustLoad(name);
+  std::set<int> groups;
+  for (auto& n : lab.nodes)
+    if (n.partition) {
+      ip({"-n", lab.hubNetns, "link", "set", n.hubPort, "master", kBridge});
+      groups.insert(n.partition);
+      n.partition = 0;
+    }
+  for (int g : groups) ipQuiet({"-n", lab.hubNetns, "link", "delete", "br" + std::to_string(g)});
+  save(lab);
+  std::cout << (groups.empty() ? "lab " + lab.name + " had no partitions\n" : "lab " + lab.name + " healed\n");
+  return 0;
+}
+
+}  // namespace shoal::lab

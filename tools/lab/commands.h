@@ -1,0 +1,27 @@
+#pragma once
+// shoal-lab's commands (docs/lab.md). Each returns the process's exit code and throws
+// LabError for what the user must read.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shoal::lab {
+
+struct UpOptions {
+  std::string name;
+  int managers = 3;
+  int workers = 2;
+  std::string binDir;  // where the daemons and the shoal CLI are; empty: beside shoal-lab
+};
+
+int up(const UpOptions& options);
+int down(const std::string& name);
+int ls(const std::optional<std::string>& name, bool json);
+int exec(const std::string& name, const std::string& node, const std::vector<std::string>& command);
+int kill(const std::string& name, const std::string& node, const std::optional<std::string>& daemon);
+int start(const std::string& name, const std::string& node, const std::optional<std::string>& daemon);
+int partition(const std::string& name, const std::vector<std::string>& nodes);
+int heal(const std::string& name);
+
+}  // namespace shoal::lab
