@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "tools/lab/host.h"
@@ -37,13 +39,48 @@ void checkRoot() {
 class RootLock {
  public:
   RootLock() {
-    fs::create_directories(kLabRoot);
-    fd_ = ::open((std::string(kLabRoot) + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) throw LabError(std::string("cannot lock ") + kLabRoot);
+    // The last `down` removes the lock file (and the root dir): a lock taken on a file that
+    // was unlinked meanwhile locks nothing, so take it again (bounded).
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      fs::create_directories(kLabRoot);
+      fd_ = ::open(path().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) throw LabError("cannot lock " + path());
+      struct stat held, now;
+      if (::fstat(fd_, &held) == 0 && ::stat(path().c_str(), &now) == 0 && held.st_ino == now.st_ino) return;
+      ::close(fd_);
+    }
+    throw LabError("cannot lock " + path() + ": it keeps being removed");
   }
   ~RootLock() { ::close(fd_); }
+  static std::string path() { return std::string(kLabRoot) + "/.lock"; }
+  // Removes the root dir once no lab is left, so that nothing of the lab stays behind.
+  void removeRootIfEmpty() {
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(kLabRoot, ec))
+      if (e.path().filename() != ".lock") return;
+    ::unlink(path().c_str());
+    ::rmdir(kLabRoot);
+  }
   RootLock(const RootLock&) = delete;
   RootLock& operator=(const RootLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// Held by a command that changes a lab (kill, start, partition, heal) from reading its state
+// file to writing it back, so that two of them on one lab do not lose each other's change.
+class LabLock {
+ public:
+  explicit LabLock(const std::string& name) {
+    fd_ = ::open((labDir(name) + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);  // no dir: mustLoad says there is no such lab
+  }
+  ~LabLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  LabLock(const LabLock&) = delete;
+  LabLock& operator=(const LabLock&) = delete;
 
  private:
   int fd_ = -1;
@@ -52,6 +89,12 @@ class RootLock {
 Lab mustLoad(const std::string& name) {
   checkName(name);
   auto lab = load(name);
+  bool leftovers = false;
+  for (auto& ns : listNetns()) leftovers = leftovers || ownsNetns(name, ns);
+  if (!lab && leftovers)
+    throw LabError("lab " + name + " has no state file (" + stateFile(name) +
+                   ") but its namespaces exist: a crash left it half-made; `shoal-lab down --name " + name +
+                   "` removes it");
   if (!lab)
     throw LabError("there is no lab named " + name + " (`shoal-lab ls` lists the labs; `shoal-lab up --name " +
                    name + "` makes it)");
@@ -325,6 +368,8 @@ int up(const UpOptions& o) {
   } catch (const LabError& e) {
     std::cerr << "shoal-lab: error: " << e.what() << "\nshoal-lab: removing the half-made lab " << o.name << "\n";
     teardown(o.name);
+    RootLock lock;
+    lock.removeRootIfEmpty();
     return 1;
   }
   printUsage(lab);
@@ -334,7 +379,12 @@ int up(const UpOptions& o) {
 int down(const std::string& name) {
   checkRoot();
   checkName(name);
-  std::cout << (teardown(name) ? "lab " + name + " removed\n" : "there was no lab named " + name + "\n");
+  bool removed = teardown(name);
+  {
+    RootLock lock;
+    lock.removeRootIfEmpty();
+  }
+  std::cout << (removed ? "lab " + name + " removed\n" : "there was no lab named " + name + "\n");
   return 0;
 }
 
@@ -360,17 +410,17 @@ int ls(const std::optional<std::string>& name, bool json) {
   }
   for (auto& lab : labs) {
     if (!name) std::cout << "lab " << lab.name << " (" << lab.subnet() << ")\n";
-    std::printf("%-5s %-8s %-22s %-15s %s\n", "NODE", "ROLE", "NETNS", "ADDRESS", "DAEMONS");
+    std::printf("%-5s %-8s %-24s %-15s %-4s %s\n", "NODE", "ROLE", "NETNS", "ADDRESS", "CUT", "DAEMONS");
     for (auto& n : lab.nodes) {
       std::string daemons;
       for (auto& d : daemonsOf(n)) {
         auto it = n.daemons.find(d);
         bool up = it != n.daemons.end() && running(it->second);
-        daemons += d + "=" + (up ? std::to_string(it->second.pid) : "down") + " ";
+        daemons += (daemons.empty() ? "" : " ") + d + "=" + (up ? std::to_string(it->second.pid) : "down");
       }
-      std::string addr = n.address + (n.partition ? " [cut " + std::to_string(n.partition) + "]" : "");
-      std::printf("%-5s %-8s %-22s %-15s %s\n", n.name.c_str(), n.role.c_str(), n.netns.c_str(), addr.c_str(),
-                  daemons.c_str());
+      std::string cut = n.partition ? std::to_string(n.partition) : "-";
+      std::printf("%-5s %-8s %-24s %-15s %-4s %s\n", n.name.c_str(), n.role.c_str(), n.netns.c_str(),
+                  n.address.c_str(), cut.c_str(), daemons.c_str());
     }
   }
   if (!name && labs.empty()) std::cout << "no labs (shoal-lab up makes one)\n";
@@ -404,6 +454,8 @@ std::vector<std::string> chosenDaemons(const Node& n, const std::optional<std::s
 
 int kill(const std::string& name, const std::string& node, const std::optional<std::string>& daemon) {
   checkRoot();
+  checkName(name);
+  LabLock lock(name);
   Lab lab = mustLoad(name);
   Node& n = lab.node(node);
   for (auto& d : chosenDaemons(n, daemon)) {
@@ -424,6 +476,8 @@ int kill(const std::string& name, const std::string& node, const std::optional<s
 
 int start(const std::string& name, const std::string& node, const std::optional<std::string>& daemon) {
   checkRoot();
+  checkName(name);
+  LabLock lock(name);
   Lab lab = mustLoad(name);
   Node& n = lab.node(node);
   for (auto& d : chosenDaemons(n, daemon)) {
@@ -441,6 +495,8 @@ int start(const std::string& name, const std::string& node, const std::optional<
 // still reach each other, and nothing else of the lab (nor it them).
 int partition(const std::string& name, const std::vector<std::string>& nodes) {
   checkRoot();
+  checkName(name);
+  LabLock lock(name);
   Lab lab = mustLoad(name);
   if (nodes.empty()) throw LabError("partition needs the nodes to cut off: shoal-lab partition NODE...");
   int group = 1;
@@ -464,6 +520,8 @@ int partition(const std::string& name, const std::vector<std::string>& nodes) {
 
 int heal(const std::string& name) {
   checkRoot();
+  checkName(name);
+  LabLock lock(name);
   Lab lab = mustLoad(name);
   std::set<int> groups;
   for (auto& n : lab.nodes)
@@ -472,7 +530,15 @@ int heal(const std::string& name) {
       groups.insert(n.partition);
       n.partition = 0;
     }
-  for (int g : groups) ipQuiet({"-n", lab.hubNetns, "link", "delete", "br" + std::to_string(g)});
+  // Every bridge but br0, also one of a partition that failed half-way.
+  auto bridges = ipCapture({"-n", lab.hubNetns, "-o", "link", "show", "type", "bridge"});
+  std::stringstream in(bridges.out);
+  for (std::string line; std::getline(in, line);) {
+    auto a = line.find(": "), b = line.find(':', a + 2);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string bridge = line.substr(a + 2, b - a - 2);
+    if (bridge != kBridge) ipQuiet({"-n", lab.hubNetns, "link", "delete", bridge});
+  }
   save(lab);
   std::cout << (groups.empty() ? "lab " + lab.name + " had no partitions\n" : "lab " + lab.name + " healed\n");
   return 0;

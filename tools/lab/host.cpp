@@ -129,11 +129,13 @@ void ip(const std::vector<std::string>& args) {
   }
 }
 
-bool ipQuiet(const std::vector<std::string>& args) {
+CommandResult ipCapture(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {ipPath()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return runCommand(argv).code == 0;
+  return runCommand(argv);
 }
+
+bool ipQuiet(const std::vector<std::string>& args) { return ipCapture(args).code == 0; }
 
 std::vector<std::string> listNetns() {
   std::vector<std::string> names;

@@ -24,6 +24,8 @@ CommandResult runCommand(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(20));
 // Runs `ip ARGS...`; throws LabError with ip's message when it fails.
 void ip(const std::vector<std::string>& args);
+// Runs `ip ARGS...` and returns what it said, failed or not.
+CommandResult ipCapture(const std::vector<std::string>& args);
 // Same, but a failure is only returned (for cleanup, where the thing may be gone already).
 bool ipQuiet(const std::vector<std::string>& args);
 
