@@ -254,7 +254,8 @@ TEST_CASE("down removes a lab whose daemons were killed and whose state file is 
   auto pids = pidsOf(l);
   REQUIRE(pids.size() == 9);
   // The lab "crashed": some daemons died with it, the others run on, and its state is gone.
-  for (auto& [d, r] : nodeOf(l, "m1")["daemons"].items()) ::kill(r["pid"].get<int>(), SIGKILL);
+  auto m1 = nodeOf(l, "m1");
+  for (auto& [d, r] : m1["daemons"].items()) ::kill(r["pid"].get<int>(), SIGKILL);
   std::filesystem::remove("/var/lib/shoal-lab/" + c + "/lab.json");
   CHECK(lab({"ls", "--name", c}).status.code == 1);
   auto d = lab({"down", "--name", c});
