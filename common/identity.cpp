@@ -1,5 +1,6 @@
 #include "common/identity.h"
 
+#include <flatbuffers/flatbuffers.h>
 #include <sodium.h>
 #include <zmq.h>
 
@@ -8,10 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <limits>
 #include <utility>
-
-#include <flatbuffers/flatbuffers.h>
 
 #include "common/ids.h"
 #include "common/units.h"
@@ -207,9 +205,9 @@ void ClusterCA::wipe() {
 
 Result<ClusterCA> ClusterCA::create(std::string_view clusterId) {
   if (!isValidId(clusterId))
-    return Error{"invalid cluster id " + quoteInput(clusterId) +
-                     ": an id is 25 characters of 0-9 and a-z",
-                 EINVAL};
+    return Error{
+        "invalid cluster id " + quoteInput(clusterId) + ": an id is 25 characters of 0-9 and a-z",
+        EINVAL};
   ensureSodium();
   SigningPublicKey publicKey;
   std::array<std::uint8_t, crypto_sign_SECRETKEYBYTES> secretKey;
@@ -223,9 +221,9 @@ Result<ClusterCA> ClusterCA::create(std::string_view clusterId) {
 }
 
 Result<ClusterCA> ClusterCA::load(std::span<const std::uint8_t> bytes) {
-  const Error damaged{"the cluster CA key is damaged or not a CA key (" +
-                          std::to_string(bytes.size()) + " bytes)",
-                      EBADMSG};
+  const Error damaged{
+      "the cluster CA key is damaged or not a CA key (" + std::to_string(bytes.size()) + " bytes)",
+      EBADMSG};
   if (bytes.size() < 8 || bytes.size() > kMaxCertificateBytes) return damaged;
   std::vector<std::uint8_t> copy(bytes.begin(), bytes.end());  // aligned for the reads below
   flatbuffers::Verifier verifier(copy.data(), copy.size(), kMaxDepth, kMaxTables);
@@ -274,7 +272,9 @@ std::vector<std::uint8_t> ClusterCA::saveWithSecret() const {
 
 std::vector<std::uint8_t> ClusterCA::savePublic() const { return verifierOnly().saveWithSecret(); }
 
-ClusterCA ClusterCA::verifierOnly() const { return ClusterCA(clusterId_, publicKey_, std::nullopt); }
+ClusterCA ClusterCA::verifierOnly() const {
+  return ClusterCA(clusterId_, publicKey_, std::nullopt);
+}
 
 Result<std::vector<std::uint8_t>> ClusterCA::issue(std::string_view nodeId, Role role,
                                                    const CurvePublicKey& curvePublicKey,
@@ -307,8 +307,7 @@ Result<std::vector<std::uint8_t>> ClusterCA::issue(std::string_view nodeId, Role
   std::array<std::uint8_t, crypto_sign_SECRETKEYBYTES> secretKey;
   crypto_sign_seed_keypair(publicKey.data(), secretKey.data(), seed_->data());
   std::vector<std::uint8_t> message = signedMessage(certificate);
-  crypto_sign_detached(signature.data(), nullptr, message.data(), message.size(),
-                       secretKey.data());
+  crypto_sign_detached(signature.data(), nullptr, message.data(), message.size(), secretKey.data());
   sodium_memzero(secretKey.data(), secretKey.size());
 
   flatbuffers::FlatBufferBuilder outer(512);
@@ -323,15 +322,15 @@ Result<std::vector<std::uint8_t>> ClusterCA::issue(std::string_view nodeId, Role
                                    outer.GetBufferPointer() + outer.GetSize());
 }
 
-Result<Certificate> ClusterCA::verify(std::span<const std::uint8_t> bytes,
-                                      std::int64_t now) const {
+Result<Certificate> ClusterCA::verify(std::span<const std::uint8_t> bytes, std::int64_t now) const {
   if (bytes.size() < 8 || bytes.size() > kMaxCertificateBytes)
     return malformed(std::to_string(bytes.size()) + " bytes (a certificate has 8 to " +
                      std::to_string(kMaxCertificateBytes) + ")");
   std::vector<std::uint8_t> outerCopy(bytes.begin(), bytes.end());  // aligned for the reads
   flatbuffers::Verifier verifier(outerCopy.data(), outerCopy.size(), kMaxDepth, kMaxTables);
   if (!fb::VerifySignedCertificateBuffer(verifier))
-    return malformed("it failed the FlatBuffers verifier (truncated, corrupt or not a certificate)");
+    return malformed(
+        "it failed the FlatBuffers verifier (truncated, corrupt or not a certificate)");
   const fb::SignedCertificate* signedCert = fb::GetSignedCertificate(outerCopy.data());
   if (!signedCert->certificate() || !hasBytes(signedCert->signature(), crypto_sign_BYTES) ||
       !hasBytes(signedCert->signer_key_id(), digest_.size()))
@@ -357,9 +356,9 @@ Result<Certificate> ClusterCA::verify(std::span<const std::uint8_t> bytes,
   if (!cert) return cert.error();
   const std::string who = "the certificate of node " + cert->nodeId;
   if (cert->clusterId != clusterId_)
-    return Error{who + " is for cluster " + quoteInput(cert->clusterId) + ", not this cluster " +
-                     clusterId_,
-                 kCertNotTrusted};
+    return Error{
+        who + " is for cluster " + quoteInput(cert->clusterId) + ", not this cluster " + clusterId_,
+        kCertNotTrusted};
   if (now < cert->notBefore)
     return Error{who + " is not valid before " + formatTime(cert->notBefore) + " (it is now " +
                      formatTime(now) + "; is a clock behind?)",
@@ -405,9 +404,7 @@ std::string makeJoinToken(const ClusterCA& ca, const FillRandom& random) {
 
 namespace {
 
-Error notAToken(const std::string& why) {
-  return Error{"not a swarm join token: " + why, EINVAL};
-}
+Error notAToken(const std::string& why) { return Error{"not a swarm join token: " + why, EINVAL}; }
 
 // Checks one base36 field of a token and decodes it into `out`.
 Status readBase36Field(std::string_view field, std::string_view name, std::size_t length,
@@ -417,8 +414,8 @@ Status readBase36Field(std::string_view field, std::string_view name, std::size_
                      " characters; it should be " + std::to_string(length));
   for (std::size_t i = 0; i < field.size(); ++i)
     if (base36Digit(field[i]) < 0)
-      return notAToken("its " + std::string(name) + " has " +
-                       quoteInput(field.substr(i, 1)) + " at position " + std::to_string(i + 1) +
+      return notAToken("its " + std::string(name) + " has " + quoteInput(field.substr(i, 1)) +
+                       " at position " + std::to_string(i + 1) +
                        ", which is not base36 (0-9, a-z)");
   if (!fromBase36(field, out))
     return notAToken("its " + std::string(name) + " is larger than " +
@@ -444,9 +441,10 @@ Result<ParsedJoinToken> parseJoinToken(std::string_view text) {
   if (parts[1] != "1")
     return notAToken("unknown version " + quoteInput(parts[1]) + " (shoal reads version 1)");
   if (parts.size() != 4)
-    return notAToken("a version 1 token has four parts separated by '-' "
-                     "(SWMTKN-1-<CA digest>-<secret>); this one has " +
-                     std::to_string(parts.size()));
+    return notAToken(
+        "a version 1 token has four parts separated by '-' "
+        "(SWMTKN-1-<CA digest>-<secret>); this one has " +
+        std::to_string(parts.size()));
   ParsedJoinToken token;
   token.version = 1;
   if (auto ok = readBase36Field(parts[2], "CA digest", kTokenDigestLength, token.caDigest); !ok)

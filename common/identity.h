@@ -24,7 +24,7 @@
 namespace shoal::identity {
 
 enum class Role : std::uint8_t { Worker = 0, Manager = 1 };  // objects.fbs NodeRole's values
-std::string_view roleName(Role role);                         // "worker", "manager"
+std::string_view roleName(Role role);                        // "worker", "manager"
 
 using SigningPublicKey = std::array<std::uint8_t, 32>;  // Ed25519, the CA's
 using CurvePublicKey = std::array<std::uint8_t, 32>;    // Curve25519, a node's
@@ -52,7 +52,7 @@ struct Certificate {
 
 // The Error::code that verify() returns, so that a caller can tell a certificate to renew
 // from one to refuse.
-inline constexpr int kCertMalformed = EBADMSG;       // not a certificate at all
+inline constexpr int kCertMalformed = EBADMSG;        // not a certificate at all
 inline constexpr int kCertNotTrusted = EKEYREJECTED;  // another CA, bad signature, another cluster
 inline constexpr int kCertExpired = EKEYEXPIRED;      // renew it
 inline constexpr int kCertNotYetValid = EAGAIN;       // a clock is behind; retry later

@@ -83,6 +83,8 @@ TEST_CASE("a certificate issued by the CA verifies and says what was issued") {
   CHECK(cert->notAfter == kNow + k90Days.count());
   CHECK(cert->clusterId == ca.clusterId());
   CHECK(cert->serial == 42);
+  CHECK(roleName(cert->role) == "manager");
+  CHECK(roleName(Role::Worker) == "worker");
 
   // The first and the last second of its life are in it; the second after is not.
   CHECK(ca.verify(*bytes, kNow).ok());
@@ -151,9 +153,8 @@ TEST_CASE("a certificate of another CA is refused, naming that CA") {
   // Named by the digest that its join tokens carry, so an operator can tell which it is.
   std::string theirDigest(split(makeJoinToken(theirs, systemRandom()))[2]);
   std::string ourDigest(split(makeJoinToken(ours, systemRandom()))[2]);
-  CHECK(cert.error().message == "the certificate was signed by another CA (digest " +
-                                    theirDigest + "), not by this cluster's CA (digest " +
-                                    ourDigest + ")");
+  CHECK(cert.error().message == "the certificate was signed by another CA (digest " + theirDigest +
+                                    "), not by this cluster's CA (digest " + ourDigest + ")");
 
   SUBCASE("also when it claims to be signed by ours") {
     std::size_t at = find(bytes, theirs.digest());
@@ -170,9 +171,9 @@ TEST_CASE("a certificate for another cluster is refused even with the same CA ke
   ClusterCA ca = newCA();
   auto saved = ca.saveWithSecret();
   std::string otherCluster = newId();
-  std::size_t at = find(saved, std::span(reinterpret_cast<const std::uint8_t*>(
-                                             ca.clusterId().data()),
-                                         ca.clusterId().size()));
+  std::size_t at =
+      find(saved, std::span(reinterpret_cast<const std::uint8_t*>(ca.clusterId().data()),
+                            ca.clusterId().size()));
   std::copy(otherCluster.begin(), otherCluster.end(), saved.begin() + at);
   ClusterCA other = ClusterCA::load(saved).value();
   REQUIRE(other.clusterId() == otherCluster);
@@ -181,8 +182,8 @@ TEST_CASE("a certificate for another cluster is refused even with the same CA ke
   auto cert = other.verify(issueAt(ca, kNow), kNow + 1);
   REQUIRE_FALSE(cert.ok());
   CHECK(cert.error().code == kCertNotTrusted);
-  CHECK(cert.error().message.find("is for cluster \"" + ca.clusterId() +
-                                  "\", not this cluster " + otherCluster) != std::string::npos);
+  CHECK(cert.error().message.find("is for cluster \"" + ca.clusterId() + "\", not this cluster " +
+                                  otherCluster) != std::string::npos);
 }
 
 TEST_CASE("expired and not-yet-valid certificates are refused with what to do") {
@@ -215,7 +216,8 @@ TEST_CASE("issue refuses what it cannot sign") {
     CHECK(r.error().message.find("can only verify") != std::string::npos);
   }
   SUBCASE("a node id that is no id") {
-    for (std::string_view bad : {"", "short", "ABCDEFGHIJKLMNOPQRSTUVWXY", "p8x2k0m4q9w7z1c3v5b6n7l8jj"}) {
+    for (std::string_view bad :
+         {"", "short", "ABCDEFGHIJKLMNOPQRSTUVWXY", "p8x2k0m4q9w7z1c3v5b6n7l8jj"}) {
       auto r = ca.issue(bad, Role::Worker, key, kNow, k90Days, 1);
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().message.find("a node id is 25 characters") != std::string::npos);
@@ -279,7 +281,8 @@ TEST_CASE("renewAt is always between 50 % and 80 % of the life, and covers that 
   for (int round = 0; round < 200; ++round) {
     Certificate cert;
     cert.notBefore = kNow + static_cast<std::int64_t>(lives() % 100000) - 50000;
-    std::int64_t life = round == 0 ? k90Days.count() : 1 + static_cast<std::int64_t>(lives() % 10'000'000);
+    std::int64_t life =
+        round == 0 ? k90Days.count() : 1 + static_cast<std::int64_t>(lives() % 10'000'000);
     cert.notAfter = cert.notBefore + life;
     std::int64_t lowest = INT64_MAX, highest = INT64_MIN;
     for (int draw = 0; draw < 500; ++draw) {
@@ -361,8 +364,9 @@ TEST_CASE("a join token parses back to its CA digest and secret") {
                              ca.publicKey()));
 
   SUBCASE("the largest digest there is") {
-    auto max = parseJoinToken("SWMTKN-1-6dp5qcb22im238nr3wvp0ic7q99w035jmy2iw7i6n43d37jtof-"
-                              "f5lxx1zz5pnorynqglhzmsp33");
+    auto max = parseJoinToken(
+        "SWMTKN-1-6dp5qcb22im238nr3wvp0ic7q99w035jmy2iw7i6n43d37jtof-"
+        "f5lxx1zz5pnorynqglhzmsp33");
     REQUIRE(max.ok());
     Digest ones;
     ones.fill(0xff);
@@ -390,10 +394,12 @@ TEST_CASE("malformed join tokens get clear errors") {
       {"SWMTKN-1-" + digest, "this one has 3"},
       {"SWMTKN-1-" + digest + "-" + secret + "-x", "this one has 5"},
       {"SWMTKN-1-" + digest + "-" + secret + "-", "this one has 5"},
-      {"SWMTKN-1-" + digest.substr(1) + "-" + secret, "its CA digest is 49 characters; it should be 50"},
+      {"SWMTKN-1-" + digest.substr(1) + "-" + secret,
+       "its CA digest is 49 characters; it should be 50"},
       {"SWMTKN-1-" + digest + "0-" + secret, "its CA digest is 51 characters; it should be 50"},
       {"SWMTKN-1-" + digest + "-" + secret + "0", "its secret is 26 characters; it should be 25"},
-      {"SWMTKN-1-" + digest + "-" + secret.substr(2), "its secret is 23 characters; it should be 25"},
+      {"SWMTKN-1-" + digest + "-" + secret.substr(2),
+       "its secret is 23 characters; it should be 25"},
       {"SWMTKN-1-" + digest + "-", "its secret is 0 characters"},
       {"SWMTKN-1-A" + digest.substr(1) + "-" + secret,
        "its CA digest has \"A\" at position 1, which is not base36 (0-9, a-z)"},
@@ -483,7 +489,8 @@ TEST_CASE("random bytes never crash the parsers and are never accepted") {
     for (int i = 0; i < 4000; ++i) {
       auto bytes = good;
       int damage = 1 + static_cast<int>(rng() % 8);
-      for (int d = 0; d < damage; ++d) bytes[rng() % bytes.size()] = static_cast<std::uint8_t>(rng());
+      for (int d = 0; d < damage; ++d)
+        bytes[rng() % bytes.size()] = static_cast<std::uint8_t>(rng());
       if (i % 5 == 0) bytes.resize(rng() % bytes.size());
       if (i % 7 == 0) {
         auto tail = randomBytes(rng() % 64);
