@@ -209,6 +209,9 @@ TEST_CASE("if, else if, else, with") {
   CHECK(run("{{if ne .a 2}}ne{{end}}{{if not .z}} not{{end}}", dot) == "ne not");
   CHECK(run("{{and .a .s}} {{and .a .z .s}} {{or .z .e}} {{or .z .s}}", dot) == "x 0  x");
   CHECK(run("{{if and (lt .a 2) (le 1 .a) (gt 3 .a) (ge .a 1)}}ok{{end}}", dot) == "ok");
+  // and/or stop at the argument that decides, as Go's do since 1.18: no error from `len 1`.
+  CHECK(run("{{and .z (len 1)}}|{{or .s (len 1)}}|{{.a | and .s}}|{{.z | or .e}}", dot) == "0|x|1|0");
+  CHECK(run("{{and}}") == "error: template: 1:3: wrong number of args for and: want at least 1 got 0");
   CHECK(run("{{if lt \"abc\" \"abd\"}}less{{end}}", dot) == "less");
   CHECK(run("{{eq 1 1.0}} {{eq .missing nil}} {{eq .s .missing}}", dot) == "true true false");
   CHECK(run("{{with .s}}[{{.}}]{{end}}{{with .e}}never{{else}}empty{{end}}", dot) == "[x]empty");
@@ -222,6 +225,7 @@ TEST_CASE("range") {
   CHECK(run("{{range .l}}{{.}},{{end}}", dot) == "a,b,c,");
   CHECK(run("{{range $i, $v := .l}}{{$i}}={{$v}} {{end}}", dot) == "0=a 1=b 2=c ");
   CHECK(run("{{range $v := .l}}{{$v}}{{end}}", dot) == "abc");
+  CHECK(run("{{$last := \"\"}}{{range $last = .l}}{{end}}{{$last}}", dot) == "c");
   CHECK(run("{{range $k, $v := .m}}{{$k}}:{{$v}} {{end}}", dot) == "x:1 y:2 ");
   CHECK(run("{{range .m}}{{.}}{{end}}", dot) == "12");
   CHECK(run("{{range .e}}x{{else}}none{{end}}{{range .missing}}x{{else}}nil{{end}}", dot) == "nonenil");

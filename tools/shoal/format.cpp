@@ -986,10 +986,12 @@ class Executor {
       return fail(node.pos, "range can't iterate over " + goString(*value));
     }
     if (!value || value->empty()) return walkList(node.elseBody, dot);
-    for (const auto& name : node.pipe.vars) vars_.emplace_back(name, json());
+    if (node.pipe.decl == Pipeline::Decl::Declare) {
+      for (const auto& name : node.pipe.vars) vars_.emplace_back(name, json());
+    }
     size_t index = 0;
     for (const auto& [key, element] : value->items()) {
-      setRangeVars(node.pipe.vars.size(), value->is_object() ? json(key) : json(index++), element);
+      setRangeVars(node.pipe.vars, value->is_object() ? json(key) : json(index++), element);
       auto flow = walkList(node.body, element);
       if (!flow) return flow;
       if (*flow == Flow::Break) break;
@@ -997,12 +999,10 @@ class Executor {
     return Flow::Normal;
   }
 
-  void setRangeVars(size_t count, json key, const json& element) {
-    if (count == 1) vars_.back().second = element;
-    if (count == 2) {
-      vars_[vars_.size() - 2].second = std::move(key);
-      vars_.back().second = element;
-    }
+  // One variable takes the element; two take the index or key and the element.
+  void setRangeVars(const std::vector<std::string>& names, json key, const json& element) {
+    if (names.size() == 2) variable(names[0]) = std::move(key);
+    if (!names.empty()) variable(names.back()) = element;
   }
 
   Result<json> evalPipeline(const Pipeline& pipe, const json& dot) {
@@ -1042,6 +1042,7 @@ class Executor {
       if (first.kind == Arg::Kind::Nil) return fail(first.pos, "nil is not a command");
       return evalArg(first, dot);
     }
+    if (first.name == "and" || first.name == "or") return evalLogic(command, dot, piped);
     std::vector<json> args;
     for (size_t i = 1; i < command.args.size(); ++i) {
       auto value = evalArg(command.args[i], dot);
@@ -1050,6 +1051,20 @@ class Executor {
     }
     if (piped) args.push_back(*piped);
     return call(first, args);
+  }
+
+  // Go's and/or stop at the first argument that decides, so `and .A (index .A "k")` is safe.
+  Result<json> evalLogic(const Command& command, const json& dot, const json* piped) {
+    bool isAnd = command.args.front().name == "and";
+    if (command.args.size() == 1 && !piped) return call(command.args.front(), {});  // the arity error
+    json value;
+    for (size_t i = 1; i < command.args.size(); ++i) {
+      auto next = evalArg(command.args[i], dot);
+      if (!next) return next;
+      value = std::move(*next);
+      if (truth(value) != isAnd) return value;
+    }
+    return piped ? *piped : value;
   }
 
   static std::string describe(const Arg& arg) {

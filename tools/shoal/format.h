@@ -17,8 +17,7 @@
 //   - + 0 and space, width and precision, and writes Go's %!d(string=x), %!d(MISSING), %!(EXTRA ...).
 // Not supported: define/template/block, html, js, urlquery, call, slice, range over an integer,
 // printf's `*` width, %T, %g, %b, %o, %U and the # flag, %q of a non-string, 0b/0o number
-// literals, and Unicode case mapping (upper/lower/title change ASCII only). and/or evaluate all
-// their arguments (Go stops at the deciding one), so an error in a later argument still shows.
+// literals, and Unicode case mapping (upper/lower/title change ASCII only).
 //
 // Where JSON cannot behave like docker's typed Go structs, shoal chooses:
 //  - A key that is not there prints `<no value>`, as Go does for maps (docker prints it for
