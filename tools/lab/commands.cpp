@@ -300,32 +300,52 @@ int freeIndex() {
   throw LabError("all " + std::to_string(kMaxLabs) + " lab subnets are taken: remove a lab with shoal-lab down");
 }
 
+std::vector<std::string> namespacesOf(const std::string& name) {
+  std::vector<std::string> namespaces;
+  for (auto& ns : listNetns())
+    if (ownsNetns(name, ns)) namespaces.push_back(ns);
+  return namespaces;
+}
+
+// The recorded daemons, each only if it is still the process the lab started, and whatever
+// else runs in the lab's namespaces (exec'd commands, daemons of a lab whose state file was
+// lost): only processes inside a namespace this lab made.
+std::vector<pid_t> processesOf(const std::optional<Lab>& lab, const std::vector<std::string>& namespaces) {
+  std::vector<pid_t> pids;
+  if (lab)
+    for (auto& n : lab->nodes)
+      for (auto& [d, r] : n.daemons)
+        if (running(r)) pids.push_back(r.pid);
+  for (auto& ns : namespaces)
+    for (pid_t p : processesIn(ns)) pids.push_back(p);
+  std::sort(pids.begin(), pids.end());
+  pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
+  return pids;
+}
+
+// Kills them in a few rounds: a process may have forked another while the first round looked.
+std::string killProcessesOf(const std::optional<Lab>& lab, const std::vector<std::string>& namespaces) {
+  std::vector<pid_t> left;
+  for (int round = 0; round < 5; ++round) {
+    auto pids = processesOf(lab, namespaces);
+    if (pids.empty()) return "";
+    left = killAll(pids, kKillBound);
+  }
+  std::string problems;
+  for (pid_t p : left) problems += "\n  pid " + std::to_string(p) + " did not die on SIGKILL";
+  return problems;
+}
+
 // Removes everything of lab name that exists, whatever state it was left in; returns whether
 // there was anything.
 bool teardown(const std::string& name) {
-  std::vector<pid_t> victims;
   std::optional<Lab> lab;
   try {
     lab = load(name);
   } catch (const LabError&) {
   }
-  // The recorded daemons, each only if it is still the process the lab started...
-  if (lab)
-    for (auto& n : lab->nodes)
-      for (auto& [d, r] : n.daemons)
-        if (running(r)) victims.push_back(r.pid);
-  // ...and whatever else runs in the lab's namespaces (exec'd commands, daemons of a lab
-  // whose state file was lost): only processes inside a namespace this lab made.
-  std::vector<std::string> namespaces;
-  for (auto& ns : listNetns())
-    if (ownsNetns(name, ns)) namespaces.push_back(ns);
-  for (auto& ns : namespaces)
-    for (pid_t p : processesIn(ns)) victims.push_back(p);
-  std::sort(victims.begin(), victims.end());
-  victims.erase(std::unique(victims.begin(), victims.end()), victims.end());
-  auto left = killAll(victims, kKillBound);
-  std::string problems;
-  for (pid_t p : left) problems += "\n  pid " + std::to_string(p) + " did not die on SIGKILL";
+  auto namespaces = namespacesOf(name);
+  std::string problems = killProcessesOf(lab, namespaces);
   // Deleting a node's namespace deletes its veth pair; deleting the hub deletes the bridges.
   for (auto& ns : namespaces)
     if (!ipQuiet({"netns", "delete", ns}) && netnsExists(ns)) problems += "\n  cannot delete netns " + ns;
