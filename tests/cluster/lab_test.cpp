@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/process.h"
+#include "tools/lab/lab.h"
 
 namespace {
 
@@ -253,6 +254,24 @@ TEST_CASE("down removes a lab whose daemons were killed and whose state file is 
   auto l = ls(c);
   auto pids = pidsOf(l);
   REQUIRE(pids.size() == 9);
+  // A recorded pid that now belongs to another process is never signalled: here the state
+  // file names a sleep of ours where w1's agentd was (its start time is agentd's).
+  shoal::testing::Process bystander({"/bin/sleep", "60"});
+  {
+    const std::string file = "/var/lib/shoal-lab/" + c + "/lab.json";
+    std::ifstream in(file);
+    auto state = nlohmann::json::parse(in);
+    for (auto& n : state["nodes"])
+      if (n["name"] == "w1") n["daemons"]["agentd"]["pid"] = bystander.pid();
+    std::ofstream(file) << state.dump();
+  }
+  auto k = lab({"kill", "--name", c, "w1", "agentd"});
+  CHECK_MESSAGE(k.status.code == 0, said(k));
+  CHECK(k.out.find("was not running") != std::string::npos);
+  std::this_thread::sleep_for(200ms);
+  CHECK(bystander.running());
+  CHECK(alive(nodeOf(l, "w1")["daemons"]["agentd"]["pid"].get<int>()));  // now known only by its netns
+
   // The lab "crashed": some daemons died with it, the others run on, and its state is gone.
   auto m1 = nodeOf(l, "m1");
   for (auto& [d, r] : m1["daemons"].items()) ::kill(r["pid"].get<int>(), SIGKILL);
@@ -262,4 +281,28 @@ TEST_CASE("down removes a lab whose daemons were killed and whose state file is 
   REQUIRE_MESSAGE(d.status.code == 0, said(d));
   CHECK(d.out.find("removed") != std::string::npos);
   checkGone(c, pids, linksBefore);
+  CHECK(bystander.running());
+}
+
+TEST_CASE("a lab owns exactly its own namespaces, so down never takes another lab's") {
+  using shoal::lab::ownsNetns;
+  CHECK(ownsNetns("a", "shoal-a-hub"));
+  CHECK(ownsNetns("a", "shoal-a-m1"));
+  CHECK(ownsNetns("a", "shoal-a-w150"));
+  CHECK_FALSE(ownsNetns("a", "shoal-a-b-m1"));    // lab a-b's
+  CHECK_FALSE(ownsNetns("a", "shoal-a-m1-hub"));  // lab a-m1's
+  CHECK_FALSE(ownsNetns("a", "shoal-ab-m1"));
+  CHECK_FALSE(ownsNetns("a", "shoal-a-m0"));
+  CHECK_FALSE(ownsNetns("a", "shoal-a-"));
+  CHECK_FALSE(ownsNetns("a", "other"));
+  auto l = shoal::lab::plan("a", 7, 3, 2);
+  CHECK(l.subnet() == "198.18.7.0/24");
+  CHECK(l.node("m3").address == "198.18.7.3");
+  CHECK(l.node("w2").address == "198.18.7.102");
+  CHECK(l.node("w2").netns == "shoal-a-w2");
+  CHECK_THROWS_AS(l.node("w3"), shoal::lab::LabError);
+  CHECK_THROWS_AS(shoal::lab::checkName("A"), shoal::lab::LabError);
+  CHECK_THROWS_AS(shoal::lab::checkName("-a"), shoal::lab::LabError);
+  CHECK_THROWS_AS(shoal::lab::checkName(std::string(21, 'a')), shoal::lab::LabError);
+  CHECK_NOTHROW(shoal::lab::checkName("ci-3"));
 }
