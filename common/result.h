@@ -15,9 +15,21 @@ struct Error {
 };
 
 template <class T>
+class Result;
+
+template <class T>
+inline constexpr bool kIsResult = false;
+template <class T>
+inline constexpr bool kIsResult<Result<T>> = true;
+
+template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}
+  // Explicit when T is itself a Result (Result<Status>: an I/O error, or a verdict that may
+  // be a refusal): an implicit conversion would turn a failed Status into a successful outer
+  // Result, and a caller passing the verdict where the outer one is expected would read a
+  // refusal as success.
+  explicit(kIsResult<T>) Result(T value) : v_(std::move(value)) {}
   Result(Error error) : v_(std::move(error)) {}
 
   bool ok() const { return v_.index() == 0; }

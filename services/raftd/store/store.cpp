@@ -62,7 +62,12 @@ std::string describe(ObjectKind kind, std::string_view id, std::string_view name
   return s;
 }
 
-Status reject(int code, std::string message) { return Error{"store: " + std::move(message), code}; }
+// A verdict that refuses the batch (the outer Result is for I/O errors).
+Result<Status> reject(int code, std::string message) {
+  return Result<Status>(Status(Error{"store: " + std::move(message), code}));
+}
+// The verdict that applies it.
+Result<Status> accepted() { return Result<Status>(Status{}); }
 
 std::string_view bytesOf(const flatbuffers::Vector<std::uint8_t>* v) {
   if (v == nullptr) {
@@ -201,7 +206,7 @@ Result<Status> Store::apply(lmdb::WriteTxn& txn, const objects::StoreTxn& batch,
                                 std::to_string(*last) + "; an entry must be applied once");
   }
   if (n == 0) {
-    return Status{};
+    return accepted();
   }
 
   // Phase 1: judge every change against the stored state plus the changes before it in the
@@ -423,7 +428,7 @@ Result<Status> Store::apply(lmdb::WriteTxn& txn, const objects::StoreTxn& batch,
       listener_(index);
     }
   });
-  return Status{};
+  return accepted();
 }
 
 Result<std::optional<std::string_view>> Store::get(const lmdb::Txn& txn, ObjectKind kind,
