@@ -4,11 +4,6 @@
 // deposing no one (DESIGN.md §5). Faults and linearizability: raft_faults_test.cpp.
 #include <doctest/doctest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <cstdlib>
-#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -18,122 +13,21 @@
 #include "common/protocols.h"
 #include "services/raftd/codec.h"
 #include "services/raftd/store_client.h"
-#include "tests/support/process.h"
-#include "tests/support/tempdir.h"
+#include "tests/support/raft_members.h"
 
 namespace shoal::raftd {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using shoal::testing::Process;
+using shoal::testing::spin;
+using shoal::testing::startThree;
+using shoal::testing::waitFor;
+using Member = shoal::testing::RaftMember;
 
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string raftdPath() {
-  const char* b = std::getenv("SHOAL_BUILD_DIR");
-  REQUIRE_MESSAGE(b, "SHOAL_BUILD_DIR must name the build dir (meson sets it)");
-  return std::string(b) + "/services/raftd/raftd";
-}
-
-struct Member {
-  std::string name, state, run, addr, log;
-  std::unique_ptr<Process> proc;
-
-  void start(const std::string& how, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {raftdPath(), "--foreground", "--state-dir", state, "--run-dir", run,
-                                     "--listen-addr", addr, "--log-file", log, "--snapshot-interval", "5000"};
-    if (how == "bootstrap") argv.push_back("--bootstrap");
-    if (how.starts_with("join=")) {
-      argv.push_back("--join");
-      argv.push_back(how.substr(5));
-    }
-    for (auto& e : extra) argv.push_back(e);
-    proc = std::make_unique<Process>(argv);
-  }
-  void kill9() {
-    proc->signal(SIGKILL);
-    REQUIRE(proc->wait(5s));
-    proc.reset();
-  }
-  std::string socket() const { return "ipc://" + run + "/raftd.sock"; }
-  // The daemon's Status, or an empty object when it does not answer.
-  nlohmann::json status() const {
-    if (!proc) return nlohmann::json::object();
-    bus::SyncClient c(kControlProtocol);
-    if (!c.connect(socket())) return nlohmann::json::object();
-    flatbuffers::FlatBufferBuilder fbb;
-    auto body = control::CreateStatusRequest(fbb);
-    auto r = c.call(bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 1s);
-    if (!r) return nlohmann::json::object();
-    return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
-  }
-};
-
-template <class F>
-bool waitFor(F done, std::chrono::milliseconds limit) {
-  auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
-struct Cluster {
-  shoal::testing::TempDir dir;
-  std::vector<Member> members;
-
-  Cluster() { members.reserve(8); }  // add() hands out references that must stay valid
-  Member& add() {
-    REQUIRE(members.size() < 8);
-    int i = static_cast<int>(members.size()) + 1;
-    Member m;
-    m.name = "n" + std::to_string(i);
-    m.state = dir / (m.name + "/state");
-    m.run = dir / (m.name + "/run");
-    m.addr = "127.0.0.1:" + std::to_string(freePort());
-    m.log = dir / (m.name + ".log");
-    members.push_back(std::move(m));
-    return members.back();
-  }
-  ~Cluster() {
-    for (auto& m : members)
-      if (m.proc) {
-        m.proc->signal(SIGTERM);
-        m.proc->wait(3s);
-      }
-  }
-  std::string logs() const {
-    std::string out;
-    for (auto& m : members) {
-      std::ifstream in(m.log);
-      std::string all((std::istreambuf_iterator<char>(in)), {});
-      out += "--- " + m.name + "\n" + (all.size() > 4000 ? all.substr(all.size() - 4000) : all);
-    }
-    return out;
-  }
-  int leader() const {
-    for (size_t i = 0; i < members.size(); ++i)
-      if (members[i].proc && members[i].status().value("role", "") == "Leader") return static_cast<int>(i);
-    return -1;
-  }
-  size_t voters(const Member& m) const {
-    auto s = m.status();
-    size_t n = 0;
-    for (auto& x : s.value("members", nlohmann::json::array())) n += x.value("suffrage", "") == "voter";
-    return n;
-  }
+// Snapshots every 5,000 entries, so that a member added after 20,000 is brought up by one.
+struct Cluster : shoal::testing::RaftCluster {
+  Cluster() : RaftCluster({"--snapshot-interval", "5000"}) {}
 };
 
 // Writes Configs through one member with `inflight` requests in flight until `count` were
@@ -211,21 +105,6 @@ bool appliedUpTo(const Member& m, int64_t index, std::chrono::milliseconds limit
   return waitFor([&] { return m.status().value("applied", int64_t{0}) >= index; }, limit);
 }
 
-// Starts three members (one bootstraps, two join) and returns the leader's index.
-int startThree(Cluster& c) {
-  auto& a = c.add();
-  auto& b = c.add();
-  auto& d = c.add();
-  a.start("bootstrap");
-  REQUIRE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 10s));
-  b.start("join=" + a.addr);
-  d.start("join=" + a.addr);
-  REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[0]) == 3; }, 15s), c.logs());
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
-  return lead;
-}
-
 TEST_CASE("leader SIGKILL: another commits, no acknowledged write is lost, the old one catches up") {
   Cluster c;
   int lead = startThree(c);
@@ -299,7 +178,7 @@ TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a memb
 
   auto& fourth = c.add();
   fourth.start("join=" + c.members[lead].addr);
-  REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[lead]) == 4; }, 30s), c.logs());
+  REQUIRE_MESSAGE(waitFor([&] { return c.members[lead].voters() == 4; }, 30s), c.logs());
   auto target = c.members[lead].status().value("commit", 0);
   REQUIRE(appliedUpTo(fourth, target, 30s));
   auto fs = fourth.status();
@@ -314,7 +193,7 @@ TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a memb
   REQUIRE(admin.connect(c.members[lead].socket()));
   auto r = admin.call(removeMemberRequest(std::stoull(goneId, nullptr, 16)), 5s);
   REQUIRE_MESSAGE(r.ok(), (r ? "" : r.error().message));
-  REQUIRE(waitFor([&] { return c.voters(c.members[lead]) == 3; }, 10s));
+  REQUIRE(waitFor([&] { return c.members[lead].voters() == 3; }, 10s));
   c.members[gone].proc->signal(SIGTERM);
   c.members[gone].proc->wait(3s);
   c.members[gone].proc.reset();
@@ -389,7 +268,7 @@ TEST_CASE("a forged high-term vote of this cluster cannot depose a live leader")
   REQUIRE(clusterId != 0);
   uint64_t term = before["term"].get<uint64_t>();
   std::vector<uint64_t> ids;
-  for (auto& m : c.members) ids.push_back(std::stoull(m.status().value("node_id", "0"), nullptr, 16));
+  for (auto& m : c.members) ids.push_back(m.nodeId());
 
   {
     zmq::context_t ctx;
@@ -455,12 +334,7 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
                          for (auto* e : *w->events()) watched.push_back(e->id()->str());
                      },
                      nullptr);
-  auto spin = [&](auto done, std::chrono::milliseconds limit) {
-    auto end = Clock::now() + limit;
-    while (!done() && Clock::now() < end) loop.runOnce(10ms);
-    return done();
-  };
-  REQUIRE(spin([&] { return leadership.size() == 3; }, 5s));
+  REQUIRE(spin(loop, [&] { return leadership.size() == 3; }, 5s));
   CHECK(leadership[lead].front() == true);
   CHECK(leadership[follower].front() == false);
 
@@ -471,7 +345,7 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
   std::optional<Result<bus::Frame>> wrote;
   writer.call(txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id, 0, configObject(id, "one", "data")}}),
               5s, [&](Result<bus::Frame> r) { wrote.emplace(std::move(r)); });
-  REQUIRE(spin([&] { return wrote.has_value(); }, 6s));
+  REQUIRE(spin(loop, [&] { return wrote.has_value(); }, 6s));
   REQUIRE(wrote->ok());
   int other = (lead + 2) % 3;
   bus::SyncClient reader(kStoreProtocol);
@@ -490,7 +364,7 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
   std::optional<Result<bus::Frame>> conflict;
   writer.call(txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id2, 0, configObject(id2, "one", "x")}}),
               5s, [&](Result<bus::Frame> r) { conflict.emplace(std::move(r)); });
-  REQUIRE(spin([&] { return conflict.has_value(); }, 6s));
+  REQUIRE(spin(loop, [&] { return conflict.has_value(); }, 6s));
   REQUIRE_FALSE(conflict->ok());
   CHECK(conflict->error().message.find("one") != std::string::npos);
 
@@ -505,15 +379,15 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
   CHECK(tooMany.error().code == static_cast<int>(wire::ErrorCode::ResourceExhausted));
   CHECK(tooMany.error().message.find("200") != std::string::npos);
 
-  REQUIRE(spin([&] { return !watched.empty(); }, 5s));
+  REQUIRE(spin(loop, [&] { return !watched.empty(); }, 5s));
   CHECK(watched.front() == id);
 
   // Leadership transfer to the follower: every stream hears of it.
   std::string target = c.members[follower].status().value("node_id", "");
   auto t = reader.call(transferLeaderRequest(std::stoull(target, nullptr, 16)), 5s);
   REQUIRE_MESSAGE(t.ok(), (t ? "" : t.error().message));
-  REQUIRE(spin([&] { return !leadership[follower].empty() && leadership[follower].back(); }, 5s));
-  REQUIRE(spin([&] { return !leadership[lead].empty() && !leadership[lead].back() && leadership[lead].size() >= 2; }, 5s));
+  REQUIRE(spin(loop, [&] { return !leadership[follower].empty() && leadership[follower].back(); }, 5s));
+  REQUIRE(spin(loop, [&] { return !leadership[lead].empty() && !leadership[lead].back() && leadership[lead].size() >= 2; }, 5s));
   CHECK(c.leader() == follower);
 }
 
@@ -544,11 +418,11 @@ TEST_CASE("shoal debug dump-store prints a stopped raftd's objects") {
   Cluster c;
   auto& a = c.add();
   a.start("bootstrap");
-  REQUIRE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 10s));
+  REQUIRE(waitFor([&] { return a.leads(); }, 10s));
   Writer w;
   w.connect(a);
   REQUIRE(w.write(3, 1, 10s) == 3);
-  std::string shoal = std::string(std::getenv("SHOAL_BUILD_DIR")) + "/tools/shoal/shoal";
+  std::string shoal = shoal::testing::buildDir() + "/tools/shoal/shoal";
   auto running = shoal::testing::run({shoal, "debug", "dump-store", "--state-dir", a.state});
   CHECK(running.status.code != 0);
   CHECK(running.err.find("is running") != std::string::npos);

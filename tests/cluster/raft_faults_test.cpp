@@ -12,9 +12,7 @@
 // Each run prints one JSON line (see report()).
 #include <doctest/doctest.h>
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <cerrno>
@@ -36,15 +34,16 @@
 #include "common/protocols.h"
 #include "services/raftd/store_client.h"
 #include "tests/lincheck/lincheck.h"
-#include "tests/support/process.h"
-#include "tests/support/tempdir.h"
+#include "tests/support/raft_members.h"
 
 namespace shoal::raftd {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using shoal::testing::Process;
+using shoal::testing::freePort;
+using shoal::testing::raftdPath;
+using shoal::testing::waitFor;
 using lincheck::Operation;
 using lincheck::Outcome;
 
@@ -71,28 +70,6 @@ Params paramsFromEnv() {
 
 int64_t micros(Clock::time_point t, Clock::time_point origin) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t - origin).count();
-}
-
-template <class F>
-bool waitFor(F done, std::chrono::milliseconds limit) {
-  auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 std::string firstExisting(std::initializer_list<const char*> paths) {
@@ -264,50 +241,19 @@ class Firewall {
 
 // ---- the cluster
 
-std::string raftdPath() {
-  const char* b = std::getenv("SHOAL_BUILD_DIR");
-  REQUIRE_MESSAGE(b, "SHOAL_BUILD_DIR must name the build dir (meson sets it)");
-  return std::string(b) + "/services/raftd/raftd";
-}
-
-struct Member {
+// A member whose PID the emergency handler knows while it runs, in slot `slot`.
+struct Member : shoal::testing::RaftMember {
   int slot = 0;
-  std::string name, state, run, addr, log;
   int port = 0;
   gid_t gid = 0;  // its own, so that a partition can match what its sockets send
-  std::unique_ptr<Process> proc;
 
-  // Started through setpriv with the member's group; setpriv sets the parent-death signal
-  // again after changing the group, which clears it.
   void start(const std::string& how = "") {
-    std::vector<std::string> argv = {"/usr/bin/setpriv", "--regid", std::to_string(gid), "--clear-groups",
-                                     "--pdeathsig", "SIGKILL", "--", raftdPath(), "--foreground",
-                                     "--state-dir", state, "--run-dir", run, "--listen-addr", addr,
-                                     "--log-file", log};
-    if (how == "bootstrap") argv.push_back("--bootstrap");
-    if (how.starts_with("join=")) {
-      argv.push_back("--join");
-      argv.push_back(how.substr(5));
-    }
-    proc = std::make_unique<Process>(argv);
+    RaftMember::start(how);
     Emergency::track(slot, proc->pid());
   }
   void kill9() {
-    proc->signal(SIGKILL);
-    REQUIRE(proc->wait(10s));
+    RaftMember::kill9(10s);
     Emergency::track(slot, 0);
-    proc.reset();
-  }
-  std::string socket() const { return "ipc://" + run + "/raftd.sock"; }
-  nlohmann::json status() const {
-    if (!proc) return nlohmann::json::object();
-    bus::SyncClient c(kControlProtocol);
-    if (!c.connect(socket())) return nlohmann::json::object();
-    flatbuffers::FlatBufferBuilder fbb;
-    auto body = control::CreateStatusRequest(fbb);
-    auto r = c.call(bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 1s);
-    if (!r) return nlohmann::json::object();
-    return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
   }
 };
 
@@ -327,6 +273,10 @@ struct Cluster {
       m.addr = "127.0.0.1:" + std::to_string(m.port);
       m.log = dir / (m.name + ".log");
       m.gid = base + i;
+      // Under setpriv with the member's group; setpriv sets the parent-death signal again after
+      // changing the group, which clears it.
+      m.runUnder = {"/usr/bin/setpriv", "--regid", std::to_string(m.gid), "--clear-groups", "--pdeathsig", "SIGKILL",
+                    "--"};
       members.push_back(std::move(m));
     }
   }
@@ -343,31 +293,18 @@ struct Cluster {
   void startThree() {
     auto& a = members[0];
     a.start("bootstrap");
-    REQUIRE_MESSAGE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 20s), logs());
+    REQUIRE_MESSAGE(waitFor([&] { return a.leads(); }, 20s), logs());
     members[1].start("join=" + a.addr);
     members[2].start("join=" + a.addr);
-    REQUIRE_MESSAGE(waitFor([&] { return voters() == 3; }, 30s), logs());
-  }
-  size_t voters() const {
-    size_t n = 0;
-    for (auto& x : members[0].status().value("members", nlohmann::json::array())) n += x.value("suffrage", "") == "voter";
-    return n;
+    REQUIRE_MESSAGE(waitFor([&] { return members[0].voters() == 3; }, 30s), logs());
   }
   // The member that says it leads, among those in `among` (all by default); -1 if none.
   int leader(std::vector<int> among = {0, 1, 2}) const {
     for (int i : among)
-      if (members[i].proc && members[i].status().value("role", "") == "Leader") return i;
+      if (members[i].proc && members[i].leads()) return i;
     return -1;
   }
-  std::string logs(size_t tail = 4000) const {
-    std::string out;
-    for (auto& m : members) {
-      std::ifstream in(m.log);
-      std::string all((std::istreambuf_iterator<char>(in)), {});
-      out += "--- " + m.name + "\n" + (all.size() > tail ? all.substr(all.size() - tail) : all);
-    }
-    return out;
-  }
+  std::string logs(size_t tail = 4000) const { return shoal::testing::logTails(members, tail); }
 };
 
 // ---- the clients

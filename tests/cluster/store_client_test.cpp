@@ -4,11 +4,6 @@
 // a new leader (DESIGN.md §5, docs/raftd.md "Errors a caller can act on").
 #include <doctest/doctest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <cstdlib>
-#include <fstream>
 #include <map>
 #include <set>
 
@@ -16,143 +11,29 @@
 
 #include "common/ids.h"
 #include "common/store_client.h"
-#include "tests/support/process.h"
-#include "tests/support/tempdir.h"
+#include "tests/support/raft_members.h"
 
 namespace shoal::store {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using shoal::testing::Process;
 using objects::ObjectKind;
 using objects::Operation;
 
-// --- raftd processes (as in raft_cluster_test.cpp) -------------------------------------------
+// --- raftd processes (tests/support/raft_members.h) -----------------------------------------
 
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string raftdPath() {
-  const char* b = std::getenv("SHOAL_BUILD_DIR");
-  REQUIRE_MESSAGE(b, "SHOAL_BUILD_DIR must name the build dir (meson sets it)");
-  return std::string(b) + "/services/raftd/raftd";
-}
-
-struct Member {
-  std::string name, state, run, addr, log;
-  std::unique_ptr<Process> proc;
-
-  void start(const std::string& how) {
-    std::vector<std::string> argv = {raftdPath(), "--foreground", "--state-dir", state, "--run-dir", run,
-                                     "--listen-addr", addr, "--log-file", log};
-    if (how == "bootstrap") argv.push_back("--bootstrap");
-    if (how.starts_with("join=")) {
-      argv.push_back("--join");
-      argv.push_back(how.substr(5));
-    }
-    proc = std::make_unique<Process>(argv);
-  }
-  void kill9() {
-    proc->signal(SIGKILL);
-    REQUIRE(proc->wait(5s));
-    proc.reset();
-  }
-  std::string socket() const { return endpointIn(run); }
-  // raftd's Status through the store client, or an empty object when it does not answer.
-  nlohmann::json status() const {
-    if (!proc) return nlohmann::json::object();
-    SyncClient c;
-    if (!c.connect(socket())) return nlohmann::json::object();
-    auto r = c.status(1s);
-    return r ? *r : nlohmann::json::object();
-  }
-  uint64_t nodeId() const { return std::stoull(status().value("node_id", "0"), nullptr, 16); }
-};
-
-template <class F>
-bool waitFor(F done, std::chrono::milliseconds limit) {
-  auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
-struct Cluster {
-  shoal::testing::TempDir dir;
-  std::vector<Member> members;
-
-  Cluster() { members.reserve(8); }  // add() hands out references that must stay valid
-  Member& add() {
-    int i = static_cast<int>(members.size()) + 1;
-    Member m;
-    m.name = "n" + std::to_string(i);
-    m.state = dir / (m.name + "/state");
-    m.run = dir / (m.name + "/run");
-    m.addr = "127.0.0.1:" + std::to_string(freePort());
-    m.log = dir / (m.name + ".log");
-    members.push_back(std::move(m));
-    return members.back();
-  }
-  ~Cluster() {
-    for (auto& m : members)
-      if (m.proc) {
-        m.proc->signal(SIGTERM);
-        m.proc->wait(3s);
-      }
-  }
-  std::string logs() const {
-    std::string out;
-    for (auto& m : members) {
-      std::ifstream in(m.log);
-      std::string all((std::istreambuf_iterator<char>(in)), {});
-      out += "--- " + m.name + "\n" + (all.size() > 4000 ? all.substr(all.size() - 4000) : all);
-    }
-    return out;
-  }
-  int leader() const {
-    for (size_t i = 0; i < members.size(); ++i)
-      if (members[i].proc && members[i].status().value("role", "") == "Leader") return static_cast<int>(i);
-    return -1;
-  }
-  size_t voters(const Member& m) const {
-    auto s = m.status();
-    size_t n = 0;
-    for (auto& x : s.value("members", nlohmann::json::array())) n += x.value("suffrage", "") == "voter";
-    return n;
-  }
-};
+using Member = shoal::testing::RaftMember;
+using Cluster = shoal::testing::RaftCluster;
+using shoal::testing::spin;
+using shoal::testing::startThree;
+using shoal::testing::waitFor;
 
 Member& startOne(Cluster& c) {
   auto& a = c.add();
   a.start("bootstrap");
-  REQUIRE_MESSAGE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 10s), c.logs());
+  REQUIRE_MESSAGE(waitFor([&] { return a.leads(); }, 10s), c.logs());
   return a;
-}
-
-int startThree(Cluster& c) {
-  auto& a = c.add();
-  auto& b = c.add();
-  auto& d = c.add();
-  a.start("bootstrap");
-  REQUIRE(waitFor([&] { return a.status().value("role", "") == "Leader"; }, 10s));
-  b.start("join=" + a.addr);
-  d.start("join=" + a.addr);
-  REQUIRE_MESSAGE(waitFor([&] { return c.voters(c.members[0]) == 3; }, 15s), c.logs());
-  int lead = c.leader();
-  REQUIRE(lead >= 0);
-  return lead;
 }
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -167,13 +48,6 @@ std::string configData(const std::string& object) {
 }
 
 std::string configId(const std::string& object) { return flatbuffers::GetRoot<objects::Config>(object.data())->id()->str(); }
-
-template <class F>
-bool spin(Loop& loop, F done, std::chrono::milliseconds limit) {
-  auto end = Clock::now() + limit;
-  while (!done() && Clock::now() < end) loop.runOnce(10ms);
-  return done();
-}
 
 // The Configs a view holds, id → version, kept by a snapshot and then events.
 struct View {

@@ -4,8 +4,6 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,7 +11,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +25,7 @@
 
 #include "common/bus.h"
 #include "common/protocols.h"
+#include "tests/support/daemons.h"
 #include "tests/support/process.h"
 #include "tests/support/tempdir.h"
 #include "tests/support/testing_protocol.h"
@@ -39,16 +37,9 @@ using namespace std::chrono_literals;
 using testing::Process;
 using testing::RunResult;
 using testing::TempDir;
-
-std::string buildDir() {
-  const char* dir = std::getenv("SHOAL_BUILD_DIR");
-  REQUIRE_MESSAGE(dir, "SHOAL_BUILD_DIR is not set: run this test through `meson test`");
-  return dir;
-}
-
-std::string daemonPath(const std::string& daemon) {
-  return buildDir() + "/services/" + daemon + "/" + daemon;
-}
+using testing::buildDir;
+using testing::daemonPath;
+using testing::freePort;
 
 std::string shoalPath() { return buildDir() + "/tools/shoal/shoal"; }
 
@@ -111,22 +102,6 @@ struct Dirs {
   std::string state = tmp / "s";
   std::string run = tmp / "r";
 };
-
-// A TCP port that was free a moment ago, so that a daemon with a network port does not
-// collide with a real one (or another test) on its default port.
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  REQUIRE(ok);
-  return ntohs(addr.sin_port);
-}
 
 std::vector<std::string> daemonArgs(const std::string& daemon, const std::string& state,
                                     const std::string& run) {

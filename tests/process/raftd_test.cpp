@@ -2,13 +2,7 @@
 // error and goes on serving reads (issue 7, bug 4: a full map used to stop raftd).
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -18,6 +12,7 @@
 #include "common/ids.h"
 #include "common/protocols.h"
 #include "services/raftd/store_client.h"
+#include "tests/support/daemons.h"
 #include "tests/support/process.h"
 #include "tests/support/tempdir.h"
 
@@ -26,26 +21,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::Process;
-
-std::string raftdPath() {
-  const char* b = std::getenv("SHOAL_BUILD_DIR");
-  REQUIRE_MESSAGE(b, "SHOAL_BUILD_DIR must name the build dir (meson sets it)");
-  return std::string(b) + "/services/raftd/raftd";
-}
-
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  ::close(fd);
-  REQUIRE(ok);
-  return ntohs(a.sin_port);
-}
+using testing::daemonPath;
+using testing::freePort;
 
 nlohmann::json storeStatus(bus::SyncClient& c) {
   auto r = c.call(storeStatusRequest(), 5s);
@@ -59,7 +36,7 @@ nlohmann::json storeStatus(bus::SyncClient& c) {
 TEST_CASE("a full store refuses writes with a clear error, and raftd goes on serving reads") {
   testing::TempDir tmp;
   std::string run = tmp / "run";
-  Process raftd({raftdPath(), "--foreground", "--state-dir", tmp / "state", "--run-dir", run,
+  Process raftd({daemonPath("raftd"), "--foreground", "--state-dir", tmp / "state", "--run-dir", run,
                  "--listen-addr", "127.0.0.1:" + std::to_string(freePort()), "--bootstrap",
                  "--max-store-size", "16", "--log-file", tmp / "raftd.log"});
   bus::SyncClient client(kStoreProtocol);
