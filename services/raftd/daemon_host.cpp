@@ -33,7 +33,7 @@ int64_t DaemonHost::unixNanos() {
 Status DaemonHost::bindPeerPort(const std::string& listenAddr, const std::string& advertiseAddr) {
   peerServer_ = std::make_unique<bus::Server>(daemon_.loop(), daemon_.zmq());
   peerServer_->serve(kRaftProtocol, [this](bus::Call call) { node_->servePeer(std::move(call)); });
-  peerServer_->serve(kStoreProtocol, [this](bus::Call call) { node_->serveStore(std::move(call)); });
+  peerServer_->serve(kStoreProtocol, [this](bus::Call call) { node_->serveForwarded(std::move(call)); });
   if (auto st = peerServer_->bind("tcp://" + listenAddr); !st)
     return Error{st.error().message + "; choose another --listen-addr"};
   spdlog::info("raft peers: listening on {} (advertised as {})", listenAddr, advertiseAddr);

@@ -906,6 +906,22 @@ void RaftNode::serveStore(bus::Call call) {
   }
 }
 
+void RaftNode::serveForwarded(bus::Call call) {
+  auto* env = call.as<storeapi::Envelope>();
+  if (!env) return call.fail(wire::ErrorCode::UnknownProtocol, "raftd serves the store protocol here");
+  switch (env->body_type()) {
+    case storeapi::Body::TxnRequest:
+    case storeapi::Body::AddMemberRequest:
+    case storeapi::Body::RemoveMemberRequest:
+    case storeapi::Body::TransferLeaderRequest:
+      return serveStore(std::move(call));
+    default:
+      call.fail(wire::ErrorCode::Unimplemented,
+                std::string("the raft peer port takes forwarded writes only, not ") +
+                    storeapi::EnumNameBody(env->body_type()) + "; ask raftd.sock on a manager");
+  }
+}
+
 void RaftNode::handleMember(bus::Call call) {
   if (raft_->role() != raft::Role::Leader) return forwardToLeader(std::move(call));
   auto* env = call.as<storeapi::Envelope>();

@@ -64,6 +64,9 @@ class RaftNode {
   // protocol (the peer port).
   void serveStore(bus::Call call);
   void servePeer(bus::Call call);
+  // The store protocol on the peer port: only what followers forward to a leader (writes
+  // and member changes); reads, watches and Status are for raftd.sock.
+  void serveForwarded(bus::Call call);
   // The host's connection to the peer at address closed (its process died).
   void peerDisconnected(const std::string& address);
   // Fails what waits (the daemon is stopping).

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -94,6 +95,41 @@ TEST_CASE("a full store refuses writes with a clear error, and raftd goes on ser
   REQUIRE(refusedSmall.has_value());
   CHECK(refusedSmall->message.find("nearly full") != std::string::npos);
   CHECK(raftd.running());
+}
+
+TEST_CASE("the peer port takes forwarded writes only: reads and Status belong to raftd.sock") {
+  testing::TempDir tmp;
+  std::string run = tmp / "run";
+  std::string peer = "127.0.0.1:" + std::to_string(freePort());
+  Process raftd({daemonPath("raftd"), "--foreground", "--state-dir", tmp / "state", "--run-dir", run,
+                 "--listen-addr", peer, "--bootstrap", "--log-file", tmp / "raftd.log"});
+  bus::SyncClient local(kStoreProtocol);
+  REQUIRE(local.connect("ipc://" + run + "/raftd.sock"));
+  bool leading = false;
+  for (int i = 0; i < 100 && !leading; ++i) {
+    leading = storeStatus(local).value("role", "") == "Leader";
+    if (!leading) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE(leading);
+
+  bus::SyncClient remote(kStoreProtocol);
+  REQUIRE(remote.connect("tcp://" + peer));
+  std::vector<bus::Buffer> requests;
+  requests.push_back(getRequest(objects::ObjectKind::Config, newId()));
+  requests.push_back(listRequest(objects::ObjectKind::Config));
+  requests.push_back(storeStatusRequest());
+  for (auto& request : requests) {
+    auto r = remote.call(std::move(request), 5s);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == static_cast<int>(wire::ErrorCode::Unimplemented));
+    CHECK(r.error().message.find("raftd.sock") != std::string::npos);
+  }
+  // A write, as a follower forwards it, is served.
+  std::string id = newId();
+  auto w = remote.call(txnRequest({{objects::ObjectKind::Config, objects::Operation::Create, id, 0,
+                                    configObject(id, "forwarded", "x")}}),
+                       5s);
+  CHECK_MESSAGE(w.ok(), (w ? "" : w.error().message));
 }
 
 }  // namespace
