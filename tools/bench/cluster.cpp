@@ -289,16 +289,27 @@ void LocalCluster::freeze(size_t i) {
   m.frozen = true;
 }
 
-uint64_t LocalCluster::peakRss(size_t i) const {
-  const Member& m = members_[i];
-  if (!m.running) return 0;
-  std::ifstream in("/proc/" + std::to_string(m.pid) + "/status");
+namespace {
+// A "Name:   1234 kB" line of /proc/<pid>/status, in bytes; 0 if absent.
+uint64_t statusKiB(pid_t pid, std::string_view name) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (!line.starts_with("VmHWM:")) continue;
-    return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;  // "VmHWM:   1234 kB"
+    if (!line.starts_with(name)) continue;
+    return std::strtoull(line.c_str() + name.size(), nullptr, 10) * 1024;
   }
   return 0;
+}
+}  // namespace
+
+uint64_t LocalCluster::anonRss(size_t i) const {
+  const Member& m = members_[i];
+  return m.running ? statusKiB(m.pid, "RssAnon:") : 0;
+}
+
+uint64_t LocalCluster::peakRss(size_t i) const {
+  const Member& m = members_[i];
+  return m.running ? statusKiB(m.pid, "VmHWM:") : 0;
 }
 
 double LocalCluster::cpuSeconds(size_t i) const {

@@ -73,8 +73,11 @@ class LocalCluster {
   // SIGSTOP member i: a hung or cut-off process whose TCP connections stay open, so peers
   // learn of it only from silence. stop() kills it.
   void freeze(size_t i);
-  // VmHWM of member i from /proc/<pid>/status, 0 if unknown.
+  // VmHWM of member i from /proc/<pid>/status, 0 if unknown. It counts the LMDB file pages
+  // mapped in, which the kernel can drop at will.
   uint64_t peakRss(size_t i) const;
+  // RssAnon of member i now: the memory that is the process's own (heap, stacks).
+  uint64_t anonRss(size_t i) const;
   // CPU seconds (user + system, all threads) member i has used so far, 0 if unknown.
   double cpuSeconds(size_t i) const;
   // SIGTERM every running member, SIGKILL what is left after a grace period, reap them all.

@@ -283,7 +283,11 @@ int runRaftThroughput(const RaftBenchOptions& o) {
   std::sort(lat.begin(), lat.end());
   LeaderCounters after = countersOf(cluster, *leader);
   nlohmann::ordered_json rss = nlohmann::ordered_json::array();
-  for (size_t i = 0; i < cluster.size(); ++i) rss.push_back(cluster.peakRss(i));
+  nlohmann::ordered_json anon = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    rss.push_back(cluster.peakRss(i));
+    anon.push_back(cluster.anonRss(i));
+  }
   cluster.stop();
 
   double elapsed = std::chrono::duration<double>(stopped - started).count();
@@ -304,6 +308,7 @@ int runRaftThroughput(const RaftBenchOptions& o) {
         {"leader_ready_batches", batches},
         {"leader_applied_entries", entries},
         {"raftd_peak_rss_bytes", rss},
+        {"raftd_rss_anon_bytes", anon},
         {"raftd_cpu_s", raftdCpu},
         {"bench_cpu_s", round2(benchCpu)},
         {"cpu_us_per_write", round2(writes ? cpuTotal * 1e6 / static_cast<double>(writes) : 0)},
