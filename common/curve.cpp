@@ -51,8 +51,10 @@ Result<KeyPair> loadOrCreate(const std::string& path) {
                    "new identity"};
     return pair;
   }
+  // Several daemons of a node may start together: the first link() wins and the others
+  // read its key, so that a node never has two identities.
   KeyPair pair = generate();
-  std::string tmp = path + ".tmp";
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0)
     return Error{"cannot write the key file " + tmp + ": " + std::strerror(errno), errno};
@@ -60,8 +62,17 @@ Result<KeyPair> loadOrCreate(const std::string& path) {
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
             ::fsync(fd) == 0;
   ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
-    return Error{"cannot write the key file " + path + ": " + std::strerror(errno), errno};
+  if (!ok) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Error{"cannot write the key file " + tmp + ": " + std::strerror(err), err};
+  }
+  int linked = ::link(tmp.c_str(), path.c_str());
+  int err = errno;
+  ::unlink(tmp.c_str());
+  if (linked != 0 && err == EEXIST) return loadOrCreate(path);
+  if (linked != 0)
+    return Error{"cannot write the key file " + path + ": " + std::strerror(err), err};
   return pair;
 }
 

@@ -87,6 +87,9 @@ Daemon::Daemon(std::string name, std::string summary)
   app_.add_option("--state-dir", stateDir_, "Where this daemon keeps its state")
       ->capture_default_str();
   app_.add_option("--run-dir", runDir_, "Where the local sockets live")->capture_default_str();
+  app_.add_option("--node-dir", nodeDir_,
+                  "The node's swarm identity, shared by its daemons (default: node/ beside "
+                  "--state-dir, /var/lib/shoal/node)");
   started_ = Loop::Clock::now();
 }
 
@@ -113,6 +116,10 @@ std::optional<int> Daemon::parse(int argc, char** argv) {
   runDir_ = std::filesystem::absolute(runDir_, ec).lexically_normal().string();
   while (stateDir_.size() > 1 && stateDir_.back() == '/') stateDir_.pop_back();
   while (runDir_.size() > 1 && runDir_.back() == '/') runDir_.pop_back();
+  if (nodeDir_.empty())
+    nodeDir_ = std::filesystem::path(stateDir_).parent_path().append("node").string();
+  nodeDir_ = std::filesystem::absolute(nodeDir_, ec).lexically_normal().string();
+  while (nodeDir_.size() > 1 && nodeDir_.back() == '/') nodeDir_.pop_back();
   if (!logFile_.empty()) logFile_ = std::filesystem::absolute(logFile_, ec).string();
   return std::nullopt;
 }
@@ -190,6 +197,7 @@ nlohmann::json Daemon::status() const {
   j["log_level"] = log::levelName(spdlog::get_level());
   j["state_dir"] = stateDir_;
   j["run_dir"] = runDir_;
+  j["node_dir"] = nodeDir_;
   j["socket"] = socketPath();
   j["status"] = statusText_;
   if (server_) {
@@ -224,6 +232,17 @@ void Daemon::serveControl() {
         auto body = control::CreateSetLogLevelReply(fbb, fbb.CreateString(previous),
                                                     fbb.CreateString(log::levelName(*level)));
         call.reply(bus::message<control::Envelope>(fbb, control::Body::SetLogLevelReply, body.Union()));
+        return;
+      }
+      case control::Body::ReloadRequest: {
+        for (auto& fn : reloadFns_) {
+          if (auto st = fn(); !st) {
+            call.fail(wire::ErrorCode::Internal, st.error().message);
+            return;
+          }
+        }
+        call.reply(bus::message<control::Envelope>(fbb, control::Body::ReloadReply,
+                                                   control::CreateReloadReply(fbb).Union()));
         return;
       }
       default:

@@ -41,6 +41,8 @@ class Daemon {
   const std::string& name() const { return name_; }
   const std::string& stateDir() const { return stateDir_; }
   const std::string& runDir() const { return runDir_; }
+  // The node's identity dir (common/node_dir.h), shared by the node's daemons.
+  const std::string& nodeDir() const { return nodeDir_; }
   std::string socketPath() const { return runDir_ + "/" + name_ + ".sock"; }
   Loop& loop() { return loop_; }
   zmq::context_t& zmq() { return *zmq_; }
@@ -51,6 +53,9 @@ class Daemon {
   void addStatus(StatusFn fn) { statusFns_.push_back(std::move(fn)); }
   // A one-line summary of the state, for systemd (STATUS=) and Status.
   void setStatusText(std::string text);
+  // Called on a control Reload (after swarm init, a join, a role change or a leave): the
+  // daemon re-reads the node dir. An error is the Reload's answer.
+  void onReload(std::function<Status()> fn) { reloadFns_.push_back(std::move(fn)); }
   // Called on stop, in reverse order of registration, before the socket closes.
   void onStop(std::function<void()> fn) { stopFns_.push_back(std::move(fn)); }
   // Stops the loop as SIGTERM does.
@@ -71,6 +76,7 @@ class Daemon {
   CLI::App app_;
   std::string stateDir_;
   std::string runDir_;
+  std::string nodeDir_;
   std::string logLevel_ = "info";
   std::string logFile_;
   bool foreground_ = false;
@@ -80,6 +86,7 @@ class Daemon {
   std::unique_ptr<bus::Server> server_;
   std::vector<StatusFn> statusFns_;
   std::vector<std::function<void()>> stopFns_;
+  std::vector<std::function<Status()>> reloadFns_;
   std::string statusText_ = "starting";
   int signalFd_ = -1;
   int stateLockFd_ = -1;

@@ -3,8 +3,11 @@
 // declared the same way beside its code.
 
 #include "common/bus.h"
+#include "agent_generated.h"
 #include "control_generated.h"
+#include "dispatch_generated.h"
 #include "store_generated.h"
+#include "swarm_generated.h"
 
 namespace shoal {
 
@@ -18,6 +21,19 @@ inline const bus::Protocol kControlProtocol = bus::makeProtocol<control::Envelop
 inline const bus::Protocol kStoreProtocol = bus::makeProtocol<storeapi::Envelope>(
     "store", 1, storeapi::EnvelopeIdentifier(), storeapi::VerifyEnvelopeBuffer);
 
+// raftd's control API (schemas/swarm.fbs) on raftd.sock: the cluster operations.
+inline const bus::Protocol kSwarmProtocol = bus::makeProtocol<swarmapi::Envelope>(
+    "swarm", 1, swarmapi::EnvelopeIdentifier(), swarmapi::VerifyEnvelopeBuffer);
+
+// The dispatcher protocol (schemas/dispatch.fbs): agentd <-> dispatcherd on tcp 2377 (CURVE)
+// and the plain hello endpoint.
+inline const bus::Protocol kDispatchProtocol = bus::makeProtocol<dispatch::Envelope>(
+    "dispatch", 1, dispatch::EnvelopeIdentifier(), dispatch::VerifyEnvelopeBuffer);
+
+// agentd's local API (schemas/agent.fbs) on agentd.sock.
+inline const bus::Protocol kAgentProtocol = bus::makeProtocol<agentapi::Envelope>(
+    "agent", 1, agentapi::EnvelopeIdentifier(), agentapi::VerifyEnvelopeBuffer);
+
 }  // namespace shoal
 
 template <>
@@ -27,4 +43,16 @@ inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::control::Envelo
 template <>
 inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::storeapi::Envelope>() {
   return shoal::kStoreProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::swarmapi::Envelope>() {
+  return shoal::kSwarmProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::dispatch::Envelope>() {
+  return shoal::kDispatchProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::agentapi::Envelope>() {
+  return shoal::kAgentProtocol;
 }
