@@ -1232,4 +1232,17 @@ void RaftNode::status(nlohmann::json& j) const {
   j["ready_batches"] = readyBatches_;
 }
 
+// --- Cluster membership (docs/cluster.md). Stubs until the raftd transport work lands.
+bool RaftNode::inCluster() const { return raft_ != nullptr; }
+Status RaftNode::bootstrap(raft::NodeId, uint64_t, const std::string&, const std::string&) {
+  return Error{"bootstrap is not implemented yet", ENOSYS};
+}
+Status RaftNode::joinRaft(raft::NodeId, uint64_t, const std::string&, const std::string&,
+                          std::vector<Peer>) {
+  return Error{"joinRaft is not implemented yet", ENOSYS};
+}
+Status RaftNode::forceNewCluster() { return Error{"forceNewCluster is not implemented yet", ENOSYS}; }
+Status RaftNode::leave() { return Error{"leave is not implemented yet", ENOSYS}; }
+std::vector<RaftNode::MemberState> RaftNode::members() const { return {}; }
+
 }  // namespace shoal::raftd

@@ -72,6 +72,41 @@ class RaftNode {
   // Fails what waits (the daemon is stopping).
   void stop();
 
+  // --- Cluster membership of this raftd (docs/cluster.md), for the control API (control.h).
+  // The control API reads and writes objects through serveStore (bus::Call::local); these
+  // are what the store API cannot do.
+  struct Peer {
+    raft::NodeId id = 0;
+    std::string address;    // host:port of its peer port
+    std::string publicKey;  // Z85 Curve25519 key
+  };
+  // Whether this raftd has raft state (it bootstrapped or joined): false while the node waits
+  // for `swarm init` or a join, and after leave().
+  bool inCluster() const;
+  // swarm init: a new one-member cluster; binds the peer port (host's listenPeers) and becomes
+  // leader at once. Refused when inCluster().
+  Status bootstrap(raft::NodeId id, uint64_t raftClusterId, const std::string& listenAddr,
+                   const std::string& advertiseAddr);
+  // A manager join or promotion: starts as a member that the leader (one of peers) has added
+  // as a learner; binds the peer port and waits to be contacted. peers' keys are admitted on
+  // the peer port until the store names the managers.
+  Status joinRaft(raft::NodeId id, uint64_t raftClusterId, const std::string& listenAddr,
+                  const std::string& advertiseAddr, std::vector<Peer> peers);
+  // swarm init --force-new-cluster: this member alone becomes the configuration (a local
+  // configuration entry) and leader; the store keeps everything.
+  Status forceNewCluster();
+  // swarm leave / after a demotion: forgets the raft state (log, snapshots, store), unbinds
+  // the peer port and idles. The caller has removed it from the membership when it could.
+  Status leave();
+  // Voters and learners of the current configuration, and whether the leader heard from each
+  // recently (on a follower: only the leader is known reachable).
+  struct MemberState {
+    raft::NodeId id = 0;
+    bool voter = false;
+    bool reachable = false;
+  };
+  std::vector<MemberState> members() const;
+
   void status(nlohmann::json& j) const;
   raft::NodeId id() const { return id_; }
   raft::Role role() const { return soft_.role; }
