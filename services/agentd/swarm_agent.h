@@ -1,0 +1,102 @@
+#pragma once
+// agentd's swarm side (docs/cluster.md): the node's answer to `shoal swarm join`, `swarm
+// leave` and `shoal info` on agentd.sock (schemas/agent.fbs), node.json kept up to date, and
+// the session with the managers (session.h), opened at start and on a control Reload whenever
+// node.json says the node is in a swarm. Certificates are renewed at identity::renewAt; a role
+// change sent by the managers starts or stops the local raftd.
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/bus.h"
+#include "common/daemon.h"
+#include "common/identity.h"
+#include "common/node_dir.h"
+#include "services/agentd/join.h"
+#include "services/agentd/local_daemons.h"
+#include "services/agentd/node_description.h"
+#include "services/agentd/session.h"
+
+namespace shoal::agentd {
+
+// The node's swarm state as `docker info` names it (LocalNodeState).
+enum class SwarmState { Inactive, Pending, Active, Error };
+const char* swarmStateName(SwarmState state);
+// configBroken: node.json cannot be read. A node in a swarm is pending until its session is up.
+SwarmState swarmState(bool inSwarm, bool configBroken, bool joining, SessionState session);
+
+class SwarmAgent {
+ public:
+  // How long a join may take to reach the managers and hear back; the local raftd and
+  // dispatcherd then have LocalDaemons::kTimeout each.
+  static constexpr std::chrono::milliseconds kJoinBudget{10000};
+
+  // Serves agent.fbs on the daemon's socket and opens the session when node.json is there.
+  static Result<std::unique_ptr<SwarmAgent>> start(Daemon& daemon, const std::string& hostname);
+  ~SwarmAgent();
+  SwarmAgent(const SwarmAgent&) = delete;
+  SwarmAgent& operator=(const SwarmAgent&) = delete;
+
+ private:
+  SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description);
+
+  void serve(bus::Call call);
+  void join(bus::Call call);
+  void onJoined(Result<JoinOutcome> result);
+  void finishJoin(const std::string& localError);
+  void leave(bus::Call call);
+  void finishLeave(bool wasManager);
+  void info(bus::Call call);
+  void replyToPending(Status st, std::function<bus::Buffer(flatbuffers::FlatBufferBuilder&)> ok);
+
+  // node.json again (start, Reload). Its error is the Reload's answer.
+  Status reload();
+  // Takes a config read from node.json or made by a join; opens the session for it.
+  void adopt(node::NodeConfig config, std::chrono::nanoseconds period);
+  void forget();
+  Status save();
+
+  void onSessionReply(const dispatch::SessionReply& reply);
+  void onManagersChanged(const std::vector<node::Manager>& managers);
+  // A certificate the managers sent (session reply or renewal): checked, stored; a role
+  // change starts or stops raft here.
+  void takeCertificate(std::span<const uint8_t> bytes, const dispatch::RaftJoin* raft);
+  void becameManager(const RaftJoinInfo& raft);
+  void becameWorker();
+  // Picks when to renew the certificate (identity::renewAt) and waits for it.
+  void scheduleRenewal();
+  void armRenewal();
+  void renew();
+  void cancelRenewal();
+
+  SwarmState state() const;
+  void updateStatusText();
+  nlohmann::json infoJson() const;
+  void status(nlohmann::json& j) const;
+
+  Daemon& daemon_;
+  node::NodeDir dir_;
+  NodeDescription description_;
+  LocalDaemons local_;
+  Session session_;
+
+  std::optional<node::NodeConfig> config_;
+  std::optional<identity::Certificate> cert_;  // config_'s, verified
+  std::string configError_;                    // node.json cannot be read or trusted
+
+  enum class Busy { None, Joining, Leaving };
+  Busy busy_ = Busy::None;
+  std::optional<bus::Call> pending_;  // the Join or Leave being served
+  std::unique_ptr<JoinFlow> join_;
+  std::optional<JoinOutcome> joined_;
+  Loop::TimerId joinCleanup_ = 0;
+
+  int64_t renewAt_ = 0;
+  Loop::TimerId renewTimer_ = 0;
+};
+
+}  // namespace shoal::agentd
