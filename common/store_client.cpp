@@ -388,6 +388,18 @@ void Client::status(Millis timeout, JsonFn fn) {
   });
 }
 
+void Client::addMember(uint64_t raftId, std::string_view address, WriteOptions options, IndexFn fn) {
+  start(true, [raftId, address = std::string(address)] { return addMemberRequest(raftId, address); },
+        options.timeout, [fn = std::move(fn)](Result<bus::Frame> r) {
+          if (!r) return fn(r.error());
+          auto* env = r->as<storeapi::Envelope>();
+          auto* reply = env ? env->body_as_MemberReply() : nullptr;
+          if (!reply)
+            return fn(storeError(wire::ErrorCode::Indeterminate, "raftd answered AddMember without MemberReply"));
+          fn(reply->index());
+        });
+}
+
 // --- Client: watches -------------------------------------------------------------------------
 
 Client::WatchId Client::watch(std::vector<objects::ObjectKind> kinds, uint64_t fromIndex, EventFilter filter,

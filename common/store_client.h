@@ -191,6 +191,9 @@ class Client {
   void txn(std::vector<ChangeSpec> changes, WriteOptions options, IndexFn fn);
   // raftd's Status (JSON: node_id, role, leader, members, ...).
   void status(Millis timeout, JsonFn fn);
+  // Adds a raft member at `address` (host:port of its peer port): a learner until raftd
+  // promotes it. The answer is the index of the membership change. A write, retried like txn.
+  void addMember(uint64_t raftId, std::string_view address, WriteOptions options, IndexFn fn);
 
   // Events of `kinds` (all kinds if empty) after fromIndex (0: from now on). Ends, with one
   // call of onResync and none of onEvents after it, when raftd says its history does not

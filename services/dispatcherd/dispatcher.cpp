@@ -1,0 +1,758 @@
+#include "services/dispatcherd/dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "common/ids.h"
+#include "common/protocols.h"
+
+namespace shoal::dispatcherd {
+namespace {
+
+using namespace std::chrono_literals;
+
+// How often the active dispatcher looks for expired nodes and owed writes. The batching
+// (one transaction per 100 ms at most) is StatusWrites' decision; this only bounds how late
+// a due batch or a missed deadline is noticed.
+constexpr auto kTick = 50ms;
+constexpr store::Millis kWriteTimeout = 5s;
+// Swarm backdates certificates by an hour so that a joiner whose clock is a little behind
+// can use its certificate at once.
+constexpr int64_t kBackdateSeconds = 3600;
+
+int64_t unixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t msOf(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+flatbuffers::Offset<dispatch::Manager> buildManager(flatbuffers::FlatBufferBuilder& fbb,
+                                                    const ManagerInfo& m) {
+  return dispatch::CreateManager(fbb, fbb.CreateString(m.nodeId), fbb.CreateString(m.dispatcherAddr),
+                                 fbb.CreateString(m.keyZ85));
+}
+
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<dispatch::Manager>>> buildManagers(
+    flatbuffers::FlatBufferBuilder& fbb, const std::vector<ManagerInfo>& managers) {
+  std::vector<flatbuffers::Offset<dispatch::Manager>> out;
+  for (auto& m : managers) out.push_back(buildManager(fbb, m));
+  return fbb.CreateVector(out);
+}
+
+// What a new manager needs to start raft: its raft id and the other managers' peer ports.
+flatbuffers::Offset<dispatch::RaftJoin> buildRaftJoin(flatbuffers::FlatBufferBuilder& fbb,
+                                                      uint64_t raftId, uint64_t raftClusterId,
+                                                      const std::vector<ManagerInfo>& managers) {
+  std::vector<uint64_t> ids;
+  std::vector<std::string> addrs, keys;
+  for (auto& m : managers) {
+    if (m.raftId == 0 || m.raftId == raftId || m.raftAddr.empty()) continue;
+    ids.push_back(m.raftId);
+    addrs.push_back(m.raftAddr);
+    keys.push_back(m.keyZ85);
+  }
+  auto idsVec = fbb.CreateVector(ids);
+  auto addrsVec = fbb.CreateVectorOfStrings(addrs);
+  auto keysVec = fbb.CreateVectorOfStrings(keys);
+  return dispatch::CreateRaftJoin(fbb, raftId, raftClusterId, idsVec, addrsVec, keysVec);
+}
+
+std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+
+const char* stateName(objects::NodeState s) { return objects::EnumNameNodeState(s); }
+
+}  // namespace
+
+// --- start, node dir, endpoints -------------------------------------------------------------
+
+Result<std::unique_ptr<Dispatcher>> Dispatcher::start(Daemon& daemon) {
+  std::unique_ptr<Dispatcher> d(new Dispatcher(daemon));
+  Dispatcher* self = d.get();
+  daemon.addStatus([self](nlohmann::json& j) { self->status(j); });
+  daemon.onReload([self] { return self->reload(); });
+  daemon.onStop([self] { self->stop(); });
+  if (auto st = self->reload(); !st) spdlog::error("{}", st.error().message);
+  return d;
+}
+
+Dispatcher::~Dispatcher() { stop(); }
+
+void Dispatcher::stop() {
+  // The store client first: its callbacks hold calls that the servers would answer.
+  store_.reset();
+  if (tick_) daemon_.loop().cancel(tick_);
+  tick_ = 0;
+  if (server_) server_->close();
+  if (hello_) hello_->close();
+  server_.reset();
+  hello_.reset();
+  zap_.reset();
+}
+
+Status Dispatcher::reload() {
+  auto dir = node::NodeDir::open(daemon_.nodeDir());
+  if (!dir) {
+    idle("the node dir cannot be opened: " + dir.error().message);
+    return Error{dir.error().message + "; check --node-dir"};
+  }
+  auto config = dir->load();
+  if (!config) {
+    idle("node.json cannot be read: " + config.error().message);
+    return config.error();
+  }
+  if (!*config) {
+    idle("this node is not in a swarm (no node.json in " + dir->path() +
+         "); `shoal swarm init` or `shoal swarm join` makes it one");
+    return {};
+  }
+  const node::NodeConfig& c = **config;
+  if (!c.manager) {
+    idle("this node is a worker: the dispatcher serves on managers only");
+    return {};
+  }
+  if (config_ && config_->listenHost == c.listenHost && config_->port == c.port &&
+      config_->nodeId == c.nodeId && config_->clusterId == c.clusterId) {
+    // The same endpoints: keep the sessions, take what else changed (certificate, raft ids).
+    config_ = c;
+    if (c.raft && c.raft->clusterId) raftClusterId_ = c.raft->clusterId;
+    return {};
+  }
+  idle("rebinding");
+  return bind(c, dir->key());
+}
+
+Status Dispatcher::bind(const node::NodeConfig& config, const curve::KeyPair& key) {
+  Loop& loop = daemon_.loop();
+  // ZeroMQ asks the ZAP handler about every CURVE connection. Any key may connect: a
+  // joiner's key is new by definition, and CURVE has already proved that the peer holds the
+  // key it shows. Each message is authorized by that key (serveDispatch).
+  if (!zap_)
+    zap_ = std::make_unique<curve::ZapHandler>(loop, daemon_.zmq(),
+                                               [](std::string_view, std::string_view, std::string_view) { return true; });
+  server_ = std::make_unique<bus::Server>(loop, daemon_.zmq());
+  server_->setCurve({key.publicKey, key.secretKey}, "dispatcher");
+  server_->serve(kDispatchProtocol, [this](bus::Call call) { serveDispatch(std::move(call)); });
+  std::string listen = node::joinHostPort(config.listenHost, config.port);
+  if (auto st = server_->bind("tcp://" + listen); !st) {
+    std::string why = "cannot listen on " + listen + ": " + st.error().message;
+    idle(why);
+    return Error{why + "; is another dispatcherd using the port? (node.json sets it)"};
+  }
+  hello_ = std::make_unique<bus::Server>(loop, daemon_.zmq());
+  hello_->serve(kDispatchProtocol, [this](bus::Call call) { serveHello(std::move(call)); });
+  std::string helloAddr = node::joinHostPort(config.listenHost, node::helloPort(config.port));
+  if (auto st = hello_->bind("tcp://" + helloAddr); !st) {
+    std::string why = "cannot listen on " + helloAddr + " (hello): " + st.error().message;
+    idle(why);
+    return Error{why + "; is another dispatcherd using the port? (node.json sets it)"};
+  }
+  config_ = config;
+  raftClusterId_ = config.raft ? config.raft->clusterId : 0;
+  idleReason_.clear();
+
+  store_ = std::make_unique<store::Client>(loop, daemon_.zmq());
+  if (auto st = store_->connect(store::endpointIn(daemon_.runDir())); !st) {
+    std::string why = "cannot reach raftd: " + st.error().message;
+    idle(why);
+    return Error{why};
+  }
+  store_->leadership([this](const store::Leadership& l) { onLeadership(l); });
+  store_->watchWithResync(
+      {objects::ObjectKind::Cluster, objects::ObjectKind::Node}, {},
+      [this](store::Snapshot s) { onSnapshot(std::move(s)); },
+      [this](uint64_t, std::vector<store::Change> events) { onEvents(std::move(events)); });
+  tick_ = loop.every(kTick, [this] { tick(); });
+  spdlog::info("listening on {} (CURVE) and {} (hello) as node {} of cluster {}; waiting for "
+               "raftd's leadership", listen, helloAddr, config.nodeId, config.clusterId);
+  daemon_.setStatusText("manager: waiting for raftd's leadership");
+  return {};
+}
+
+void Dispatcher::idle(std::string why) {
+  bool wasBound = server_ || hello_;
+  stop();
+  config_.reset();
+  leadership_ = {};
+  loaded_ = false;
+  nodes_.clear();
+  cluster_.reset();
+  ca_.reset();
+  caVersion_ = 0;
+  joining_.clear();
+  updateActive();
+  if (why != idleReason_ && why != "rebinding") spdlog::info("idle: {}", why);
+  if (wasBound && why != "rebinding") spdlog::info("stopped listening");
+  idleReason_ = std::move(why);
+  daemon_.setStatusText("idle: " + idleReason_);
+}
+
+// --- the store's view and leadership ------------------------------------------------------
+
+void Dispatcher::onLeadership(const store::Leadership& l) {
+  bool leaderChanged = l.leaderId != leadership_.leaderId || l.known != leadership_.known;
+  leadership_ = l;
+  if (leaderChanged && l.known) readRaftClusterId();
+  updateActive();
+}
+
+void Dispatcher::updateActive() {
+  bool want = server_ && leadership_.known && leadership_.isLeader;
+  if (want == active_) {
+    if (server_) daemon_.setStatusText("manager: " + why());
+    return;
+  }
+  active_ = want;
+  // Either way the sessions start over: a new leader gives every node 3 periods from now
+  // (sessions.h), and a follower has none.
+  sessions_.reset();
+  writes_.clear();
+  refreshing_ = false;
+  ++writeGeneration_;
+  if (active_) {
+    activeSince_ = daemon_.loop().now();
+    spdlog::info("active: raftd leads (term {}); every node has {} heartbeat periods from now to "
+                 "open a session", leadership_.term, kMissedPeriods);
+  } else if (server_) {
+    spdlog::info("not active: {}", why());
+  }
+  if (server_) daemon_.setStatusText("manager: " + why());
+}
+
+void Dispatcher::readRaftClusterId() {
+  if (!store_) return;
+  store_->status(5s, [this](Result<nlohmann::json> r) {
+    if (!r || !r->is_object() || !r->contains("raft_cluster_id")) return;
+    auto& v = (*r)["raft_cluster_id"];
+    uint64_t id = 0;
+    if (v.is_number_unsigned()) id = v.get<uint64_t>();
+    else if (v.is_string()) id = std::strtoull(v.get<std::string>().c_str(), nullptr, 10);
+    if (id) raftClusterId_ = id;
+  });
+}
+
+void Dispatcher::onSnapshot(store::Snapshot snapshot) {
+  nodes_.clear();
+  for (auto& kind : snapshot.kinds)
+    for (auto& object : kind.objects) {
+      if (kind.kind == objects::ObjectKind::Node) putNode(object);
+      if (kind.kind == objects::ObjectKind::Cluster) putCluster(object);
+    }
+  // Nodes deleted while the watch was away.
+  std::vector<std::string> gone;
+  for (auto& [id, e] : sessions_.all())
+    if (!nodes_.byId(id)) gone.push_back(id);
+  for (auto& id : gone) removeNode(id);
+  if (!loaded_) spdlog::info("store view loaded: {} nodes, {}", nodes_.size(),
+                             cluster_ ? "cluster " + cluster_->id : "no Cluster object yet");
+  loaded_ = true;
+}
+
+void Dispatcher::onEvents(std::vector<store::Change> events) {
+  for (auto& e : events) {
+    if (e.kind == objects::ObjectKind::Node) {
+      if (e.operation == objects::Operation::Delete)
+        removeNode(e.id);
+      else
+        putNode(e.object);
+    } else if (e.kind == objects::ObjectKind::Cluster && e.operation != objects::Operation::Delete) {
+      putCluster(e.object);
+    }
+  }
+}
+
+void Dispatcher::putNode(std::string_view bytes) {
+  auto node = parseNode(bytes);
+  if (!node) return spdlog::warn("{}; left out of the dispatcher's view", node.error().message);
+  nodes_.put(std::move(node).value());
+}
+
+void Dispatcher::removeNode(const std::string& id) {
+  nodes_.erase(id);
+  if (sessions_.find(id)) spdlog::info("node {} was removed from the swarm; its session ends", id);
+  sessions_.forget(id);
+  writes_.drop(id);
+}
+
+void Dispatcher::putCluster(std::string_view bytes) {
+  auto cluster = parseCluster(bytes);
+  if (!cluster) return spdlog::warn("{}", cluster.error().message);
+  int64_t before = heartbeatPeriodNs(cluster_ ? &*cluster_ : nullptr);
+  bool had = cluster_.has_value();
+  cluster_ = std::move(cluster).value();
+  int64_t after = heartbeatPeriodNs(&*cluster_);
+  if (had && before != after)
+    spdlog::info("the heartbeat period is now {} ms (it was {} ms)", after / 1'000'000, before / 1'000'000);
+}
+
+void Dispatcher::refreshNodes() {
+  if (!store_ || refreshing_) return;
+  refreshing_ = true;
+  uint64_t gen = writeGeneration_;
+  store_->list(objects::ObjectKind::Node, {}, {}, [this, gen](Result<store::Objects> r) {
+    if (gen != writeGeneration_) return;
+    refreshing_ = false;
+    if (!r) return spdlog::warn("re-reading the nodes after a conflict failed: {}", r.error().message);
+    nodes_.clear();
+    for (auto& o : r->objects) putNode(o);
+    std::vector<std::string> gone;
+    for (auto& [id, e] : sessions_.all())
+      if (!nodes_.byId(id)) gone.push_back(id);
+    for (auto& id : gone) removeNode(id);
+  });
+}
+
+const identity::ClusterCA* Dispatcher::ca() {
+  if (!cluster_) {
+    caError_ = "the store has no Cluster object yet";
+    return nullptr;
+  }
+  if (ca_ && caVersion_ == cluster_->version) return &*ca_;
+  ca_.reset();
+  auto loaded = identity::ClusterCA::load(cluster_->caKey);
+  if (!loaded) {
+    caError_ = "the cluster's CA key in the store cannot be read: " + loaded.error().message;
+    return nullptr;
+  }
+  if (!loaded->canSign()) {
+    caError_ = "the store holds only the CA's public key (is the cluster locked?)";
+    return nullptr;
+  }
+  ca_ = std::move(loaded).value();
+  caVersion_ = cluster_->version;
+  caError_.clear();
+  return &*ca_;
+}
+
+Clock::duration Dispatcher::period() const {
+  return std::chrono::nanoseconds(heartbeatPeriodNs(cluster_ ? &*cluster_ : nullptr));
+}
+
+// --- the active dispatcher's work ----------------------------------------------------------
+
+objects::NodeState Dispatcher::effectiveState(const NodeRecord& node) const {
+  if (auto owed = writes_.owed(node.id); owed && owed->state) return *owed->state;
+  return node.state;
+}
+
+void Dispatcher::tick() {
+  if (!active_ || !loaded_) return;
+  auto now = daemon_.loop().now();
+  for (auto& [id, node] : nodes_.all())
+    sessions_.observe(id, effectiveState(node) == objects::NodeState::Down, now, period());
+  for (auto& id : sessions_.expire(now)) {
+    auto* node = nodes_.byId(id);
+    spdlog::info("node {}{} missed {} heartbeats: down", id,
+                 node && !node->description.hostname.empty() ? " (" + node->description.hostname + ")" : "",
+                 kMissedPeriods);
+    ++counters_.downs;
+    NodeUpdate down;
+    down.state = objects::NodeState::Down;
+    down.message = "heartbeat failure";
+    writes_.add(id, down);
+  }
+  flush(now);
+}
+
+void Dispatcher::flush(Clock::time_point now) {
+  if (!store_ || refreshing_ || !writes_.due(now)) return;
+  std::vector<store::ChangeSpec> changes;
+  std::vector<NodeRecord> written;
+  for (auto& [id, update] : writes_.take(now)) {
+    auto* node = nodes_.byId(id);
+    if (!node) continue;
+    auto updated = applyUpdate(*node, update);
+    if (!updated) continue;
+    changes.push_back({objects::ObjectKind::Node, objects::Operation::Update, id, node->version,
+                       buildNode(*updated)});
+    written.push_back(std::move(*updated));
+  }
+  if (changes.empty()) return writes_.succeeded();
+  uint64_t gen = writeGeneration_;
+  store_->txn(std::move(changes), {kWriteTimeout},
+              [this, gen, written = std::move(written)](Result<uint64_t> r) mutable {
+                if (gen != writeGeneration_) return;
+                if (r) {
+                  ++counters_.writeTxns;
+                  for (auto& n : written) {
+                    n.version = *r;  // meta.version is the index of the change
+                    nodes_.put(std::move(n));
+                  }
+                  return writes_.succeeded();
+                }
+                writes_.failed();
+                if (store::codeOf(r.error()) == wire::ErrorCode::Conflict) {
+                  ++counters_.writeConflicts;
+                  spdlog::debug("node status batch: {}; re-reading the nodes", r.error().message);
+                  return refreshNodes();
+                }
+                ++counters_.writeFailures;
+                spdlog::warn("node status batch not written ({}); retrying", r.error().message);
+              });
+}
+
+// --- requests --------------------------------------------------------------------------------
+
+void Dispatcher::serveHello(bus::Call call) {
+  auto* env = call.as<dispatch::Envelope>();
+  if (!env || env->body_type() != dispatch::Body::HelloRequest)
+    return call.fail(wire::ErrorCode::Unimplemented,
+                     "the hello endpoint serves HelloRequest only; joins and sessions go to the "
+                     "dispatcher's port (CURVE)");
+  hello(call);
+}
+
+void Dispatcher::hello(bus::Call& call) {
+  if (!config_) return call.fail(wire::ErrorCode::Unavailable, "this dispatcher is idle: " + idleReason_);
+  std::vector<uint8_t> caPublic = config_->ca;
+  if (caPublic.empty())
+    if (auto* c = ca()) caPublic = c->savePublic();
+  if (caPublic.empty() || config_->certificate.empty())
+    return call.fail(wire::ErrorCode::Unavailable,
+                     "this manager's node.json has no CA or certificate yet; try another manager");
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = dispatch::CreateHelloReply(fbb, fbb.CreateVector(caPublic), fbb.CreateVector(config_->certificate),
+                                         fbb.CreateString(config_->dispatcherAddr()));
+  call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::HelloReply, body.Union()));
+}
+
+void Dispatcher::serveDispatch(bus::Call call) {
+  auto* env = call.as<dispatch::Envelope>();
+  if (!env) return call.fail(wire::ErrorCode::UnknownProtocol, "dispatcherd serves the dispatch protocol here");
+  switch (env->body_type()) {
+    case dispatch::Body::HelloRequest:
+      return hello(call);
+    case dispatch::Body::JoinRequest:
+      if (refuseUnlessActive(call)) return;
+      return join(std::move(call), *env->body_as_JoinRequest());
+    case dispatch::Body::OpenSessionRequest:
+      if (refuseUnlessActive(call)) return;
+      return openSession(call, *env->body_as_OpenSessionRequest());
+    case dispatch::Body::HeartbeatRequest:
+      if (refuseUnlessActive(call)) return;
+      return heartbeat(call, *env->body_as_HeartbeatRequest());
+    case dispatch::Body::RenewRequest:
+      if (refuseUnlessActive(call)) return;
+      return renew(call);
+    default:
+      return call.fail(wire::ErrorCode::Unimplemented,
+                       std::string("dispatch message ") + dispatch::EnumNameBody(env->body_type()) +
+                           " is not a request dispatcherd serves (Hello, Join, OpenSession, "
+                           "Heartbeat, Renew)");
+  }
+}
+
+bool Dispatcher::refuseUnlessActive(bus::Call& call) {
+  if (active_) {
+    if (loaded_) return false;
+    call.fail(wire::ErrorCode::Unavailable, "this dispatcher became active a moment ago and is "
+                                            "still reading the store; retry shortly");
+    return true;
+  }
+  if (!leadership_.known) {
+    call.fail(wire::ErrorCode::Unavailable,
+              "this manager's raftd is not answering, so it cannot tell who leads; try another "
+              "manager");
+    return true;
+  }
+  if (auto leader = leaderOf(nodes_, leadership_.leaderId, config_->port)) {
+    ++counters_.redirects;
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = dispatch::CreateRedirect(fbb, buildManager(fbb, *leader));
+    call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::Redirect, body.Union()));
+    return true;
+  }
+  call.fail(wire::ErrorCode::NotLeader,
+            leadership_.leaderId
+                ? "this manager is not the leader, and the leader's node (raft id " +
+                      std::to_string(leadership_.leaderId) + ") is not known here yet; retry shortly"
+                : std::string("the managers are electing a leader; retry shortly"));
+  return true;
+}
+
+const NodeRecord* Dispatcher::knownNode(bus::Call& call) {
+  if (auto* node = nodes_.byKey(call.peerKey())) return node;
+  call.fail(wire::ErrorCode::NotFound,
+            "this node was removed from the swarm (its key is not one of the swarm's nodes); "
+            "join again with a token: `shoal swarm leave`, then `shoal swarm join --token ...`");
+  return nullptr;
+}
+
+void Dispatcher::refuseJoin(bus::Call& call, wire::ErrorCode code, const std::string& why) {
+  ++counters_.joinsRefused;
+  spdlog::info("join refused (key {}): {}", call.peerKey(), why);
+  call.fail(code, why);
+}
+
+void Dispatcher::join(bus::Call call, const dispatch::JoinRequest& request) {
+  const identity::ClusterCA* authority = ca();
+  if (!authority) return refuseJoin(call, wire::ErrorCode::Unavailable, "cannot admit nodes: " + caError_);
+  auto role = judgeToken(request.token() ? request.token()->string_view() : std::string_view(),
+                         cluster_->tokens, *authority);
+  if (!role) return refuseJoin(call, wire::ErrorCode::InvalidArgument, role.error().message);
+  auto key = identity::curveKeyFromZ85(call.peerKey());
+  if (!key) return refuseJoin(call, wire::ErrorCode::InvalidArgument, "the connection has no CURVE key: " + key.error().message);
+  if (auto st = checkKeyFree(nodes_, call.peerKey()); !st)
+    return refuseJoin(call, wire::ErrorCode::InvalidArgument, st.error().message);
+  if (joining_.count(call.peerKey()))
+    return refuseJoin(call, wire::ErrorCode::Unavailable, "a join with this node's key is being recorded; wait for its answer");
+  auto description = descriptionFrom(request.description());
+  if (!description) return refuseJoin(call, wire::ErrorCode::InvalidArgument, description.error().message);
+  auto host = advertiseHost(str(request.addr()));
+  if (!host) return refuseJoin(call, wire::ErrorCode::InvalidArgument, host.error().message);
+
+  JoinPlan plan;
+  plan.nodeId = newId();
+  plan.role = *role;
+  plan.key = *key;
+  plan.description = std::move(description).value();
+  plan.addr = *host;
+  if (plan.role == identity::Role::Manager) {
+    plan.raftId = pickRaftId(nodes_, random_);
+    plan.raftAddr = node::joinHostPort(plan.addr, node::raftPort(config_->port));
+  }
+  int64_t expiryNs = certExpiryNs(&*cluster_);
+  uint64_t serial = 0;
+  random_(std::span(reinterpret_cast<uint8_t*>(&serial), sizeof serial));
+  auto cert = authority->issue(plan.nodeId, plan.role, plan.key, unixSeconds() - kBackdateSeconds,
+                               std::chrono::seconds(expiryNs / 1'000'000'000), serial);
+  if (!cert) return refuseJoin(call, wire::ErrorCode::Internal, "cannot issue a certificate: " + cert.error().message);
+  plan.certificate = std::move(cert).value();
+  plan.certificateExpiryNs = (unixSeconds() - kBackdateSeconds) * 1'000'000'000 + expiryNs;
+
+  joining_.insert(call.peerKey());
+  auto held = std::make_shared<bus::Call>(std::move(call));
+  NodeRecord node = joinedNode(plan);
+  store_->txn({{objects::ObjectKind::Node, objects::Operation::Create, plan.nodeId, 0, buildNode(node)}},
+              {kWriteTimeout}, [this, held, plan, node](Result<uint64_t> r) mutable {
+                joining_.erase(held->peerKey());
+                if (!r) {
+                  // Indeterminate: the Node may exist; the joiner's retry then finds its key
+                  // registered and is told so.
+                  return refuseJoin(*held, wire::ErrorCode::Unavailable,
+                                    "the store did not record the join: " + r.error().message);
+                }
+                node.version = *r;
+                nodes_.put(std::move(node));
+                if (plan.role == identity::Role::Manager) return addManager(held, std::move(plan), *r);
+                joined(held, std::move(plan), *r);
+              });
+}
+
+void Dispatcher::addManager(std::shared_ptr<bus::Call> call, JoinPlan plan, uint64_t index) {
+  store_->addMember(plan.raftId, plan.raftAddr, {kWriteTimeout},
+                    [this, call, plan, index](Result<uint64_t> r) mutable {
+                      if (r) return joined(call, std::move(plan), index);
+                      // Without a raft member the Node would name a manager that can never
+                      // catch up: undo it, so that the joiner may simply try again.
+                      std::string why = "raftd did not add the new manager to the raft membership: " +
+                                        r.error().message;
+                      store_->txn({{objects::ObjectKind::Node, objects::Operation::Delete, plan.nodeId, index, {}}},
+                                  {kWriteTimeout}, [this, id = plan.nodeId](Result<uint64_t> d) {
+                                    if (d) return removeNode(id);
+                                    spdlog::warn("cannot undo the Node {} of a failed manager join: {}; remove "
+                                                 "it with `shoal node rm {}`", id, d.error().message, id);
+                                  });
+                      refuseJoin(*call, wire::ErrorCode::Unavailable, why + "; the join was undone, retry");
+                    });
+}
+
+void Dispatcher::joined(std::shared_ptr<bus::Call> call, JoinPlan plan, uint64_t) {
+  ++counters_.joinsAccepted;
+  spdlog::info("node {} ({}) joined as a {} from {}", plan.nodeId, plan.description.hostname,
+               identity::roleName(plan.role), plan.addr);
+  auto managers = managersOf(nodes_, config_->port);
+  flatbuffers::FlatBufferBuilder fbb;
+  auto nodeId = fbb.CreateString(plan.nodeId);
+  auto cert = fbb.CreateVector(plan.certificate);
+  auto clusterId = fbb.CreateString(ca_ ? ca_->clusterId() : config_->clusterId);
+  auto managersVec = buildManagers(fbb, managers);
+  flatbuffers::Offset<dispatch::RaftJoin> raft;
+  if (plan.role == identity::Role::Manager) raft = buildRaftJoin(fbb, plan.raftId, raftClusterId_, managers);
+  auto body = dispatch::CreateJoinReply(fbb, nodeId, static_cast<objects::NodeRole>(plan.role), cert,
+                                        clusterId, managersVec,
+                                        std::chrono::duration_cast<std::chrono::nanoseconds>(period()).count(),
+                                        raft);
+  call->reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::JoinReply, body.Union()));
+}
+
+std::optional<objects::NodeRole> Dispatcher::certificateRole(const NodeRecord& node) {
+  if (auto owed = writes_.owed(node.id); owed && owed->certificate) return owed->certificate->role;
+  const identity::ClusterCA* authority = ca();
+  if (!authority || node.certificate.empty()) return std::nullopt;
+  // Its role, whatever its validity today: renewal is the node's business (RenewRequest),
+  // a role change is ours. One second before its end it is valid if it is genuine.
+  auto cert = authority->verify(node.certificate, node.certificateExpiry / 1'000'000'000 - 1);
+  if (!cert) return std::nullopt;
+  return static_cast<objects::NodeRole>(cert->role);
+}
+
+Result<NodeUpdate::Cert> Dispatcher::issueCertificate(const NodeRecord& node) {
+  const identity::ClusterCA* authority = ca();
+  if (!authority) return Error{"cannot issue a certificate: " + caError_};
+  if (!node.curveKey) return Error{"node " + node.id + " has no key in the store"};
+  int64_t expiryNs = certExpiryNs(&*cluster_);
+  int64_t notBefore = unixSeconds() - kBackdateSeconds;
+  uint64_t serial = 0;
+  random_(std::span(reinterpret_cast<uint8_t*>(&serial), sizeof serial));
+  auto cert = authority->issue(node.id, static_cast<identity::Role>(node.role), *node.curveKey, notBefore,
+                               std::chrono::seconds(expiryNs / 1'000'000'000), serial);
+  if (!cert) return Error{"cannot issue a certificate: " + cert.error().message};
+  NodeUpdate::Cert out{std::move(cert).value(), notBefore * 1'000'000'000 + expiryNs, node.role};
+  NodeUpdate update;
+  update.certificate = out;
+  writes_.add(node.id, update);
+  return out;
+}
+
+void Dispatcher::openSession(bus::Call& call, const dispatch::OpenSessionRequest& request) {
+  const NodeRecord* node = knownNode(call);
+  if (!node) return;
+  auto description = descriptionFrom(request.description());
+  if (!description) return call.fail(wire::ErrorCode::InvalidArgument, description.error().message);
+  NodeUpdate update;
+  if (request.addr() && request.addr()->size()) {
+    auto host = advertiseHost(request.addr()->string_view());
+    if (!host) return call.fail(wire::ErrorCode::InvalidArgument, host.error().message);
+    if (*host != node->addr) update.addr = *host;
+  }
+  if (*description != node->description) update.description = *description;
+  if (effectiveState(*node) != objects::NodeState::Ready || !node->message.empty()) {
+    update.state = objects::NodeState::Ready;
+    update.message.clear();
+  }
+  std::optional<NodeUpdate::Cert> cert;
+  if (certificateRole(*node) != node->role) {
+    auto issued = issueCertificate(*node);
+    if (!issued) return call.fail(wire::ErrorCode::Internal, issued.error().message);
+    cert = std::move(issued).value();
+  }
+  writes_.add(node->id, update);
+  std::string sessionId = newId();
+  sessions_.open(node->id, sessionId, daemon_.loop().now(), period());
+  ++counters_.sessionsOpened;
+  spdlog::info("node {} ({}) opened session {} (was {})", node->id, description->hostname, sessionId,
+               stateName(node->state));
+  replySession(call, *node, sessionId, cert);
+}
+
+void Dispatcher::heartbeat(bus::Call& call, const dispatch::HeartbeatRequest& request) {
+  const NodeRecord* node = knownNode(call);
+  if (!node) return;
+  std::string sessionId = str(request.session_id());
+  if (!sessions_.heartbeat(node->id, sessionId, daemon_.loop().now(), period()))
+    return call.fail(wire::ErrorCode::NotFound,
+                     "no session " + sessionId.substr(0, 64) + " for node " + node->id +
+                         " here (it expired, or another leader opened it): open a new session");
+  ++counters_.heartbeats;
+  std::optional<NodeUpdate::Cert> cert;
+  if (certificateRole(*node) != node->role) {
+    auto issued = issueCertificate(*node);
+    if (!issued) return call.fail(wire::ErrorCode::Internal, issued.error().message);
+    cert = std::move(issued).value();
+  }
+  replySession(call, *node, sessionId, cert);
+}
+
+void Dispatcher::renew(bus::Call& call) {
+  const NodeRecord* node = knownNode(call);
+  if (!node) return;
+  auto cert = issueCertificate(*node);
+  if (!cert) return call.fail(wire::ErrorCode::Internal, cert.error().message);
+  spdlog::info("renewed node {}'s certificate ({})", node->id, objects::EnumNameNodeRole(node->role));
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = dispatch::CreateRenewReply(fbb, fbb.CreateVector(cert->bytes));
+  call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::RenewReply, body.Union()));
+}
+
+void Dispatcher::replySession(bus::Call& call, const NodeRecord& node, const std::string& sessionId,
+                              const std::optional<NodeUpdate::Cert>& cert) {
+  auto managers = managersOf(nodes_, config_->port);
+  flatbuffers::FlatBufferBuilder fbb;
+  auto sid = fbb.CreateString(sessionId);
+  auto nid = fbb.CreateString(node.id);
+  auto managersVec = buildManagers(fbb, managers);
+  flatbuffers::Offset<flatbuffers::Vector<uint8_t>> certVec;
+  flatbuffers::Offset<dispatch::RaftJoin> raft;
+  if (cert) {
+    certVec = fbb.CreateVector(cert->bytes);
+    // A new manager's certificate comes with what it needs to start raft.
+    if (node.role == objects::NodeRole::Manager && node.managerStatus && node.managerStatus->raftId)
+      raft = buildRaftJoin(fbb, node.managerStatus->raftId, raftClusterId_, managers);
+  }
+  auto body = dispatch::CreateSessionReply(
+      fbb, sid, nid, std::chrono::duration_cast<std::chrono::nanoseconds>(period()).count(), managersVec,
+      node.role, certVec, raft);
+  call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::SessionReply, body.Union()));
+}
+
+// --- Status --------------------------------------------------------------------------------
+
+std::string Dispatcher::why() const {
+  if (!config_) return idleReason_;
+  if (!leadership_.known)
+    return "raftd's leadership is not known (is raftd running on " + daemon_.runDir() + "/raftd.sock?)";
+  if (!leadership_.isLeader)
+    return leadership_.leaderId ? "raftd is a follower: agents are sent to the leader (raft id " +
+                                      std::to_string(leadership_.leaderId) + ")"
+                                : std::string("raftd is a follower and no leader is elected");
+  return "raftd leads (term " + std::to_string(leadership_.term) + "): serving joins and sessions";
+}
+
+void Dispatcher::status(nlohmann::json& j) {
+  auto now = daemon_.loop().now();
+  nlohmann::json d;
+  d["active"] = active_;
+  d["state"] = active_ ? "active" : "idle";
+  d["why"] = why();
+  d["leadership"] = {{"known", leadership_.known}, {"is_leader", leadership_.isLeader},
+                     {"leader_raft_id", leadership_.leaderId}, {"term", leadership_.term}};
+  if (config_) {
+    d["node_id"] = config_->nodeId;
+    d["cluster_id"] = config_->clusterId;
+    d["listen"] = server_ ? server_->endpoint() : "";
+    d["hello"] = hello_ ? hello_->endpoint() : "";
+    d["advertise"] = config_->dispatcherAddr();
+    if (!leadership_.isLeader)
+      if (auto leader = leaderOf(nodes_, leadership_.leaderId, config_->port))
+        d["leader"] = {{"node_id", leader->nodeId}, {"addr", leader->dispatcherAddr}};
+  }
+  d["store_view"] = {{"loaded", loaded_}, {"nodes", nodes_.size()}, {"cluster", cluster_.has_value()}};
+  if (!caError_.empty()) d["ca_error"] = caError_;
+  d["heartbeat_period_ms"] = msOf(period());
+  nlohmann::json nodes = nlohmann::json::array();
+  for (auto& [id, e] : sessions_.all()) {
+    nlohmann::json n = {{"node_id", id},
+                        {"session", e.session.has_value()},
+                        {"last_heartbeat_age_ms", msOf(now - e.lastSeen)},
+                        {"expired", e.expired}};
+    if (!e.expired) n["expires_in_ms"] = msOf(e.deadline - now);
+    if (auto* node = nodes_.byId(id)) {
+      n["hostname"] = node->description.hostname;
+      n["state"] = stateName(effectiveState(*node));
+    }
+    nodes.push_back(std::move(n));
+  }
+  d["sessions"] = {{"count", sessions_.sessions()}, {"nodes", std::move(nodes)},
+                   {"opened", counters_.sessionsOpened}, {"heartbeats", counters_.heartbeats},
+                   {"down", counters_.downs}, {"redirects", counters_.redirects}};
+  if (active_) d["active_for_ms"] = msOf(now - activeSince_);
+  d["joins"] = {{"accepted", counters_.joinsAccepted}, {"refused", counters_.joinsRefused}};
+  d["status_writes"] = {{"pending", writes_.pending()}, {"in_flight", writes_.inFlight()},
+                        {"txns", counters_.writeTxns}, {"conflicts", counters_.writeConflicts},
+                        {"failures", counters_.writeFailures}};
+  auto busStats = [](const bus::Server& s) {
+    auto& st = s.stats();
+    return nlohmann::json{{"received", st.received}, {"sent", st.sent},
+                          {"bad_messages", st.badMessages}, {"expired", st.expired}, {"dropped", st.dropped}};
+  };
+  if (server_) d["dispatch_bus"] = busStats(*server_);
+  if (hello_) d["hello_bus"] = busStats(*hello_);
+  if (zap_) d["zap"] = {{"admitted", zap_->admitted()}, {"refused", zap_->refused()}};
+  j["dispatcher"] = std::move(d);
+}
+
+}  // namespace shoal::dispatcherd

@@ -1,0 +1,135 @@
+#pragma once
+// dispatcherd's shell (docs/cluster.md): the node dir, the two endpoints, the store client and
+// the timers around the pure cores (records.h, sessions.h, status_writes.h, join.h).
+//
+// On a manager it binds P with CURVE (joins from any key, sessions from keys the store knows)
+// and P+2 plain (hello), reads the Cluster and the Nodes through a store watch, and follows
+// its raftd's leadership: only while that raftd leads does it admit joins, keep sessions and
+// write node status; otherwise it sends agents to the leader's dispatcher. On a worker, or a
+// node not in a swarm, it idles and its Status says why. A control Reload re-reads node.json.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/curve.h"
+#include "common/daemon.h"
+#include "common/identity.h"
+#include "common/node_dir.h"
+#include "common/store_client.h"
+#include "services/dispatcherd/join.h"
+#include "services/dispatcherd/records.h"
+#include "services/dispatcherd/sessions.h"
+#include "services/dispatcherd/status_writes.h"
+
+namespace shoal::dispatcherd {
+
+class Dispatcher {
+ public:
+  // Wires dispatcherd into the daemon and acts on the node dir as it is now. A node dir that
+  // cannot be read leaves the daemon running, idle, with the reason in its Status.
+  static Result<std::unique_ptr<Dispatcher>> start(Daemon& daemon);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+ private:
+  explicit Dispatcher(Daemon& daemon) : daemon_(daemon) {}
+
+  // --- node dir and endpoints
+  Status reload();
+  Status bind(const node::NodeConfig& config, const curve::KeyPair& key);
+  void idle(std::string why);
+  void stop();
+
+  // --- the store's view and leadership
+  void onLeadership(const store::Leadership& leadership);
+  void updateActive();
+  void onSnapshot(store::Snapshot snapshot);
+  void onEvents(std::vector<store::Change> events);
+  void putNode(std::string_view bytes);
+  void removeNode(const std::string& id);
+  void putCluster(std::string_view bytes);
+  void refreshNodes();
+  void readRaftClusterId();
+  const identity::ClusterCA* ca();
+  Clock::duration period() const;
+
+  // --- the active dispatcher's work
+  void tick();
+  void flush(Clock::time_point now);
+  objects::NodeState effectiveState(const NodeRecord& node) const;
+
+  // --- requests
+  void serveHello(bus::Call call);
+  void serveDispatch(bus::Call call);
+  // Answers for a dispatcher that cannot serve sessions now (Redirect, or an error); false
+  // when it can.
+  bool refuseUnlessActive(bus::Call& call);
+  const NodeRecord* knownNode(bus::Call& call);
+  void hello(bus::Call& call);
+  void join(bus::Call call, const dispatch::JoinRequest& request);
+  void joined(std::shared_ptr<bus::Call> call, JoinPlan plan, uint64_t index);
+  void addManager(std::shared_ptr<bus::Call> call, JoinPlan plan, uint64_t index);
+  void refuseJoin(bus::Call& call, wire::ErrorCode code, const std::string& why);
+  void openSession(bus::Call& call, const dispatch::OpenSessionRequest& request);
+  void heartbeat(bus::Call& call, const dispatch::HeartbeatRequest& request);
+  void renew(bus::Call& call);
+  // A certificate for the node's current role, issued now (and owed to the store).
+  Result<NodeUpdate::Cert> issueCertificate(const NodeRecord& node);
+  // The role of the certificate the node holds (the one owed to the store, else the stored
+  // one); none when it cannot be read.
+  std::optional<objects::NodeRole> certificateRole(const NodeRecord& node);
+  void replySession(bus::Call& call, const NodeRecord& node, const std::string& sessionId,
+                    const std::optional<NodeUpdate::Cert>& cert);
+
+  void status(nlohmann::json& j);
+  std::string why() const;
+
+  Daemon& daemon_;
+  identity::FillRandom random_ = identity::systemRandom();
+
+  // What node.json said when the endpoints were bound; none while idle.
+  std::optional<node::NodeConfig> config_;
+  std::string idleReason_;
+  std::unique_ptr<curve::ZapHandler> zap_;
+  std::unique_ptr<bus::Server> server_;  // P, CURVE
+  std::unique_ptr<bus::Server> hello_;   // P+2, plain
+  std::unique_ptr<store::Client> store_;
+  uint64_t raftClusterId_ = 0;
+
+  store::Leadership leadership_;
+  bool active_ = false;
+  Clock::time_point activeSince_{};
+  bool loaded_ = false;  // the view has had its first snapshot
+  NodeTable nodes_;
+  std::optional<ClusterRecord> cluster_;
+  std::optional<identity::ClusterCA> ca_;
+  uint64_t caVersion_ = 0;
+  std::string caError_;
+
+  SessionTable sessions_;
+  StatusWrites writes_;
+  uint64_t writeGeneration_ = 0;  // a batch answered after a change of term is not ours
+  bool refreshing_ = false;       // re-reading the nodes after a Conflict
+  std::set<std::string> joining_;  // keys whose join is being written
+  Loop::TimerId tick_ = 0;
+
+  struct Counters {
+    uint64_t joinsAccepted = 0;
+    uint64_t joinsRefused = 0;
+    uint64_t sessionsOpened = 0;
+    uint64_t heartbeats = 0;
+    uint64_t redirects = 0;
+    uint64_t downs = 0;
+    uint64_t writeTxns = 0;
+    uint64_t writeConflicts = 0;
+    uint64_t writeFailures = 0;
+  } counters_;
+};
+
+}  // namespace shoal::dispatcherd
