@@ -22,6 +22,8 @@ class DaemonHost final : public NodeHost {
   static Result<std::unique_ptr<DaemonHost>> start(Daemon& daemon, const NodeOptions& options);
   ~DaemonHost() override;
 
+  RaftNode& node() { return *node_; }
+
   Clock::time_point now() override { return daemon_.loop().now(); }
   int64_t unixNanos() override;
   TimerId after(Clock::duration delay, std::function<void()> fn) override {

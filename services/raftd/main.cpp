@@ -1,5 +1,6 @@
 // raftd: Raft consensus and the replicated object store of a shoal manager.
 #include "common/daemon.h"
+#include "services/raftd/control.h"
 #include "services/raftd/daemon_host.h"
 
 int main(int argc, char** argv) {
@@ -25,10 +26,14 @@ int main(int argc, char** argv) {
   options.requestTimeout = std::chrono::milliseconds(requestTimeoutMs);
 
   std::unique_ptr<shoal::raftd::DaemonHost> raftd;
+  std::unique_ptr<shoal::raftd::Control> control;
   return daemon.run([&](shoal::Daemon& d) -> shoal::Status {
     auto started = shoal::raftd::DaemonHost::start(d, options);
     if (!started) return started.error();
     raftd = std::move(started).value();
+    auto served = shoal::raftd::Control::start(d, raftd->node(), options);
+    if (!served) return served.error();
+    control = std::move(served).value();
     return {};
   });
 }
