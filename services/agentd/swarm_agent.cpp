@@ -490,27 +490,25 @@ void SwarmAgent::updateStatusText() {
   daemon_.setStatusText(text);
 }
 
+// docs/cluster.md "`shoal info`'s fields": docker's swarm.Info names, which the CLI merges into
+// its Info.Swarm. The session and certificate details are in Status.
 nlohmann::json SwarmAgent::infoJson() const {
+  // A key this node does not know is left out (docs/cluster.md), never filled with "".
   nlohmann::json j;
-  j["swarm"] = swarmStateName(state());
-  j["node_id"] = config_ ? config_->nodeId : "";
-  j["node_addr"] = config_ ? config_->advertiseHost : "";
-  j["is_manager"] = config_ && config_->manager;
-  j["cluster_id"] = config_ ? config_->clusterId : "";
-  auto managers = nlohmann::json::array();
-  if (config_)
-    for (const auto& m : session_.state() == SessionState::Stopped ? config_->managers
-                                                                    : session_.managers())
-      managers.push_back(m.addr);
-  j["managers"] = managers;
-  auto s = session_.json();
-  j["session"] = {{"state", s["state"]}, {"manager", s["manager"]}, {"since", s["since"]}};
-  j["certificate"] = {{"expires_at", cert_ ? rfc3339(cert_->notAfter) : ""},
-                      {"renew_at", cert_ ? rfc3339(renewAt_) : ""}};
-  j["heartbeat_period"] = config_ ? session_.period().count() : 0;
+  j["LocalNodeState"] = swarmStateName(state());
+  j["ControlAvailable"] = config_ && config_->manager;
   std::string error = configError_;
   if (error.empty() && session_.state() == SessionState::Refused) error = session_.refusal();
-  j["error"] = error;
+  j["Error"] = error;
+  if (!config_) return j;
+  j["NodeID"] = config_->nodeId;
+  j["NodeAddr"] = config_->advertiseHost;
+  j["ClusterID"] = config_->clusterId;
+  auto managers = nlohmann::json::array();
+  for (const auto& m : session_.state() == SessionState::Stopped ? config_->managers
+                                                                  : session_.managers())
+    managers.push_back({{"NodeID", m.nodeId}, {"Addr", m.addr}});
+  j["RemoteManagers"] = managers;
   return j;
 }
 

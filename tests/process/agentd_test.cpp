@@ -1,0 +1,310 @@
+// agentd as a process (issue 8 point 6, docs/cluster.md "swarm join"): what a node outside a
+// swarm answers, the join's refusals (a bad token, a manager that does not answer, a manager
+// of another swarm), a node.json that is there (leave), and, with raftd and dispatcherd on
+// loopback, a worker that joins with a token and after a restart is the same node again
+// without one. Every child is killed and reaped on failure; every dir is temporary.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/bus.h"
+#include "common/ids.h"
+#include "common/identity.h"
+#include "common/loop.h"
+#include "common/node_dir.h"
+#include "common/protocols.h"
+#include "tests/support/daemons.h"
+#include "tests/support/process.h"
+#include "tests/support/raft_members.h"
+#include "tests/support/tempdir.h"
+
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Process;
+using testing::TempDir;
+using testing::callOn;
+using testing::daemonPath;
+using testing::freePort;
+using testing::waitFor;
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// One agentd with its own dirs under root/name.
+struct Agentd {
+  std::string name, state, run, nodeDir, log;
+  std::unique_ptr<Process> proc;
+
+  Agentd(const std::filesystem::path& root, std::string n) : name(std::move(n)) {
+    state = root / (name + "/state");
+    run = root / (name + "/run");
+    nodeDir = root / (name + "/node");
+    log = root / (name + "-agentd.log");
+    std::filesystem::create_directories(root / name);
+  }
+  ~Agentd() { stop(); }
+
+  void start() {
+    proc = std::make_unique<Process>(std::vector<std::string>{
+        daemonPath("agentd"), "--foreground", "--state-dir", state, "--run-dir", run,
+        "--node-dir", nodeDir, "--log-file", log, "--log-level", "debug", "--hostname", name});
+    REQUIRE_MESSAGE(waitFor([&] { return !status().empty(); }, 20s),
+                    name << "'s agentd does not answer: " << readFile(log) << proc->err());
+  }
+  void stop() {
+    if (!proc) return;
+    proc->signal(SIGTERM);
+    auto st = proc->wait(10s);
+    CHECK_MESSAGE(st.has_value(), name << "'s agentd did not stop on SIGTERM within 10 s");
+    proc.reset();
+  }
+  std::string socket() const { return "ipc://" + run + "/agentd.sock"; }
+
+  nlohmann::json status() const {
+    if (!proc) return nlohmann::json::object();
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateStatusRequest(fbb);
+    auto r = callOn<control::Envelope>(
+        socket(), bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()),
+        1s);
+    if (!r) return nlohmann::json::object();
+    return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
+  }
+  nlohmann::json info() const {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = agentapi::CreateInfoRequest(fbb);
+    auto r = callOn<agentapi::Envelope>(
+        socket(), bus::message<agentapi::Envelope>(fbb, agentapi::Body::InfoRequest, body.Union()),
+        5s);
+    REQUIRE_MESSAGE(r.ok(), "Info: " << (r ? "" : r.error().message));
+    return nlohmann::json::parse(r->as<agentapi::Envelope>()->body_as_InfoReply()->json()->str());
+  }
+  Result<bus::Frame> join(const std::string& token, const std::string& remote,
+                          const std::string& advertise = "127.0.0.1") const {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = agentapi::CreateJoinRequestDirect(fbb, token.c_str(), remote.c_str(),
+                                                  advertise.c_str(), "");
+    return callOn<agentapi::Envelope>(
+        socket(), bus::message<agentapi::Envelope>(fbb, agentapi::Body::JoinRequest, body.Union()),
+        30s);
+  }
+  Result<bus::Frame> leave(bool force = false) const {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = agentapi::CreateLeaveRequest(fbb, force);
+    return callOn<agentapi::Envelope>(
+        socket(), bus::message<agentapi::Envelope>(fbb, agentapi::Body::LeaveRequest, body.Union()),
+        15s);
+  }
+  bool inSwarm() const { return std::filesystem::exists(nodeDir + "/node.json"); }
+  std::string swarmState() const { return info().value("LocalNodeState", ""); }
+};
+
+std::string errorOf(const Result<bus::Frame>& r) { return r ? std::string() : r.error().message; }
+
+// A well-formed token of a CA that no manager here has.
+std::string strangerToken() {
+  auto ca = identity::ClusterCA::create(newId());
+  REQUIRE(ca.ok());
+  return identity::makeJoinToken(*ca, identity::systemRandom());
+}
+
+TEST_CASE("agentd outside a swarm: inactive, nothing to leave, bad tokens and silent managers "
+          "refused clearly") {
+  TempDir tmp;
+  Agentd a(tmp.path(), "a1");
+  a.start();
+
+  auto info = a.info();
+  CHECK(info.value("LocalNodeState", "") == "inactive");
+  CHECK(info.value("ControlAvailable", true) == false);
+  CHECK_FALSE(info.contains("NodeID"));
+  auto status = a.status();
+  CHECK(status["swarm"].value("state", "") == "inactive");
+  CHECK(status["swarm"].value("hostname", "") == "a1");
+
+  auto left = a.leave();
+  REQUIRE_FALSE(left.ok());
+  CHECK(contains(errorOf(left), "this node is not part of a swarm"));
+
+  auto bad = a.join("SWMTKN-1-nonsense", "127.0.0.1:2377");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_MESSAGE(contains(errorOf(bad), "not a swarm join token"), errorOf(bad));
+
+  auto noAddr = a.join(strangerToken(), "");
+  REQUIRE_FALSE(noAddr.ok());
+  CHECK_MESSAGE(contains(errorOf(noAddr), "manager's address"), errorOf(noAddr));
+
+  // Nothing listens at P+2: the hello gets no answer, and the join says so within its bound.
+  int port = freePort();
+  auto t0 = std::chrono::steady_clock::now();
+  auto silent = a.join(strangerToken(), "127.0.0.1:" + std::to_string(port));
+  auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(silent.ok());
+  std::string hello = "127.0.0.1:" + std::to_string(port + 2);
+  CHECK_MESSAGE(contains(errorOf(silent), "cannot reach a manager at " + hello + " (hello)"),
+                errorOf(silent));
+  CHECK(contains(errorOf(silent), "dispatcherd running"));
+  CHECK(took < 12s);
+  CHECK_FALSE(a.inSwarm());
+  CHECK(a.swarmState() == "inactive");
+}
+
+// A test peer that answers hello as a manager of its own CA would.
+struct HelloPeer {
+  Loop loop;
+  zmq::context_t ctx{1};
+  std::unique_ptr<bus::Server> server;
+  std::thread thread;
+
+  HelloPeer(int port, const identity::ClusterCA& ca, identity::Role role) {
+    server = std::make_unique<bus::Server>(loop, ctx);
+    auto key = curve::generate();
+    auto curveKey = identity::curveKeyFromZ85(key.publicKey);
+    REQUIRE(curveKey.ok());
+    auto cert = ca.issue(newId(), role, *curveKey, std::time(nullptr) - 3600,
+                         std::chrono::hours(24), 1);
+    REQUIRE(cert.ok());
+    std::vector<uint8_t> caPublic = ca.savePublic(), certBytes = *cert;
+    server->serve(kDispatchProtocol, [caPublic, certBytes](bus::Call call) {
+      flatbuffers::FlatBufferBuilder fbb;
+      auto body = dispatch::CreateHelloReply(fbb, fbb.CreateVector(caPublic),
+                                             fbb.CreateVector(certBytes), fbb.CreateString(""));
+      call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::HelloReply, body.Union()));
+    });
+    REQUIRE(server->bind("tcp://127.0.0.1:" + std::to_string(port + 2)).ok());
+    thread = std::thread([this] { loop.run(); });
+  }
+  ~HelloPeer() {
+    loop.post([this] {
+      server->close();
+      loop.stop();
+    });
+    thread.join();
+    server.reset();
+  }
+};
+
+TEST_CASE("agentd refuses a manager of another swarm, and a worker's hello") {
+  TempDir tmp;
+  Agentd a(tmp.path(), "a1");
+  a.start();
+  auto ca = identity::ClusterCA::create(newId());
+  REQUIRE(ca.ok());
+  int port = freePort();
+  std::string remote = "127.0.0.1:" + std::to_string(port);
+
+  SUBCASE("a token of another swarm") {
+    HelloPeer peer(port, *ca, identity::Role::Manager);
+    auto r = a.join(strangerToken(), remote);
+    REQUIRE_FALSE(r.ok());
+    CHECK_MESSAGE(contains(errorOf(r), "the join token was made for another swarm"), errorOf(r));
+    CHECK(contains(errorOf(r), "shoal swarm join-token"));
+  }
+  SUBCASE("the address of a worker") {
+    HelloPeer peer(port, *ca, identity::Role::Worker);
+    auto r = a.join(identity::makeJoinToken(*ca, identity::systemRandom()), remote);
+    REQUIRE_FALSE(r.ok());
+    CHECK_MESSAGE(contains(errorOf(r), "is a worker"), errorOf(r));
+  }
+  CHECK_FALSE(a.inSwarm());
+  CHECK(a.swarmState() == "inactive");
+}
+
+// node.json as a join would have left it, for a manager at a port where nothing answers.
+node::NodeConfig configWithSilentManager(const std::string& nodeDir) {
+  auto dir = node::NodeDir::open(nodeDir);
+  REQUIRE(dir.ok());
+  std::string clusterId = newId(), nodeId = newId();
+  auto ca = identity::ClusterCA::create(clusterId);
+  REQUIRE(ca.ok());
+  auto key = identity::curveKeyFromZ85(dir->key().publicKey);
+  REQUIRE(key.ok());
+  auto cert = ca->issue(nodeId, identity::Role::Worker, *key, std::time(nullptr) - 3600,
+                        std::chrono::hours(24), 7);
+  REQUIRE(cert.ok());
+  node::NodeConfig c;
+  c.nodeId = nodeId;
+  c.clusterId = clusterId;
+  c.certificate = *cert;
+  c.ca = ca->savePublic();
+  c.advertiseHost = "127.0.0.1";
+  c.managers = {{newId(), "127.0.0.1:" + std::to_string(freePort()), curve::generate().publicKey}};
+  REQUIRE(dir->save(c).ok());
+  return c;
+}
+
+TEST_CASE("agentd with node.json: pending while no manager answers, backing off; join refused; "
+          "leave forgets it") {
+  TempDir tmp;
+  Agentd a(tmp.path(), "a1");
+  auto config = configWithSilentManager(a.nodeDir);
+  a.start();
+
+  auto info = a.info();
+  CHECK(info.value("LocalNodeState", "") == "pending");
+  CHECK(info.value("NodeID", "") == config.nodeId);
+  CHECK(info.value("ClusterID", "") == config.clusterId);
+  CHECK(info.value("NodeAddr", "") == "127.0.0.1");
+  REQUIRE(info["RemoteManagers"].size() == 1);
+  CHECK(info["RemoteManagers"][0].value("Addr", "") == config.managers[0].addr);
+
+  // The open gets no answer (3 s), then the backoff grows from 100 ms.
+  CHECK(waitFor([&] {
+    auto s = a.status()["swarm"]["session"];
+    return s.value("state", "") == "connecting" && s.value("backoff_ms", 0) >= 100 &&
+           contains(s.value("last_error", ""), config.managers[0].addr);
+  }, 10s));
+  CHECK_FALSE(a.status()["swarm"].value("certificate", nlohmann::json::object()).value("expires_at", "").empty());
+
+  auto again = a.join(strangerToken(), "127.0.0.1:2377");
+  REQUIRE_FALSE(again.ok());
+  CHECK(contains(errorOf(again), "this node is already part of a swarm; use `shoal swarm leave` first"));
+
+  auto left = a.leave();
+  REQUIRE_MESSAGE(left.ok(), errorOf(left));
+  CHECK_FALSE(a.inSwarm());
+  CHECK(a.swarmState() == "inactive");
+  CHECK(a.status()["swarm"]["session"].value("state", "") == "stopped");
+}
+
+TEST_CASE("agentd with a damaged node.json: error, refused leave, forced leave") {
+  TempDir tmp;
+  Agentd a(tmp.path(), "a1");
+  REQUIRE(node::NodeDir::open(a.nodeDir).ok());
+  std::ofstream(a.nodeDir + "/node.json") << "{ not json";
+  a.start();
+  auto info = a.info();
+  CHECK(info.value("LocalNodeState", "") == "error");
+  CHECK(contains(info.value("Error", ""), "node.json is damaged"));
+  auto left = a.leave();
+  REQUIRE_FALSE(left.ok());
+  CHECK(contains(errorOf(left), "node.json is damaged"));
+  // --force: raftd (not running here) is asked and does not answer; the leave goes on.
+  auto forced = a.leave(true);
+  REQUIRE_MESSAGE(forced.ok(), errorOf(forced));
+  CHECK_FALSE(a.inSwarm());
+  CHECK(a.swarmState() == "inactive");
+}
+
+}  // namespace
+}  // namespace shoal
