@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/bench/cluster.h"
+#include "tools/bench/failover.h"
 #include "tools/bench/raft_bench.h"
 
 int main(int argc, char** argv) {
@@ -47,7 +48,27 @@ int main(int argc, char** argv) {
                    "Failover: a write attempt is abandoned and retried after this")
       ->capture_default_str()->check(CLI::Range(1, 60000));
 
+  shoal::bench::LabFailoverOptions fo;
+  fo.shoalLab = shoal::bench::defaultShoalLabPath();
+  fo.binDir = shoal::bench::defaultBinDir();
+  auto* labFailover = app.add_subcommand(
+      "failover", "On a shoal-lab of 3 managers and 2 workers (needs root): SIGKILL every daemon of the "
+                  "leader's node, time until a survivor's `shoal node ls` shows a new Leader");
+  labFailover->add_option("--runs", fo.runs, "Failover runs (one lab; the killed node rejoins between runs)")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  labFailover->add_option("--lab-name", fo.labName, "The lab's name")->capture_default_str();
+  labFailover->add_option("--shoal-lab", fo.shoalLab, "The shoal-lab executable")->capture_default_str();
+  labFailover->add_option("--bin-dir", fo.binDir, "shoal-lab up --bin-dir: where the daemons and shoal are")
+      ->capture_default_str();
+  labFailover->add_option("--poll-ms", fo.pollMs, "How often each survivor's node ls is asked")
+      ->capture_default_str()->check(CLI::Range(5, 1000));
+  labFailover->add_flag("--keep", fo.keep, "Leave the lab up at the end");
+
   int code = 0;
+  labFailover->callback([&] {
+    shoal::bench::installInterruptHandlers();
+    code = shoal::bench::runLabFailover(fo);
+  });
   raft->callback([&] {
     shoal::bench::installInterruptHandlers();
     code = failover ? shoal::bench::runRaftFailover(o) : shoal::bench::runRaftThroughput(o);

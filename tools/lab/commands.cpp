@@ -7,16 +7,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "tools/lab/host.h"
 #include "tools/lab/lab.h"
+#include "tools/lab/node_list.h"
 
 namespace shoal::lab {
 namespace {
@@ -26,7 +30,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kDaemonReady = 30s;   // a daemon's start, up to its "ready"
-constexpr auto kClusterReady = 60s;  // every manager a voter and one leader
+constexpr auto kSwarmCommand = 60s;  // one `shoal swarm init/join-token/join`
+constexpr auto kClusterReady = 60s;  // every node Ready, one Leader
 constexpr auto kKillBound = 10s;
 constexpr const char* kBridge = "br0";
 
@@ -139,18 +144,20 @@ std::map<std::string, std::string> findBinaries(const std::string& binDir) {
   return found;
 }
 
-const std::vector<std::string>& daemonsOf(const Node& n) {
-  return n.manager() ? managerDaemons() : workerDaemons();
-}
+const std::vector<std::string>& daemonsOf(const Node&) { return allDaemons(); }
 
-std::string raftAddress(const Node& n) { return n.address + ":" + std::to_string(kRaftPort); }
-
-// How a daemon is started on its node: its own state dir, the node's run dir, a log file.
-std::vector<std::string> daemonArgv(const Lab& lab, const Node& n, const std::string& d,
-                                    const std::vector<std::string>& extra) {
+// How a daemon is started on its node: its own state dir, the node's run dir and node dir, a
+// log file. agentd is told the node's name as its hostname: the lab's nodes share the
+// machine's UTS namespace, and `node ls` should tell m1 from w1. No flag says how the
+// cluster is formed: `swarm init` and `swarm join` do that, and node.json remembers it.
+std::vector<std::string> daemonArgv(const Lab& lab, const Node& n, const std::string& d) {
   std::vector<std::string> argv = {lab.binaries.at(d), "--state-dir", lab.stateDir(n, d),
-                                   "--run-dir", lab.runDir(n), "--log-file", lab.logFile(n, d)};
-  argv.insert(argv.end(), extra.begin(), extra.end());
+                                   "--run-dir",        lab.runDir(n),  "--node-dir",
+                                   lab.identityDir(n), "--log-file",   lab.logFile(n, d)};
+  if (d == "agentd") {
+    argv.push_back("--hostname");
+    argv.push_back(n.name);
+  }
   return argv;
 }
 
@@ -160,7 +167,7 @@ std::vector<std::string> daemonArgv(const Lab& lab, const Node& n, const std::st
 // words it. Its pid is then in its pid file.
 void startDaemon(Lab& lab, Node& n, const std::string& d) {
   auto& rec = n.daemons[d];
-  if (rec.argv.empty()) rec.argv = daemonArgv(lab, n, d, {});
+  if (rec.argv.empty()) rec.argv = daemonArgv(lab, n, d);
   fs::create_directories(lab.stateDir(n, d));
   fs::create_directories(lab.runDir(n));
   fs::create_directories(fs::path(lab.logFile(n, d)).parent_path());
@@ -205,43 +212,39 @@ void createNetwork(Lab& lab) {
   }
 }
 
-// A command run in a node's namespace with its run dir, output captured (for `up`'s checks).
+// A command run in a node's namespace with its run dir, as `shoal-lab exec` runs it, output
+// captured (for `up`'s checks).
 CommandResult runInNode(const Lab& lab, const Node& n, const std::vector<std::string>& argv,
                         std::chrono::milliseconds bound) {
-  std::string out = lab.dir + "/.command.out";
-  fs::remove(out);
-  pid_t pid = spawnInNetns(n.netns, argv, labEnvironment({"SHOAL_RUN_DIR=" + lab.runDir(n)}), lab.dir, out);
-  CommandResult r;
-  auto code = waitChild(pid, bound);
-  if (!code) {
-    ::kill(pid, SIGKILL);
-    waitChild(pid, 5s);
-  }
-  r.code = code.value_or(-1);
-  r.out = readFile(out);
-  fs::remove(out);
-  return r;
+  return runInNetns(n.netns, argv,
+                    labEnvironment({"SHOAL_RUN_DIR=" + lab.runDir(n), "SHOAL_LAB=" + lab.name,
+                                    "SHOAL_LAB_NODE=" + n.name}),
+                    bound);
 }
 
-// THE SWARM SWITCH. Today raftd forms the cluster itself: m1 bootstraps, every other manager
-// joins m1's raft port, and workers have no raft to join. When `shoal swarm init` and `shoal
-// swarm join` exist, this function becomes (and nothing else in the lab changes):
-//   1. startDaemons(lab, n) on every node, raftd with --listen-addr only;
-//   2. on m1:  runInNode(m1, {shoal, "swarm", "init", "--advertise-addr", m1.address});
-//   3. tokens: runInNode(m1, {shoal, "swarm", "join-token", "-q", "manager"|"worker"});
-//   4. on every other node: runInNode(n, {shoal, "swarm", "join", "--token", T, m1.address + ":2377"});
-// and waitForCluster also waits for every node to be Ready in `shoal node ls --format json`.
-void formCluster(Lab& lab) {
-  Node& first = lab.nodes.front();
-  auto& rec = first.daemons["raftd"];
-  rec.argv = daemonArgv(lab, first, "raftd", {"--listen-addr", raftAddress(first), "--bootstrap"});
-  startDaemon(lab, first, "raftd");
-  for (auto& n : lab.nodes) {
-    if (&n == &first || !n.manager()) continue;
-    n.daemons["raftd"].argv =
-        daemonArgv(lab, n, "raftd", {"--listen-addr", raftAddress(n), "--join", raftAddress(first)});
-    startDaemon(lab, n, "raftd");
-  }
+std::string commandLine(const std::vector<std::string>& argv) {
+  std::string line;
+  for (auto& a : argv) line += (line.empty() ? "" : " ") + (a.starts_with("SWMTKN-") ? a.substr(0, 12) + "..." : a);
+  return line;
+}
+
+// Runs `shoal ARGS...` in node n; its stdout, or LabError with everything it said.
+std::string shoalIn(const Lab& lab, const Node& n, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {lab.binaries.at("shoal")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = runInNode(lab, n, argv, kSwarmCommand);
+  if (r.code != 0)
+    throw LabError("`" + commandLine(argv) + "` in " + n.name + " failed (exit " + std::to_string(r.code) +
+                   "):\n" + r.out + r.err + "(the node's daemons log to " + lab.nodeDir(n) + "/log)");
+  return r.out;
+}
+
+std::string joinToken(const Lab& lab, const Node& first, const std::string& role) {
+  auto out = shoalIn(lab, first, {"swarm", "join-token", "-q", role});
+  auto token = findJoinToken(out);
+  if (!token)
+    throw LabError("`shoal swarm join-token -q " + role + "` in " + first.name + " printed no single token: " + out);
+  return *token;
 }
 
 void startDaemons(Lab& lab, Node& n) {
@@ -249,46 +252,73 @@ void startDaemons(Lab& lab, Node& n) {
     if (!running(n.daemons[d])) startDaemon(lab, n, d);
 }
 
-// Waits until m1's raftd counts every manager as a voter and exactly one manager leads.
-void waitForCluster(const Lab& lab) {
-  size_t managers = 0;
-  for (auto& n : lab.nodes) managers += n.manager();
-  auto end = Clock::now() + kClusterReady;
-  std::string last;
-  while (Clock::now() < end) {
-    size_t voters = 0, leaders = 0;
+// Forms the swarm as a user would, with the node's daemons already running: `swarm init` on
+// m1, then `swarm join` of every other node with the token of its role, aimed at m1's
+// dispatcher. Managers join one at a time (each is a raft membership change).
+void formCluster(Lab& lab, const std::string& heartbeat) {
+  Node& first = lab.nodes.front();
+  std::vector<std::string> init = {"swarm", "init", "--advertise-addr", first.address};
+  if (!heartbeat.empty()) {
+    init.push_back("--dispatcher-heartbeat");
+    init.push_back(heartbeat);
+  }
+  shoalIn(lab, first, init);
+  std::map<std::string, std::string> tokens;
+  const std::string target = first.address + ":" + std::to_string(kDispatcherPort);
+  for (bool managers : {true, false})
     for (auto& n : lab.nodes) {
-      if (!n.manager()) continue;
-      auto r = runInNode(lab, n, {lab.binaries.at("shoal"), "debug", "status", "raftd", "--json"}, 10s);
-      if (r.code != 0) continue;
+      if (&n == &first || n.manager() != managers) continue;
+      auto& token = tokens[n.role];
+      if (token.empty()) token = joinToken(lab, first, n.role);
+      shoalIn(lab, n, {"swarm", "join", "--token", token, target});
+    }
+}
+
+std::vector<std::string> namesOf(const Lab& lab, bool managers) {
+  std::vector<std::string> names;
+  for (auto& n : lab.nodes)
+    if (n.manager() == managers) names.push_back(n.name);
+  return names;
+}
+
+// Waits until m1's `shoal node ls` lists every node of the lab Ready, the managers Leader or
+// Reachable with exactly one Leader.
+void waitForCluster(const Lab& lab) {
+  const Node& first = lab.nodes.front();
+  auto managers = namesOf(lab, true), workers = namesOf(lab, false);
+  auto end = Clock::now() + kClusterReady;
+  std::string why = "m1 was not asked";
+  while (Clock::now() < end) {
+    auto r = runInNode(lab, first, {lab.binaries.at("shoal"), "node", "ls", "--format", "json"}, 10s);
+    if (r.code != 0) {
+      why = "`shoal node ls` in " + first.name + " failed: " + r.out + r.err;
+    } else {
       try {
-        auto j = nlohmann::json::parse(r.out);
-        leaders += j.value("role", "") == "Leader";
-        if (&n == &lab.nodes.front()) {
-          for (auto& m : j.value("members", nlohmann::json::array())) voters += m.value("suffrage", "") == "voter";
-          last = j.dump();
-        }
-      } catch (const std::exception&) {
+        why = notFormedBecause(parseNodeList(r.out), managers, workers);
+        if (why.empty()) return;
+      } catch (const LabError& e) {
+        why = e.what();
       }
     }
-    if (voters == managers && leaders == 1) return;
     std::this_thread::sleep_for(200ms);
   }
-  throw LabError("the raft cluster did not form within 60 s: m1's raftd says " + last);
+  throw LabError("the swarm did not form within 60 s: in m1's `shoal node ls`, " + why);
 }
 
 void printUsage(const Lab& lab) {
   const std::string n = lab.name == kDefaultName ? "" : " --name " + lab.name;
   std::cout << "lab " << lab.name << " is up on " << lab.subnet() << " (" << lab.dir << ")\n\n";
   ls(lab.name, false);
-  std::cout << "\nThe raft cluster was formed by raftd --bootstrap on m1 and --join on the other managers;\n"
-               "`shoal swarm init/join` will form it once they exist (tools/lab/commands.cpp, formCluster).\n\n"
-               "Use it:\n"
-            << "  shoal-lab exec" << n << " m1 shoal debug status raftd   # any command, inside node m1\n"
-            << "  shoal-lab exec" << n << " w1 bash                       # a shell on w1 (SHOAL_RUN_DIR is set)\n"
-            << "  shoal-lab kill" << n << " m1 raftd    /  shoal-lab start" << n << " m1 raftd\n"
+  std::cout << "\nThe swarm was formed by `shoal swarm init --advertise-addr " << lab.nodes.front().address
+            << "` on m1\nand `shoal swarm join --token <manager or worker token> " << lab.nodes.front().address << ":"
+            << kDispatcherPort << "` on every other node.\n\n"
+            << "Use it:\n"
+            << "  shoal-lab exec" << n << " m1 shoal node ls             # any command, inside node m1\n"
+            << "  shoal-lab exec" << n << " w1 bash                      # a shell on w1 (SHOAL_RUN_DIR is set)\n"
+            << "  shoal-lab ls" << n << "                                # nodes, addresses, daemon pids\n"
+            << "  shoal-lab kill" << n << " m1          /  shoal-lab start" << n << " m1   # SIGKILL all of m1's daemons, or one: kill m1 raftd\n"
             << "  shoal-lab partition" << n << " m1     /  shoal-lab heal" << n << "\n"
-            << "  shoal-lab down" << n << "                                # removes everything\n"
+            << "  shoal-lab down" << n << "                              # removes everything\n"
             << "(export SHOAL_LAB=" << lab.name << " to leave out --name)\n";
 }
 
@@ -349,6 +379,9 @@ bool teardown(const std::string& name) {
   // Deleting a node's namespace deletes its veth pair; deleting the hub deletes the bridges.
   for (auto& ns : namespaces)
     if (!ipQuiet({"netns", "delete", ns}) && netnsExists(ns)) problems += "\n  cannot delete netns " + ns;
+  // Whatever a daemon mounted under the lab's dir (a container's rootfs, say), deepest first.
+  for (auto& m : mountsUnder(labDir(name)))
+    if (!detachMount(m)) problems += "\n  cannot unmount " + m + ": " + std::strerror(errno);
   std::error_code ec;
   bool hadDir = fs::exists(labDir(name));
   fs::remove_all(labDir(name), ec);
@@ -366,6 +399,9 @@ int up(const UpOptions& o) {
     throw LabError("--managers must be 1 to " + std::to_string(kMaxManagers));
   if (o.workers < 0 || o.workers > kMaxWorkers)
     throw LabError("--workers must be 0 to " + std::to_string(kMaxWorkers));
+  static const std::regex duration("([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+");
+  if (!o.heartbeat.empty() && !std::regex_match(o.heartbeat, duration))
+    throw LabError("bad --heartbeat '" + o.heartbeat + "': give a duration such as 1s or 500ms");
   auto binaries = findBinaries(o.binDir);
   Lab lab;
   {
@@ -382,10 +418,10 @@ int up(const UpOptions& o) {
   }
   try {
     createNetwork(lab);
-    formCluster(lab);
     for (auto& n : lab.nodes) startDaemons(lab, n);
+    formCluster(lab, o.heartbeat);
     waitForCluster(lab);
-  } catch (const LabError& e) {
+  } catch (const std::exception& e) {
     std::cerr << "shoal-lab: error: " << e.what() << "\nshoal-lab: removing the half-made lab " << o.name << "\n";
     teardown(o.name);
     RootLock lock;

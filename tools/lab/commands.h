@@ -13,6 +13,7 @@ struct UpOptions {
   int managers = 3;
   int workers = 2;
   std::string binDir;  // where the daemons and the shoal CLI are; empty: beside shoal-lab
+  std::string heartbeat;  // `swarm init --dispatcher-heartbeat`; empty: the cluster's default
 };
 
 int up(const UpOptions& options);

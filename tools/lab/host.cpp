@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,17 +90,37 @@ std::string inPath(const std::string& command, const std::vector<std::string>& e
 
 }  // namespace
 
-CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+namespace {
+
+// argv[0] (a path) to its end with a bound, output captured; in netns when one is named (-1:
+// ours), with env when given (else ours).
+CommandResult runCaptured(int netnsFd, const std::vector<std::string>& argv,
+                          const std::vector<std::string>* env, std::chrono::milliseconds timeout) {
   int out = ::memfd_create("out", MFD_CLOEXEC), err = ::memfd_create("err", MFD_CLOEXEC);
-  if (out < 0 || err < 0) throw LabError("memfd_create: " + errnoText());
-  CStrings args(argv);
+  if (out < 0 || err < 0) {
+    if (out >= 0) ::close(out);
+    if (err >= 0) ::close(err);
+    throw LabError("memfd_create: " + errnoText());
+  }
+  // Everything the child needs is built before fork: after it only async-signal-safe calls.
+  CStrings args(argv), envp(env ? *env : std::vector<std::string>{});
+  char** childEnv = env ? envp.get() : environ;
   pid_t pid = ::fork();
-  if (pid < 0) throw LabError("fork: " + errnoText());
+  if (pid < 0) {
+    ::close(out);
+    ::close(err);
+    throw LabError("fork: " + errnoText());
+  }
   if (pid == 0) {
+    if (netnsFd >= 0 && ::setns(netnsFd, CLONE_NEWNET) != 0) {
+      static const char m[] = "shoal-lab: setns into the node's network namespace failed\n";
+      [[maybe_unused]] auto n = ::write(err, m, sizeof m - 1);
+      ::_exit(126);
+    }
     int null = ::open("/dev/null", O_RDONLY);
     if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(127);
     resetSignals();
-    ::execv(args.get()[0], args.get());
+    ::execve(args.get()[0], args.get(), childEnv);
     ::_exit(127);
   }
   CommandResult r;
@@ -116,6 +137,25 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::mill
   ::close(out);
   ::close(err);
   return r;
+}
+
+}  // namespace
+
+CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  return runCaptured(-1, argv, nullptr, timeout);
+}
+
+CommandResult runInNetns(const std::string& netns, const std::vector<std::string>& argv,
+                         const std::vector<std::string>& env, std::chrono::milliseconds timeout) {
+  int ns = openNetns(netns);
+  try {
+    auto r = runCaptured(ns, argv, &env, timeout);
+    ::close(ns);
+    return r;
+  } catch (...) {
+    ::close(ns);
+    throw;
+  }
 }
 
 void ip(const std::vector<std::string>& args) {
@@ -296,6 +336,31 @@ std::vector<pid_t> killAll(const std::vector<pid_t>& pids, std::chrono::millisec
   }
   return left;
 }
+
+std::vector<std::string> mountsUnder(const std::string& dir) {
+  std::vector<std::string> found;
+  std::stringstream in(readFile("/proc/self/mountinfo"));
+  for (std::string line; std::getline(in, line);) {
+    // id parent major:minor root mountpoint ...; the mount point escapes space as \040.
+    std::stringstream fields(line);
+    std::string id, parent, dev, root, point;
+    if (!(fields >> id >> parent >> dev >> root >> point)) continue;
+    std::string unescaped;
+    for (size_t i = 0; i < point.size(); ++i) {
+      if (point[i] == '\\' && i + 3 < point.size()) {
+        unescaped += static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        unescaped += point[i];
+      }
+    }
+    if (unescaped == dir || unescaped.starts_with(dir + "/")) found.push_back(unescaped);
+  }
+  std::sort(found.begin(), found.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return found;
+}
+
+bool detachMount(const std::string& path) { return ::umount2(path.c_str(), MNT_DETACH) == 0; }
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path);

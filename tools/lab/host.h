@@ -22,6 +22,10 @@ struct CommandResult {
 // Runs argv[0] (a path) to its end with a bound; output captured.
 CommandResult runCommand(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(20));
+// The same inside network namespace netns (entered with setns), with environment env;
+// stdout and stderr captured apart. Safe to call from several threads at once.
+CommandResult runInNetns(const std::string& netns, const std::vector<std::string>& argv,
+                         const std::vector<std::string>& env, std::chrono::milliseconds timeout);
 // Runs `ip ARGS...`; throws LabError with ip's message when it fails.
 void ip(const std::vector<std::string>& args);
 // Runs `ip ARGS...` and returns what it said, failed or not.
@@ -57,6 +61,11 @@ bool sameProcess(pid_t pid, uint64_t startTime);
 std::vector<pid_t> processesIn(const std::string& netns);
 // SIGKILLs the pids and waits (bounded) until they are gone; returns those still there.
 std::vector<pid_t> killAll(const std::vector<pid_t>& pids, std::chrono::milliseconds bound);
+
+// The mount points at or under dir (from /proc/self/mountinfo), deepest first.
+std::vector<std::string> mountsUnder(const std::string& dir);
+// Detaches the mount at path (umount2 MNT_DETACH); false with errno set when it fails.
+bool detachMount(const std::string& path);
 
 std::string readFile(const std::string& path);
 std::string tail(const std::string& text, size_t lines);

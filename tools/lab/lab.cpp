@@ -7,18 +7,11 @@
 
 namespace shoal::lab {
 
-const std::vector<std::string>& managerDaemons() {
+const std::vector<std::string>& allDaemons() {
   static const std::vector<std::string> d = {"raftd",   "schedulerd", "dispatcherd",
                                              "agentd", "overlayd",   "meshd"};
   return d;
 }
-
-const std::vector<std::string>& workerDaemons() {
-  static const std::vector<std::string> d = {"agentd", "overlayd", "meshd"};
-  return d;
-}
-
-const std::vector<std::string>& allDaemons() { return managerDaemons(); }
 
 std::string Lab::subnet() const { return "198.18." + std::to_string(index) + ".0/24"; }
 

@@ -29,11 +29,12 @@ inline constexpr const char* kDefaultName = "lab";
 inline constexpr int kMaxLabs = 256;
 inline constexpr int kMaxManagers = 99;  // m<i> is .<i>
 inline constexpr int kMaxWorkers = 150;  // w<i> is .<100+i>
+inline constexpr int kDispatcherPort = 2377;  // `swarm join` goes here
 inline constexpr int kRaftPort = 2378;
 
-// The daemons of a node, in the order they are started (DESIGN.md §1).
-const std::vector<std::string>& managerDaemons();
-const std::vector<std::string>& workerDaemons();
+// The daemons of a node, in the order they are started (DESIGN.md §1). Every node runs all
+// of them, as every Swarm node runs dockerd: a worker's raftd, schedulerd and dispatcherd stay
+// idle until the node is promoted.
 const std::vector<std::string>& allDaemons();
 
 struct DaemonRecord {
@@ -43,8 +44,8 @@ struct DaemonRecord {
 };
 
 struct Node {
-  std::string name;  // m1.., w1..
-  std::string role;  // manager | worker
+  std::string name;  // m1.., w1..; also its hostname in the swarm (agentd --hostname)
+  std::string role;  // manager | worker: as the lab made it (promote/demote do not change it)
   std::string netns;
   std::string address;  // without the prefix length
   std::string hubPort;  // its veth's end in the hub namespace
@@ -65,6 +66,8 @@ struct Lab {
   std::string subnet() const;  // 198.18.<index>.0/24
   std::string nodeDir(const Node& n) const { return dir + "/" + n.name; }
   std::string runDir(const Node& n) const { return nodeDir(n) + "/run"; }
+  // The node's swarm identity (node.key, node.json), shared by its daemons (--node-dir).
+  std::string identityDir(const Node& n) const { return nodeDir(n) + "/node"; }
   std::string stateDir(const Node& n, const std::string& daemon) const {
     return nodeDir(n) + "/state/" + daemon;
   }

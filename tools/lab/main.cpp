@@ -28,11 +28,14 @@ int main(int argc, char** argv) {
 
   UpOptions upo;
   upo.name = defaultName();
-  auto* upc = app.add_subcommand("up", "Make a lab: namespaces, bridge, daemons, the cluster formed");
+  auto* upc = app.add_subcommand("up", "Make a lab: namespaces, bridge, daemons, the swarm formed (init on m1, join on the others)");
   upc->add_option("--name", upo.name, "The lab's name");
   upc->add_option("--managers", upo.managers, "How many managers (m1..)")->capture_default_str();
   upc->add_option("--workers", upo.workers, "How many workers (w1..)")->capture_default_str();
   upc->add_option("--bin-dir", upo.binDir, "Where the daemons and shoal are (a build dir; default: beside shoal-lab)");
+  upc->add_option("--heartbeat", upo.heartbeat,
+                  "The swarm's dispatcher heartbeat period (swarm init --dispatcher-heartbeat), e.g. 1s; "
+                  "default: the cluster's (5s)");
   upc->callback([&] { code = up(upo); });
 
   std::string name = defaultName();
