@@ -10,8 +10,9 @@ std::string str(const flatbuffers::String* s) { return s ? s->str() : std::strin
 // An address a manager sent: host:port, never an interface name of this host.
 Status checkAddr(const std::string& addr, std::string_view what) {
   if (addr.empty()) return Error{std::string(what) + " has no address"};
-  auto parsed = node::parseAddr(addr, node::kDefaultPort, false);
+  auto parsed = node::parseAddr(addr, 0, false);
   if (!parsed) return Error{std::string(what) + ": " + parsed.error().message};
+  if (parsed->port == 0) return Error{std::string(what) + ": address '" + addr + "' has no port"};
   return {};
 }
 
