@@ -519,10 +519,10 @@ void Dispatcher::join(bus::Call call, const dispatch::JoinRequest& request) {
   uint64_t serial = 0;
   random_(std::span(reinterpret_cast<uint8_t*>(&serial), sizeof serial));
   auto cert = authority->issue(plan.nodeId, plan.role, plan.key, notBefore,
-                               std::chrono::seconds(expiryNs / 1'000'000'000), serial);
+                               std::chrono::seconds(kBackdateSeconds + expiryNs / 1'000'000'000), serial);
   if (!cert) return refuseJoin(call, wire::ErrorCode::Internal, "cannot issue a certificate: " + cert.error().message);
   plan.certificate = std::move(cert).value();
-  plan.certificateExpiryNs = (notBefore + expiryNs / 1'000'000'000) * 1'000'000'000;
+  plan.certificateExpiryNs = (notBefore + kBackdateSeconds + expiryNs / 1'000'000'000) * 1'000'000'000;
 
   joining_.insert(call.peerKey());
   auto held = std::make_shared<bus::Call>(std::move(call));
@@ -599,11 +599,11 @@ Result<NodeUpdate::Cert> Dispatcher::issueCertificate(const NodeRecord& node) {
   int64_t notBefore = unixSeconds() - kBackdateSeconds;
   uint64_t serial = 0;
   random_(std::span(reinterpret_cast<uint8_t*>(&serial), sizeof serial));
+  int64_t validFor = kBackdateSeconds + expiryNs / 1'000'000'000;
   auto cert = authority->issue(node.id, static_cast<identity::Role>(node.role), *node.curveKey, notBefore,
-                               std::chrono::seconds(expiryNs / 1'000'000'000), serial);
+                               std::chrono::seconds(validFor), serial);
   if (!cert) return Error{"cannot issue a certificate: " + cert.error().message};
-  NodeUpdate::Cert out{std::move(cert).value(), (notBefore + expiryNs / 1'000'000'000) * 1'000'000'000,
-                      node.role};
+  NodeUpdate::Cert out{std::move(cert).value(), (notBefore + validFor) * 1'000'000'000, node.role};
   NodeUpdate update;
   update.certificate = out;
   writes_.add(node.id, update);

@@ -21,12 +21,15 @@ Labels labelsOf(const flatbuffers::Vector<flatbuffers::Offset<objects::KeyValue>
   return out;
 }
 
-flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<objects::KeyValue>>> buildLabels(
-    flatbuffers::FlatBufferBuilder& fbb, const Labels& labels) {
-  std::vector<flatbuffers::Offset<objects::KeyValue>> out;
-  for (auto& [k, v] : labels)
-    out.push_back(objects::CreateKeyValue(fbb, fbb.CreateString(k), fbb.CreateString(v)));
-  return fbb.CreateVector(out);
+std::vector<std::unique_ptr<objects::KeyValueT>> labelsT(const Labels& labels) {
+  std::vector<std::unique_ptr<objects::KeyValueT>> out;
+  for (auto& [k, v] : labels) {
+    auto kv = std::make_unique<objects::KeyValueT>();
+    kv->key = k;
+    kv->value = v;
+    out.push_back(std::move(kv));
+  }
+  return out;
 }
 
 Description rawDescription(const objects::NodeDescription* d) {
@@ -130,34 +133,59 @@ Result<NodeRecord> parseNode(std::string_view bytes) {
   }
   out.certificate = bytesOf(n->certificate());
   out.certificateExpiry = n->certificate_expiry();
+  out.stored.assign(bytes);
   return out;
 }
 
 std::string buildNode(const NodeRecord& node) {
-  flatbuffers::FlatBufferBuilder fbb(1024);
+  objects::NodeT t;
+  if (!node.stored.empty()) flatbuffers::GetRoot<objects::Node>(node.stored.data())->UnPackTo(&t);
+  t.id = node.id;
+  t.meta = std::make_unique<objects::Meta>(0, 0, 0);
+  if (!t.spec) t.spec = std::make_unique<objects::NodeSpecT>();
+  if (!t.spec->annotations) t.spec->annotations = std::make_unique<objects::AnnotationsT>();
+  t.spec->annotations->name = node.name;
+  t.spec->annotations->labels = labelsT(node.labels);
+  t.spec->desired_role = node.desiredRole;
+  t.spec->membership = node.membership;
+  t.spec->availability = node.availability;
+
   auto& d = node.description;
-  auto platform = objects::CreatePlatform(fbb, fbb.CreateString(d.architecture), fbb.CreateString(d.os));
-  auto resources = objects::CreateResources(fbb, d.nanoCpus, d.memoryBytes, d.pids);
-  auto engine = objects::CreateEngineDescription(fbb, fbb.CreateString(d.engineVersion),
-                                                 buildLabels(fbb, d.engineLabels));
-  auto description = objects::CreateNodeDescription(fbb, fbb.CreateString(d.hostname), platform,
-                                                    resources, engine);
-  auto annotations = objects::CreateAnnotations(fbb, fbb.CreateString(node.name), buildLabels(fbb, node.labels));
-  auto spec = objects::CreateNodeSpec(fbb, annotations, node.desiredRole, node.membership, node.availability);
-  auto status = objects::CreateNodeStatus(fbb, node.state, fbb.CreateString(node.message),
-                                          fbb.CreateString(node.addr));
-  flatbuffers::Offset<objects::ManagerStatus> manager;
-  if (node.managerStatus)
-    manager = objects::CreateManagerStatus(fbb, node.managerStatus->raftId,
-                                           fbb.CreateString(node.managerStatus->addr),
-                                           node.managerStatus->leader, node.managerStatus->reachability);
-  flatbuffers::Offset<flatbuffers::Vector<uint8_t>> key;
-  if (node.curveKey) key = fbb.CreateVector(node.curveKey->data(), node.curveKey->size());
-  auto certificate = fbb.CreateVector(node.certificate);
-  auto id = fbb.CreateString(node.id);
-  objects::Meta meta(0, 0, 0);
-  fbb.Finish(objects::CreateNode(fbb, id, &meta, spec, description, status, manager, node.role, key,
-                                 certificate, node.certificateExpiry));
+  if (!t.description) t.description = std::make_unique<objects::NodeDescriptionT>();
+  auto& td = *t.description;
+  td.hostname = d.hostname;
+  if (!td.platform) td.platform = std::make_unique<objects::PlatformT>();
+  td.platform->os = d.os;
+  td.platform->architecture = d.architecture;
+  if (!td.resources) td.resources = std::make_unique<objects::ResourcesT>();
+  td.resources->nano_cpus = d.nanoCpus;
+  td.resources->memory_bytes = d.memoryBytes;
+  td.resources->pids = d.pids;
+  if (!td.engine) td.engine = std::make_unique<objects::EngineDescriptionT>();
+  td.engine->engine_version = d.engineVersion;
+  td.engine->labels = labelsT(d.engineLabels);
+
+  if (!t.status) t.status = std::make_unique<objects::NodeStatusT>();
+  t.status->state = node.state;
+  t.status->message = node.message;
+  t.status->addr = node.addr;
+  if (node.managerStatus) {
+    if (!t.manager_status) t.manager_status = std::make_unique<objects::ManagerStatusT>();
+    t.manager_status->raft_id = node.managerStatus->raftId;
+    t.manager_status->addr = node.managerStatus->addr;
+    t.manager_status->leader = node.managerStatus->leader;
+    t.manager_status->reachability = node.managerStatus->reachability;
+  } else {
+    t.manager_status.reset();
+  }
+  t.role = node.role;
+  t.curve_public_key.clear();
+  if (node.curveKey) t.curve_public_key.assign(node.curveKey->begin(), node.curveKey->end());
+  t.certificate = node.certificate;
+  t.certificate_expiry = node.certificateExpiry;
+
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  fbb.Finish(objects::Node::Pack(fbb, &t));
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
 

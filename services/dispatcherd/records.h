@@ -68,12 +68,17 @@ struct NodeRecord {
 
   // The key as ZeroMQ writes it (Z85), empty when the Node has none.
   std::string curveKeyZ85() const;
+
+  // The store's bytes this record was read from (verified), so that a write keeps the fields
+  // this daemon does not know (a later schema's) as they were.
+  std::string stored;
 };
 
 // A Node from the store. Errors name what is wrong; a Node the dispatcher cannot read is
 // left out of its view (and logged) rather than taken for a node without a key.
 Result<NodeRecord> parseNode(std::string_view bytes);
-// The Node as a FlatBuffer with a zero Meta, for a Create or an Update.
+// The Node as a FlatBuffer with a zero Meta, for a Create or an Update: the stored bytes with
+// every field of the record written over them.
 std::string buildNode(const NodeRecord& node);
 
 // The cluster settings the dispatcher needs (Cluster object).
