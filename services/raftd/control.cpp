@@ -40,6 +40,9 @@ constexpr uint32_t kAttemptTimeoutMs = 3000;
 // is the only voter, so one election timeout, with room for a slow disk.
 constexpr auto kLeadLimit = 10s;
 constexpr auto kTransferLimit = 5s;
+// agentd waits 5 s for raftd (services/agentd/local_daemons.h): a leave whose cluster does not
+// answer must be decided within that.
+constexpr auto kLeaveReadBudget = 2500ms;
 
 const char* const kAlreadyInSwarm =
     "this node is already part of a swarm; use `shoal swarm leave` to leave it, or `shoal "
@@ -256,6 +259,10 @@ void Control::fail(const Req& r, const Error& error) {
 
 void Control::serve(Req r) {
   auto* env = r->call.as<swarmapi::Envelope>();
+  if (!env->body())
+    return fail(r, ErrorCode::BadMessage,
+                std::string("swarm message ") + swarmapi::EnumNameBody(env->body_type()) +
+                    " has no body");
   switch (env->body_type()) {
     case swarmapi::Body::InitRequest: return init(std::move(r));
     case swarmapi::Body::JoinRaftRequest: return joinRaft(std::move(r));
@@ -276,14 +283,15 @@ void Control::serve(Req r) {
 
 void Control::storeCall(bus::Buffer request, Then<bus::Frame> fn, Millis budget) {
   auto a = std::make_shared<StoreAttempt>();
-  bus::setHeader(request, nextCall_++, wire::Kind::Request, kAttemptTimeoutMs, 0);
+  auto attemptMs = static_cast<uint32_t>(std::min<int64_t>(kAttemptTimeoutMs, budget.count()));
+  bus::setHeader(request, nextCall_++, wire::Kind::Request, attemptMs, 0);
   a->request.assign(reinterpret_cast<const char*>(request.data()), request.size());
   a->fn = std::move(fn);
   a->deadline = daemon_.loop().now() + budget;
   // serveStore answers every call (by its deadline at the latest); this only guards the
   // queue against a call that is never answered.
   std::weak_ptr<bool> alive = alive_;
-  a->watchdog = daemon_.loop().after(budget + Millis(kAttemptTimeoutMs) + 2s, [this, a, alive] {
+  a->watchdog = daemon_.loop().after(budget + Millis(attemptMs) + 2s, [this, a, alive] {
     if (alive.expired() || a->done) return;
     a->done = true;
     a->fn(Error{"the store did not answer in time; retry", static_cast<int>(ErrorCode::DeadlineExceeded)});
@@ -339,7 +347,7 @@ void Control::get(ObjectKind kind, const std::string& id, Then<std::string> fn) 
   });
 }
 
-void Control::list(ObjectKind kind, bool local, Then<std::vector<std::string>> fn) {
+void Control::list(ObjectKind kind, bool local, Then<std::vector<std::string>> fn, Millis budget) {
   storeCall(store::listRequest(kind, local), [fn = std::move(fn)](Result<bus::Frame> r) {
     if (!r) return fn(r.error());
     auto* reply = r->as<storeapi::Envelope>()->body_as_ObjectsReply();
@@ -349,10 +357,10 @@ void Control::list(ObjectKind kind, bool local, Then<std::vector<std::string>> f
       for (auto* o : *reply->objects())
         if (o->data()) out.emplace_back(reinterpret_cast<const char*>(o->data()->data()), o->data()->size());
     fn(std::move(out));
-  });
+  }, budget);
 }
 
-void Control::listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn) {
+void Control::listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn, Millis budget) {
   list(ObjectKind::Node, false, [fn = std::move(fn)](Result<std::vector<std::string>> r) {
     if (!r) return fn(r.error());
     std::vector<std::unique_ptr<objects::NodeT>> nodes;
@@ -362,7 +370,7 @@ void Control::listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn) {
       nodes.push_back(std::move(n).value());
     }
     fn(std::move(nodes));
-  });
+  }, budget);
 }
 
 void Control::getCluster(Then<std::unique_ptr<objects::ClusterT>> fn) {
@@ -1114,6 +1122,8 @@ void Control::leave(Req r) {
     spdlog::info("left raft {}; this raftd is idle", how);
     ok(r);
   };
+  // A demoted manager's agentd asks after the leader removed it: nothing to check then.
+  if (!inRaftConfig(node_.id())) return forget("after the cluster removed this member");
   listNodes([this, r, force, forget](Result<std::vector<std::unique_ptr<objects::NodeT>>> nodes) {
     if (!nodes) {
       if (!force)
@@ -1142,7 +1152,7 @@ void Control::leave(Req r) {
                   : "without removing this member (" + st.error().message + ")");
       });
     });
-  });
+  }, kLeaveReadBudget);
 }
 
 }  // namespace shoal::raftd

@@ -102,8 +102,10 @@ class Control {
   void attemptStore(std::shared_ptr<StoreAttempt> a);
   void storeCall(bus::Buffer request, Then<bus::Frame> fn, Millis budget = std::chrono::seconds(8));
   void get(objects::ObjectKind kind, const std::string& id, Then<std::string> fn);
-  void list(objects::ObjectKind kind, bool local, Then<std::vector<std::string>> fn);
-  void listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn);
+  void list(objects::ObjectKind kind, bool local, Then<std::vector<std::string>> fn,
+            Millis budget = std::chrono::seconds(8));
+  void listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn,
+                 Millis budget = std::chrono::seconds(8));
   void getCluster(Then<std::unique_ptr<objects::ClusterT>> fn);
   void commit(std::vector<store::ChangeSpec> changes, Then<uint64_t> fn);
   void member(bus::Buffer request, std::function<void(Status)> fn);

@@ -155,6 +155,23 @@ std::string workerNode(const std::string& id, const std::string& hostname, objec
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
 
+// A manager Node of another raftd, as the store would hold it.
+std::string managerNode(const std::string& id, const std::string& hostname, uint64_t raftId,
+                        const std::string& raftAddr) {
+  objects::NodeT n;
+  auto worker = workerNode(id, hostname, objects::NodeState::Ready);
+  flatbuffers::GetRoot<objects::Node>(worker.data())->UnPackTo(&n);
+  n.role = objects::NodeRole::Manager;
+  n.spec->desired_role = objects::NodeRole::Manager;
+  n.manager_status = std::make_unique<objects::ManagerStatusT>();
+  n.manager_status->raft_id = raftId;
+  n.manager_status->addr = raftAddr;
+  n.manager_status->reachability = objects::Reachability::Reachable;
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(objects::Node::Pack(fbb, &n));
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
 class Raftd {
  public:
   Raftd()
@@ -403,6 +420,37 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
     REQUIRE(raftd.call(nodeRemoveRequest("w1", true)).ok());
     CHECK_FALSE(raftd.store().get(ObjectKind::Node, w1).ok());
     CHECK(raftd.store().list(ObjectKind::Node)->objects.size() == 1);
+  }
+
+  SUBCASE("--force-new-cluster: this manager alone, with the store it had") {
+    std::string m2 = newId();
+    REQUIRE(raftd.store().txn({{ObjectKind::Node, objects::Operation::Create, m2, 0,
+                                managerNode(m2, "m2", 77, "127.0.0.3:" + std::to_string(port + 1))}}).ok());
+    CHECK(contains(raftd.refusal(initRequest({.pools = {"10.0.0.0/8"}, .force = true})),
+                   "keeps the cluster's settings"));
+    CHECK(contains(raftd.refusal(initRequest({.advertise = "127.0.0.1:1", .force = true})),
+                   "keeps this manager's addresses"));
+    CHECK(raftd.node(m2)->role == objects::NodeRole::Manager);
+
+    auto forced = raftd.call(initRequest({.force = true}));
+    REQUIRE_MESSAGE(forced.ok(), (forced ? "" : forced.error().message));
+    auto* again = forced->as<swarmapi::Envelope>()->body_as_InitReply();
+    CHECK(again->node_id()->str() == nodeId);
+    CHECK(again->cluster_id()->str() == clusterId);
+    CHECK(again->worker_token()->str() == workerToken);
+    CHECK(again->advertise_addr()->str() == advertise);
+    // The other manager is demoted and marked Down for the operator to remove.
+    auto other = raftd.node(m2);
+    CHECK(other->role == objects::NodeRole::Worker);
+    CHECK(other->spec->desired_role == objects::NodeRole::Worker);
+    CHECK_FALSE(other->manager_status);
+    CHECK(other->status->state == objects::NodeState::Down);
+    CHECK(contains(other->status->message, "force-new-cluster"));
+    CHECK(raftd.node(nodeId)->manager_status->leader);
+    // Writable, and the old objects are there.
+    REQUIRE(raftd.call(updateRequest(3 * kSecond, 0)).ok());
+    CHECK(raftd.cluster(clusterId)->spec->dispatcher->heartbeat_period == 3 * kSecond);
+    REQUIRE(raftd.call(nodeRemoveRequest("m2", false)).ok());
   }
 
   SUBCASE("leave: the last manager only with --force; then a new init works") {
