@@ -12,11 +12,14 @@ struct Globals {
   std::string runDir;  // where daemons' local sockets are: --run-dir, $SHOAL_RUN_DIR, /run/shoal
 };
 
-// Exit codes: 0 ok, 1 the operation failed, 2 bad usage.
+// Exit codes: 0 ok, 1 the operation failed, 2 bad usage (main maps CLI11's parse errors to 2).
 struct Outcome {
   int code = 0;
 };
 
+void addSwarmCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+void addNodeCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+void addInfoCommand(CLI::App& app, Globals& globals, Outcome& outcome);
 void addDebugCommands(CLI::App& app, Globals& globals, Outcome& outcome);
 void addDumpStoreCommand(CLI::App& debug, Outcome& outcome);
 

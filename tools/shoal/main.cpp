@@ -13,11 +13,16 @@ int main(int argc, char** argv) {
   app.add_option("--run-dir", globals.runDir,
                  "Where the daemons' local sockets are (default $SHOAL_RUN_DIR or /run/shoal)");
   shoal::cli::Outcome outcome;
+  shoal::cli::addSwarmCommands(app, globals, outcome);
+  shoal::cli::addNodeCommands(app, globals, outcome);
+  shoal::cli::addInfoCommand(app, globals, outcome);
   shoal::cli::addDebugCommands(app, globals, outcome);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end well; any other parse error is bad usage.
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   }
   return outcome.code;
 }
