@@ -36,6 +36,9 @@ using objects::Operation;
 using wire::ErrorCode;
 
 constexpr uint32_t kAttemptTimeoutMs = 3000;
+// Control requests are few (a person or a daemon of this node asks); more waiting than this
+// is a loop gone wrong somewhere, refused rather than queued without bound.
+constexpr size_t kMaxQueued = 64;
 // How long this raftd may take to lead after it bootstrapped or forced a new cluster: it
 // is the only voter, so one election timeout, with room for a slow disk.
 constexpr auto kLeadLimit = 10s;
@@ -99,6 +102,18 @@ uint64_t versionOf(const std::unique_ptr<objects::Meta>& meta) { return meta ? m
 bus::Buffer swarmReply(flatbuffers::FlatBufferBuilder& fbb, swarmapi::Body type,
                        flatbuffers::Offset<void> body) {
   return bus::message<swarmapi::Envelope>(fbb, type, body);
+}
+
+struct InitAnswer {
+  std::string nodeId, clusterId, workerToken, managerToken, advertiseAddr;
+};
+
+bus::Buffer initReply(const InitAnswer& a) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = swarmapi::CreateInitReplyDirect(fbb, a.nodeId.c_str(), a.clusterId.c_str(),
+                                              a.workerToken.c_str(), a.managerToken.c_str(),
+                                              a.advertiseAddr.c_str());
+  return swarmReply(fbb, swarmapi::Body::InitReply, body.Union());
 }
 
 bus::Buffer nodeReply(const std::string& nodeId) {
@@ -168,6 +183,74 @@ std::string hostOf(std::string_view hostPort) {
   return hp ? hp->host : std::string(hostPort);
 }
 
+// The Cluster object of a new swarm (objects.fbs; defaults are Swarm's).
+std::unique_ptr<objects::ClusterT> newCluster(const std::string& clusterId,
+                                              const control::InitSettings& s,
+                                              const identity::ClusterCA& ca,
+                                              const identity::JoinTokens& tokens,
+                                              const NodeOptions& options) {
+  auto cluster = std::make_unique<objects::ClusterT>();
+  cluster->id = clusterId;
+  cluster->spec = std::make_unique<objects::ClusterSpecT>();
+  auto& spec = *cluster->spec;
+  spec.annotations = std::make_unique<objects::AnnotationsT>();
+  spec.annotations->name = "default";
+  spec.orchestration = std::make_unique<objects::OrchestrationConfigT>();
+  spec.orchestration->task_history_retention_limit = 5;
+  spec.raft = std::make_unique<objects::RaftConfigT>();
+  spec.raft->snapshot_interval = options.snapshotInterval;
+  spec.raft->log_entries_for_slow_followers = options.keepEntries;
+  spec.raft->heartbeat_tick = static_cast<uint32_t>(options.heartbeatTicks);
+  spec.raft->election_tick = static_cast<uint32_t>(options.electionTicks);
+  spec.raft->tick_ms = static_cast<uint32_t>(options.tick.count());
+  spec.dispatcher = std::make_unique<objects::DispatcherConfigT>();
+  spec.dispatcher->heartbeat_period = s.heartbeat.count();
+  spec.ca_config = std::make_unique<objects::CaConfigT>();
+  spec.ca_config->node_cert_expiry = s.certExpiry.count();
+  cluster->root_ca = std::make_unique<objects::RootCaT>();
+  cluster->root_ca->ca_key = ca.saveWithSecret();
+  cluster->root_ca->ca_public_key = ca.savePublic();
+  // The digest as join tokens write it: SWMTKN-1-<50 base36 digits>-<secret>.
+  cluster->root_ca->ca_digest = tokens.worker.substr(9, identity::kTokenDigestLength);
+  cluster->root_ca->join_tokens = std::make_unique<objects::JoinTokensT>();
+  cluster->root_ca->join_tokens->worker = tokens.worker;
+  cluster->root_ca->join_tokens->manager = tokens.manager;
+  cluster->default_address_pool = s.addressPools;
+  cluster->subnet_size = s.subnetSize;
+  cluster->vxlan_udp_port = control::kVxlanPort;
+  return cluster;
+}
+
+// The Node of the manager that makes a new swarm: Ready, Active, the leader.
+std::unique_ptr<objects::NodeT> newManagerNode(const std::string& nodeId,
+                                               const control::InitSettings& s, uint64_t raftId,
+                                               const std::string& raftAdvertise,
+                                               const identity::CurvePublicKey& key,
+                                               const std::vector<uint8_t>& cert,
+                                               int64_t notAfter) {
+  auto self = std::make_unique<objects::NodeT>();
+  self->id = nodeId;
+  self->spec = std::make_unique<objects::NodeSpecT>();
+  self->spec->annotations = std::make_unique<objects::AnnotationsT>();
+  self->spec->desired_role = objects::NodeRole::Manager;
+  self->spec->membership = objects::NodeMembership::Accepted;
+  self->spec->availability = objects::NodeAvailability::Active;
+  self->description = localDescription();
+  self->status = std::make_unique<objects::NodeStatusT>();
+  self->status->state = objects::NodeState::Ready;
+  self->status->addr = s.advertiseHost;
+  self->manager_status = std::make_unique<objects::ManagerStatusT>();
+  self->manager_status->raft_id = raftId;
+  self->manager_status->addr = raftAdvertise;
+  self->manager_status->leader = true;
+  self->manager_status->reachability = objects::Reachability::Reachable;
+  self->role = objects::NodeRole::Manager;
+  self->curve_public_key.assign(key.begin(), key.end());
+  self->certificate = cert;
+  self->certificate_expiry = notAfter * 1'000'000'000LL;
+  return self;
+}
+
 }  // namespace
 
 // --- Setup ---------------------------------------------------------------------------------
@@ -198,7 +281,7 @@ void Control::status(nlohmann::json& j) const {
 
 Result<node::NodeConfig> Control::swarmConfig() const {
   auto c = dir_.load();
-  if (!c) return c.error();
+  if (!c) return Error{c.error().message, static_cast<int>(ErrorCode::Internal)};
   if (!c->has_value()) return Error{kNotInSwarm, static_cast<int>(ErrorCode::Unavailable)};
   return std::move(**c);
 }
@@ -206,6 +289,9 @@ Result<node::NodeConfig> Control::swarmConfig() const {
 // --- The queue -----------------------------------------------------------------------------
 
 void Control::enqueue(bus::Call call) {
+  if (queue_.size() >= kMaxQueued)
+    return call.fail(ErrorCode::ResourceExhausted,
+                     std::to_string(queue_.size()) + " control requests wait already; retry shortly");
   queue_.push_back(std::move(call));
   if (!busy_) next();
 }
@@ -240,6 +326,7 @@ void Control::ok(const Req& r) {
 }
 
 void Control::fail(const Req& r, ErrorCode code, const std::string& message) {
+  if (code == ErrorCode::None) code = ErrorCode::Internal;  // an error always says one
   ++refused_;
   lastError_ = message;
   spdlog::info("control: refused {}: {}",
@@ -252,10 +339,9 @@ void Control::fail(const Req& r, ErrorCode code, const std::string& message) {
   });
 }
 
-void Control::fail(const Req& r, const Error& error) {
-  auto code = store::codeOf(error);
-  fail(r, code == ErrorCode::None ? ErrorCode::Internal : code, error.message);
-}
+// error.code is a wire::ErrorCode: every error that reaches here comes from the store API or
+// was made here with one.
+void Control::fail(const Req& r, const Error& error) { fail(r, store::codeOf(error), error.message); }
 
 void Control::serve(Req r) {
   auto* env = r->call.as<swarmapi::Envelope>();
@@ -491,17 +577,17 @@ void Control::initNew(Req r, control::InitSettings s) {
   int64_t notAfter = now - 3600 + validFor.count();
   uint64_t raftId = randomNonZero(), raftClusterId = randomNonZero();
 
-  node::NodeConfig config;
-  config.nodeId = nodeId;
-  config.clusterId = clusterId;
-  config.manager = true;
-  config.certificate = *cert;
-  config.ca = ca->savePublic();
-  config.advertiseHost = s.advertiseHost;
-  config.listenHost = s.listenHost;
-  config.port = s.port;
+  node::NodeConfig config{.nodeId = nodeId,
+                          .clusterId = clusterId,
+                          .manager = true,
+                          .certificate = *cert,
+                          .ca = ca->savePublic(),
+                          .advertiseHost = s.advertiseHost,
+                          .listenHost = s.listenHost,
+                          .port = s.port,
+                          .managers = {},
+                          .raft = node::RaftIdentity{raftId, raftClusterId}};
   config.managers = {{nodeId, config.dispatcherAddr(), dir_.key().publicKey}};
-  config.raft = node::RaftIdentity{raftId, raftClusterId};
   if (auto st = dir_.save(config); !st)
     return fail(r, ErrorCode::Internal, "cannot write node.json: " + st.error().message);
 
@@ -522,71 +608,21 @@ void Control::initNew(Req r, control::InitSettings s) {
   spdlog::info("swarm init: cluster {}, this node {} (raft {:x}), advertised at {}", clusterId,
                nodeId, raftId, config.dispatcherAddr());
 
-  auto cluster = std::make_shared<objects::ClusterT>();
-  cluster->id = clusterId;
-  cluster->spec = std::make_unique<objects::ClusterSpecT>();
-  auto& spec = *cluster->spec;
-  spec.annotations = std::make_unique<objects::AnnotationsT>();
-  spec.annotations->name = "default";
-  spec.orchestration = std::make_unique<objects::OrchestrationConfigT>();
-  spec.orchestration->task_history_retention_limit = 5;
-  spec.raft = std::make_unique<objects::RaftConfigT>();
-  spec.raft->snapshot_interval = options_.snapshotInterval;
-  spec.raft->log_entries_for_slow_followers = options_.keepEntries;
-  spec.raft->heartbeat_tick = static_cast<uint32_t>(options_.heartbeatTicks);
-  spec.raft->election_tick = static_cast<uint32_t>(options_.electionTicks);
-  spec.raft->tick_ms = static_cast<uint32_t>(options_.tick.count());
-  spec.dispatcher = std::make_unique<objects::DispatcherConfigT>();
-  spec.dispatcher->heartbeat_period = s.heartbeat.count();
-  spec.ca_config = std::make_unique<objects::CaConfigT>();
-  spec.ca_config->node_cert_expiry = s.certExpiry.count();
-  cluster->root_ca = std::make_unique<objects::RootCaT>();
-  cluster->root_ca->ca_key = ca->saveWithSecret();
-  cluster->root_ca->ca_public_key = ca->savePublic();
-  // The digest as join tokens write it: SWMTKN-1-<50 base36 digits>-<secret>.
-  cluster->root_ca->ca_digest = tokens.worker.substr(9, identity::kTokenDigestLength);
-  cluster->root_ca->join_tokens = std::make_unique<objects::JoinTokensT>();
-  cluster->root_ca->join_tokens->worker = tokens.worker;
-  cluster->root_ca->join_tokens->manager = tokens.manager;
-  cluster->default_address_pool = s.addressPools;
-  cluster->subnet_size = s.subnetSize;
-  cluster->vxlan_udp_port = control::kVxlanPort;
+  std::shared_ptr<objects::ClusterT> cluster = newCluster(clusterId, s, *ca, tokens, options_);
+  std::shared_ptr<objects::NodeT> self =
+      newManagerNode(nodeId, s, raftId, raftAdvertise, *key, *cert, notAfter);
 
-  auto self = std::make_shared<objects::NodeT>();
-  self->id = nodeId;
-  self->spec = std::make_unique<objects::NodeSpecT>();
-  self->spec->annotations = std::make_unique<objects::AnnotationsT>();
-  self->spec->desired_role = objects::NodeRole::Manager;
-  self->spec->membership = objects::NodeMembership::Accepted;
-  self->spec->availability = objects::NodeAvailability::Active;
-  self->description = localDescription();
-  self->status = std::make_unique<objects::NodeStatusT>();
-  self->status->state = objects::NodeState::Ready;
-  self->status->addr = s.advertiseHost;
-  self->manager_status = std::make_unique<objects::ManagerStatusT>();
-  self->manager_status->raft_id = raftId;
-  self->manager_status->addr = raftAdvertise;
-  self->manager_status->leader = true;
-  self->manager_status->reachability = objects::Reachability::Reachable;
-  self->role = objects::NodeRole::Manager;
-  self->curve_public_key.assign(key->begin(), key->end());
-  self->certificate = *cert;
-  self->certificate_expiry = notAfter * 1'000'000'000LL;
-
-  auto replyText = std::make_shared<std::vector<std::string>>(std::vector<std::string>{
-      nodeId, clusterId, tokens.worker, tokens.manager, config.dispatcherAddr()});
-  waitUntilLeader(kLeadLimit, [this, r, undo, cluster, self, replyText](bool leads) {
+  InitAnswer answer{nodeId, clusterId, tokens.worker, tokens.manager, config.dispatcherAddr()};
+  waitUntilLeader(kLeadLimit, [this, r, undo, cluster, self, answer](bool leads) {
     if (!leads) return fail(r, ErrorCode::Unavailable, undo("this raftd did not become leader of its new cluster"));
     std::vector<store::ChangeSpec> changes{
         {ObjectKind::Cluster, Operation::Create, cluster->id, 0, pack<objects::Cluster>(*cluster)},
         {ObjectKind::Node, Operation::Create, self->id, 0, pack<objects::Node>(*self)}};
-    commit(std::move(changes), [this, r, undo, replyText](Result<uint64_t> index) {
-      if (!index) return fail(r, ErrorCode::Unavailable, undo("the cluster's first transaction failed: " + index.error().message));
-      auto& t = *replyText;
-      flatbuffers::FlatBufferBuilder fbb;
-      auto body = swarmapi::CreateInitReplyDirect(fbb, t[0].c_str(), t[1].c_str(), t[2].c_str(),
-                                                  t[3].c_str(), t[4].c_str());
-      reply(r, swarmReply(fbb, swarmapi::Body::InitReply, body.Union()));
+    commit(std::move(changes), [this, r, undo, answer](Result<uint64_t> index) {
+      if (!index)
+        return fail(r, ErrorCode::Unavailable,
+                    undo("the cluster's first transaction failed: " + index.error().message));
+      reply(r, initReply(answer));
     });
   });
 }
@@ -647,11 +683,7 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
             worker = (*cluster)->root_ca->join_tokens->worker;
             manager = (*cluster)->root_ca->join_tokens->manager;
           }
-          flatbuffers::FlatBufferBuilder fbb;
-          auto body = swarmapi::CreateInitReplyDirect(fbb, cfg->nodeId.c_str(), cfg->clusterId.c_str(),
-                                                      worker.c_str(), manager.c_str(),
-                                                      cfg->dispatcherAddr().c_str());
-          reply(r, swarmReply(fbb, swarmapi::Body::InitReply, body.Union()));
+          reply(r, initReply({cfg->nodeId, cfg->clusterId, worker, manager, cfg->dispatcherAddr()}));
         });
       });
     });
