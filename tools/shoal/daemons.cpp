@@ -102,6 +102,27 @@ Result<nlohmann::json> raftInfo(const Globals& g, CallError* why) {
   return parseInfo("raftd", r && r->body_as_InfoReply() ? r->body_as_InfoReply()->json() : nullptr, why);
 }
 
+Status requireManager(const Globals& g, CallError* why) {
+  auto raft = raftInfo(g, why);
+  if (!raft) return raft.error();
+  std::string state = raft->value("LocalNodeState", "");
+  if (state == "active") return {};
+  std::string message;
+  if (state == "error") {
+    message = "this node's swarm state is damaged: " + raft->value("Error", std::string("(no reason given)"));
+  } else {
+    auto agent = agentInfo(g, nullptr);
+    bool inSwarm = agent && agent->value("LocalNodeState", "") == "active";
+    message = inSwarm ? "This node is not a swarm manager. Worker nodes can't be used to view or "
+                        "modify cluster state. Please run this command on a manager node or "
+                        "promote the current node to a manager."
+                      : "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal "
+                        "swarm join\" to connect this node to swarm and try again.";
+  }
+  if (why) *why = {CallError::Kind::Daemon, message};
+  return Error{message};
+}
+
 std::string selfNodeId(const Globals& g) {
   for (auto* info : {&agentInfo, &raftInfo}) {
     auto j = info(g, nullptr);

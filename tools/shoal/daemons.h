@@ -46,6 +46,11 @@ int printCallError(const CallError& e);
 Result<nlohmann::json> agentInfo(const Globals& g, CallError* why);
 Result<nlohmann::json> raftInfo(const Globals& g, CallError* why);
 
+// Whether this node's raftd is an active manager, asked before the node commands read the
+// store (whose reads would otherwise retry until their deadline): docker's "This node is not a
+// swarm manager..." texts otherwise, as a daemon error.
+Status requireManager(const Globals& g, CallError* why);
+
 // The id of the node the CLI runs on: agentd's Info NodeID, else raftd's; "" when neither says.
 std::string selfNodeId(const Globals& g);
 

@@ -33,6 +33,7 @@ int ls(const Globals& g, const LsOptions& o) {
     return 2;
   }
   CallError why;
+  if (auto m = requireManager(g, &why); !m) return printCallError(why);
   auto list = listNodes(g, &why);
   if (!list) return printCallError(why);
   std::vector<const objects::Node*> shown;
@@ -59,6 +60,7 @@ int inspect(const Globals& g, const std::vector<std::string>& refs, const std::s
     return 2;
   }
   CallError why;
+  if (auto m = requireManager(g, &why); !m) return printCallError(why);
   auto list = listNodes(g, &why);
   if (!list) return printCallError(why);
   bool needSelf = std::find(refs.begin(), refs.end(), "self") != refs.end();
@@ -103,6 +105,7 @@ Result<std::string> send(const Globals& g, flatbuffers::FlatBufferBuilder& fbb, 
 // promote / demote: docker checks the node's role first and says when there is nothing to do.
 int changeRole(const Globals& g, const std::vector<std::string>& refs, objects::NodeRole role) {
   CallError why;
+  if (auto m = requireManager(g, &why); !m) return printCallError(why);
   auto list = listNodes(g, &why);
   if (!list) return printCallError(why);
   int code = 0;
