@@ -82,6 +82,11 @@ Result<std::unique_ptr<Dispatcher>> Dispatcher::start(Daemon& daemon) {
 Dispatcher::~Dispatcher() { stop(); }
 
 void Dispatcher::stop() {
+  closeEndpoints();
+  zap_.reset();
+}
+
+void Dispatcher::closeEndpoints() {
   // The store client first: its callbacks hold calls that the servers would answer.
   store_.reset();
   if (tick_) daemon_.loop().cancel(tick_);
@@ -90,7 +95,8 @@ void Dispatcher::stop() {
   if (hello_) hello_->close();
   server_.reset();
   hello_.reset();
-  zap_.reset();
+  // The ZAP handler stays: its inproc endpoint is the context's for as long as it lives, and
+  // binding it again right after a close could find it still taken.
 }
 
 Status Dispatcher::reload() {
@@ -174,7 +180,7 @@ Status Dispatcher::bind(const node::NodeConfig& config, const curve::KeyPair& ke
 
 void Dispatcher::idle(std::string why) {
   bool wasBound = server_ || hello_;
-  stop();
+  closeEndpoints();
   config_.reset();
   leadership_ = {};
   loaded_ = false;
@@ -632,7 +638,7 @@ void Dispatcher::openSession(bus::Call& call, const dispatch::OpenSessionRequest
     if (!issued) return call.fail(wire::ErrorCode::Internal, issued.error().message);
     cert = std::move(issued).value();
   }
-  writes_.add(node->id, update);
+  if (update.state || update.description || update.addr) writes_.add(node->id, update);
   std::string sessionId = newId();
   sessions_.open(node->id, sessionId, daemon_.loop().now(), period());
   ++counters_.sessionsOpened;

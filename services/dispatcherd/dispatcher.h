@@ -44,6 +44,7 @@ class Dispatcher {
   Status reload();
   Status bind(const node::NodeConfig& config, const curve::KeyPair& key);
   void idle(std::string why);
+  void closeEndpoints();
   void stop();
 
   // --- the store's view and leadership

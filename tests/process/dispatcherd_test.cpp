@@ -1,0 +1,484 @@
+// dispatcherd as a process, beside a real raftd on one node dir (docs/cluster.md): idle until
+// swarm init and a Reload; then, as an agent would, hello on P+2, joins with bad tokens
+// (refused, the store unchanged), a join with the worker token (a Ready Node), a session with
+// heartbeats, the node Down after 3 missed periods of 1 s, a key the store does not know, a
+// renewal, and garbage on both endpoints answered with errors while Status goes on answering.
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "common/bus.h"
+#include "common/curve.h"
+#include "common/identity.h"
+#include "common/ids.h"
+#include "common/node_dir.h"
+#include "common/protocols.h"
+#include "common/store_client.h"
+#include "tests/support/daemons.h"
+#include "tests/support/process.h"
+#include "tests/support/tempdir.h"
+
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+using objects::ObjectKind;
+using testing::Process;
+using testing::daemonPath;
+using testing::waitFor;
+
+constexpr int64_t kSecond = 1'000'000'000;
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string errorOf(const Result<bus::Frame>& r) { return r ? std::string() : r.error().message; }
+
+bool portFree(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return free;
+}
+
+// A dispatcher port P whose P+1 (raft) and P+2 (hello) were free a moment ago too.
+int freePortTriple() {
+  for (int i = 0; i < 50; ++i) {
+    int p = testing::freePort();
+    if (p < 65533 && portFree(p + 1) && portFree(p + 2)) return p;
+  }
+  FAIL("no three free ports in a row");
+  return 0;
+}
+
+template <class Env>
+Result<bus::Frame> callOn(const std::string& endpoint, bus::Buffer request,
+                          std::chrono::milliseconds timeout = 10s) {
+  bus::SyncClient c(bus::protocolOf<Env>());
+  if (auto st = c.connect(endpoint); !st) return st.error();
+  return c.call(std::move(request), timeout);
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// raftd and dispatcherd of one node: one run dir, one node dir.
+struct Manager {
+  testing::TempDir tmp;
+  std::string run = tmp / "run";
+  std::string nodeDir = tmp / "node";
+  std::unique_ptr<Process> raftd, dispatcherd;
+
+  Manager() {
+    raftd = start("raftd");
+    dispatcherd = start("dispatcherd");
+  }
+  ~Manager() {
+    for (auto* p : {dispatcherd.get(), raftd.get()}) {
+      p->signal(SIGTERM);
+      p->wait(3s);
+    }
+  }
+  std::unique_ptr<Process> start(const std::string& daemon) {
+    auto p = std::make_unique<Process>(std::vector<std::string>{
+        daemonPath(daemon), "--foreground", "--state-dir", tmp / daemon, "--run-dir", run,
+        "--node-dir", nodeDir, "--log-file", tmp / (daemon + ".log")});
+    bool up = waitFor([&] { return std::filesystem::exists(run + "/" + daemon + ".sock"); }, 10s);
+    REQUIRE_MESSAGE(up, daemon, " did not start: ", p->err());
+    return p;
+  }
+  std::string logs() {
+    return "\n--- raftd.log\n" + readFile(tmp / "raftd.log") + "\n--- dispatcherd.log\n" +
+           readFile(tmp / "dispatcherd.log");
+  }
+  std::string socket(const std::string& daemon) const { return "ipc://" + run + "/" + daemon + ".sock"; }
+
+  nlohmann::json status() {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateStatusRequest(fbb);
+    auto r = callOn<control::Envelope>(
+        socket("dispatcherd"), bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 5s);
+    REQUIRE_MESSAGE(r.ok(), "dispatcherd Status: ", errorOf(r));
+    return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
+  }
+  Result<bus::Frame> reload() {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateReloadRequest(fbb);
+    return callOn<control::Envelope>(
+        socket("dispatcherd"), bus::message<control::Envelope>(fbb, control::Body::ReloadRequest, body.Union()));
+  }
+  struct Init {
+    std::string node_id, cluster_id, worker_token;
+  };
+  // swarm init with a 1 s heartbeat period.
+  Init init(int port) {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::string addr = "127.0.0.1:" + std::to_string(port);
+    auto body = swarmapi::CreateInitRequestDirect(fbb, addr.c_str(), addr.c_str(), nullptr, 0, kSecond);
+    Result<bus::Frame> r = Error{"raftd did not answer"};
+    // raftd's socket may take a moment to answer after it appears.
+    waitFor([&] {
+      r = callOn<swarmapi::Envelope>(socket("raftd"),
+                                     bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::InitRequest, body.Union()), 20s);
+      return r.ok() || store::codeOf(r.error()) != wire::ErrorCode::DeadlineExceeded;
+    }, 20s);
+    REQUIRE_MESSAGE(r.ok(), "swarm init: ", errorOf(r), logs());
+    auto* reply = r->as<swarmapi::Envelope>()->body_as_InitReply();
+    REQUIRE(reply);
+    return {reply->node_id()->str(), reply->cluster_id()->str(), reply->worker_token()->str()};
+  }
+};
+
+// A node's side of the dispatcher protocol on P, with its own key.
+struct Agent {
+  curve::KeyPair key = curve::generate();
+  bus::SyncClient client{kDispatchProtocol};
+
+  Agent(const std::string& serverKey, int port) {
+    client.setCurve({serverKey, key.publicKey, key.secretKey});
+    REQUIRE(client.connect("tcp://127.0.0.1:" + std::to_string(port)));
+  }
+  Result<bus::Frame> call(flatbuffers::FlatBufferBuilder& fbb, dispatch::Body type, flatbuffers::Offset<void> body) {
+    return client.call(bus::message<dispatch::Envelope>(fbb, type, body), 10s);
+  }
+  flatbuffers::Offset<objects::NodeDescription> description(flatbuffers::FlatBufferBuilder& fbb,
+                                                            const std::string& hostname) {
+    auto platform = objects::CreatePlatformDirect(fbb, "amd64", "linux");
+    auto resources = objects::CreateResources(fbb, 2 * kSecond, 1 << 30);
+    auto engine = objects::CreateEngineDescriptionDirect(fbb, "0.1.0");
+    return objects::CreateNodeDescriptionDirect(fbb, hostname.c_str(), platform, resources, engine);
+  }
+  Result<bus::Frame> join(const std::string& token, const std::string& hostname = "w1") {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto d = description(fbb, hostname);
+    auto body = dispatch::CreateJoinRequestDirect(fbb, token.c_str(), "127.0.0.1", d);
+    return call(fbb, dispatch::Body::JoinRequest, body.Union());
+  }
+  Result<bus::Frame> open(const std::string& hostname = "w1") {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto d = description(fbb, hostname);
+    auto body = dispatch::CreateOpenSessionRequestDirect(fbb, d, "127.0.0.1");
+    return call(fbb, dispatch::Body::OpenSessionRequest, body.Union());
+  }
+  Result<bus::Frame> heartbeat(const std::string& session) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = dispatch::CreateHeartbeatRequestDirect(fbb, session.c_str());
+    return call(fbb, dispatch::Body::HeartbeatRequest, body.Union());
+  }
+  Result<bus::Frame> renew() {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = dispatch::CreateRenewRequest(fbb);
+    return call(fbb, dispatch::Body::RenewRequest, body.Union());
+  }
+};
+
+// Sends raw bytes on a DEALER (with CURVE keys when given) and decodes the one answer.
+bus::Frame rawExchange(const std::string& endpoint, std::string_view bytes,
+                       const std::string& serverKey = {}) {
+  zmq::context_t ctx(1);
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  if (!serverKey.empty()) {
+    auto k = curve::generate();
+    raw.set(zmq::sockopt::curve_serverkey, serverKey);
+    raw.set(zmq::sockopt::curve_publickey, k.publicKey);
+    raw.set(zmq::sockopt::curve_secretkey, k.secretKey);
+  }
+  raw.connect(endpoint);
+  raw.send(zmq::buffer(bytes), zmq::send_flags::none);
+  zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
+  REQUIRE_MESSAGE(zmq::poll(&item, 1, 5000ms) == 1, "no answer within 5 s on ", endpoint);
+  zmq::message_t reply;
+  REQUIRE(raw.recv(reply, zmq::recv_flags::dontwait));
+  const bus::Protocol* any[] = {&kDispatchProtocol};
+  auto frame = bus::decode(std::move(reply), any);
+  std::string why = frame.ok() ? "" : frame.error().message;
+  REQUIRE_MESSAGE(frame.ok(), "the answer does not verify: ", why);
+  return std::move(frame).value();
+}
+
+std::unique_ptr<objects::NodeT> nodeOf(store::SyncClient& s, const std::string& id) {
+  auto got = s.get(ObjectKind::Node, id);
+  if (!got) return nullptr;
+  return std::unique_ptr<objects::NodeT>(flatbuffers::GetRoot<objects::Node>(got->data.data())->UnPack());
+}
+
+size_t nodeCount(store::SyncClient& s) {
+  auto all = s.list(ObjectKind::Node);
+  REQUIRE_MESSAGE(all.ok(), (all ? "" : all.error().message));
+  return all->objects.size();
+}
+
+TEST_CASE("dispatcherd beside raftd: hello, joins, a session, Down after 3 missed heartbeats, garbage") {
+  Manager m;
+  int port = freePortTriple();
+  std::string hello = "tcp://127.0.0.1:" + std::to_string(port + 2);
+
+  // Not in a swarm yet: idle, and it says why.
+  auto before = m.status()["dispatcher"];
+  CHECK_FALSE(before.value("active", true));
+  CHECK(contains(before.value("why", ""), "not in a swarm"));
+
+  auto init = m.init(port);
+  auto reloaded = m.reload();
+  REQUIRE_MESSAGE(reloaded.ok(), errorOf(reloaded), m.logs());
+  REQUIRE_MESSAGE(waitFor([&] { return m.status()["dispatcher"].value("active", false); }, 10s),
+                  m.status().dump(), m.logs());
+  CHECK(m.status()["dispatcher"].value("heartbeat_period_ms", 0) == 1000);
+
+  // --- hello: the CA and this manager's certificate, in the clear.
+  flatbuffers::FlatBufferBuilder hfbb;
+  auto helloReq = dispatch::CreateHelloRequest(hfbb);
+  auto hr = callOn<dispatch::Envelope>(hello, bus::message<dispatch::Envelope>(hfbb, dispatch::Body::HelloRequest, helloReq.Union()));
+  REQUIRE_MESSAGE(hr.ok(), errorOf(hr), m.logs());
+  auto* helloReply = hr->as<dispatch::Envelope>()->body_as_HelloReply();
+  REQUIRE(helloReply);
+  REQUIRE(helloReply->ca());
+  REQUIRE(helloReply->certificate());
+  CHECK(helloReply->addr()->str() == "127.0.0.1:" + std::to_string(port));
+  auto ca = identity::ClusterCA::load({helloReply->ca()->data(), helloReply->ca()->size()});
+  REQUIRE(ca.ok());
+  CHECK_FALSE(ca->canSign());  // nothing secret on the plain endpoint
+  CHECK(ca->clusterId() == init.cluster_id);
+  auto managerCert = ca->verify({helloReply->certificate()->data(), helloReply->certificate()->size()},
+                                std::time(nullptr));
+  REQUIRE(managerCert.ok());
+  CHECK(managerCert->nodeId == init.node_id);
+  CHECK(managerCert->role == identity::Role::Manager);
+  std::string serverKey = identity::curveKeyToZ85(managerCert->curvePublicKey);
+
+  store::SyncClient store;
+  REQUIRE(store.connect(store::endpointIn(m.run)));
+  size_t nodesBefore = nodeCount(store);
+  CHECK(nodesBefore == 1);
+
+  // --- joins that must be refused, leaving the store as it was.
+  Agent w(serverKey, port);
+  {
+    auto other = identity::ClusterCA::create(newId());
+    REQUIRE(other.ok());
+    auto foreign = w.join(identity::makeJoinToken(*other, identity::systemRandom()));
+    REQUIRE_FALSE(foreign.ok());
+    CHECK(contains(errorOf(foreign), "belongs to another swarm"));
+    auto guessed = w.join(identity::makeJoinToken(*ca, identity::systemRandom()));
+    REQUIRE_FALSE(guessed.ok());
+    CHECK(contains(errorOf(guessed), "not one of swarm " + init.cluster_id + "'s current tokens"));
+    auto garbage = w.join("SWMTKN-1-nonsense");
+    REQUIRE_FALSE(garbage.ok());
+    CHECK(contains(errorOf(garbage), "not a swarm join token"));
+    auto noSession = w.open();
+    REQUIRE_FALSE(noSession.ok());
+    CHECK(contains(errorOf(noSession), "removed from the swarm"));
+    CHECK(nodeCount(store) == nodesBefore);
+    CHECK(m.status()["dispatcher"]["joins"].value("refused", 0) == 3);
+  }
+
+  // --- the worker token of the Cluster object joins.
+  auto clusterObj = store.get(ObjectKind::Cluster, init.cluster_id);
+  REQUIRE(clusterObj.ok());
+  auto* cluster = flatbuffers::GetRoot<objects::Cluster>(clusterObj->data.data());
+  std::string workerToken = cluster->root_ca()->join_tokens()->worker()->str();
+  CHECK(workerToken == init.worker_token);
+  auto joined = w.join(workerToken);
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined), m.logs());
+  auto* jr = joined->as<dispatch::Envelope>()->body_as_JoinReply();
+  REQUIRE(jr);
+  std::string nodeId = jr->node_id()->str();
+  CHECK(isValidId(nodeId));
+  CHECK(jr->role() == objects::NodeRole::Worker);
+  CHECK(jr->cluster_id()->str() == init.cluster_id);
+  CHECK(jr->heartbeat_period() == kSecond);
+  CHECK(jr->raft() == nullptr);
+  REQUIRE(jr->managers());
+  REQUIRE(jr->managers()->size() == 1);
+  CHECK(jr->managers()->Get(0)->node_id()->str() == init.node_id);
+  CHECK(jr->managers()->Get(0)->addr()->str() == "127.0.0.1:" + std::to_string(port));
+  CHECK(jr->managers()->Get(0)->curve_public_key()->str() == serverKey);
+  auto workerCert = ca->verify({jr->certificate()->data(), jr->certificate()->size()}, std::time(nullptr));
+  REQUIRE(workerCert.ok());
+  CHECK(workerCert->nodeId == nodeId);
+  CHECK(workerCert->role == identity::Role::Worker);
+  CHECK(identity::curveKeyToZ85(workerCert->curvePublicKey) == w.key.publicKey);
+
+  auto stored = nodeOf(store, nodeId);
+  REQUIRE(stored);
+  CHECK(stored->role == objects::NodeRole::Worker);
+  CHECK(stored->status->state == objects::NodeState::Ready);
+  CHECK(stored->status->addr == "127.0.0.1");
+  CHECK(stored->description->hostname == "w1");
+  CHECK(stored->spec->availability == objects::NodeAvailability::Active);
+  CHECK(nodeCount(store) == nodesBefore + 1);
+
+  // The same key cannot join twice.
+  auto twice = w.join(workerToken);
+  REQUIRE_FALSE(twice.ok());
+  CHECK(contains(errorOf(twice), "already registered as node " + nodeId));
+
+  // --- a session, heartbeats within the period, then silence: Down.
+  auto opened = w.open("w1-renamed");
+  REQUIRE_MESSAGE(opened.ok(), errorOf(opened), m.logs());
+  auto* sr = opened->as<dispatch::Envelope>()->body_as_SessionReply();
+  REQUIRE(sr);
+  std::string session = sr->session_id()->str();
+  CHECK(sr->node_id()->str() == nodeId);
+  CHECK(sr->heartbeat_period() == kSecond);
+  CHECK(sr->role() == objects::NodeRole::Worker);
+  CHECK(sr->certificate() == nullptr);  // the role has not changed
+  REQUIRE(sr->managers());
+  CHECK(sr->managers()->size() == 1);
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(500ms);
+    auto beat = w.heartbeat(session);
+    REQUIRE_MESSAGE(beat.ok(), errorOf(beat), m.logs());
+    CHECK(beat->as<dispatch::Envelope>()->body_as_SessionReply()->session_id()->str() == session);
+  }
+  auto wrong = w.heartbeat("not-the-session");
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(contains(errorOf(wrong), "open a new session"));
+  // The changed hostname was written (in a batch).
+  CHECK(waitFor([&] {
+    auto n = nodeOf(store, nodeId);
+    return n && n->description->hostname == "w1-renamed";
+  }, 3s));
+  auto ours = m.status()["dispatcher"]["sessions"]["nodes"];
+  bool listed = false;
+  for (auto& n : ours) listed = listed || (n.value("node_id", "") == nodeId && n.value("session", false));
+  CHECK_MESSAGE(listed, ours.dump());
+
+  auto silentSince = std::chrono::steady_clock::now();
+  bool down = waitFor([&] {
+    auto n = nodeOf(store, nodeId);
+    return n && n->status->state == objects::NodeState::Down;
+  }, 8s);
+  auto took = std::chrono::steady_clock::now() - silentSince;
+  REQUIRE_MESSAGE(down, m.status().dump(), m.logs());
+  CHECK(took >= 2500ms);  // 3 periods of 1 s after the last heartbeat, not fewer
+  CHECK(nodeOf(store, nodeId)->status->message == "heartbeat failure");
+  auto late = w.heartbeat(session);
+  REQUIRE_FALSE(late.ok());
+  CHECK(contains(errorOf(late), "open a new session"));
+
+  // A new session makes it Ready again.
+  auto reopened = w.open("w1-renamed");
+  REQUIRE_MESSAGE(reopened.ok(), errorOf(reopened));
+  CHECK(waitFor([&] {
+    auto n = nodeOf(store, nodeId);
+    return n && n->status->state == objects::NodeState::Ready && n->status->message.empty();
+  }, 3s));
+
+  // --- renewal: a new certificate, same node and role.
+  auto renewed = w.renew();
+  REQUIRE_MESSAGE(renewed.ok(), errorOf(renewed));
+  auto* rr = renewed->as<dispatch::Envelope>()->body_as_RenewReply();
+  REQUIRE(rr);
+  auto fresh = ca->verify({rr->certificate()->data(), rr->certificate()->size()}, std::time(nullptr));
+  REQUIRE(fresh.ok());
+  CHECK(fresh->nodeId == nodeId);
+  CHECK(fresh->role == identity::Role::Worker);
+  CHECK(fresh->serial != workerCert->serial);
+  CHECK(waitFor([&] {
+    auto n = nodeOf(store, nodeId);
+    return n && n->certificate == std::vector<uint8_t>(rr->certificate()->begin(), rr->certificate()->end());
+  }, 3s));
+
+  // --- garbage on both endpoints: an error each, and the daemon goes on.
+  {
+    auto onHello = rawExchange(hello, "these bytes are not a FlatBuffer");
+    CHECK(onHello.kind() == wire::Kind::Error);
+    REQUIRE(onHello.error());
+    CHECK(onHello.error()->code() == wire::ErrorCode::UnknownProtocol);
+    auto onCurve = rawExchange("tcp://127.0.0.1:" + std::to_string(port), "garbage on the session port", serverKey);
+    CHECK(onCurve.kind() == wire::Kind::Error);
+    REQUIRE(onCurve.error());
+    CHECK(onCurve.error()->code() == wire::ErrorCode::UnknownProtocol);
+    // A join cut in half: the verifier refuses it.
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = dispatch::CreateJoinRequestDirect(fbb, std::string(200, 'x').c_str(), "127.0.0.1");
+    auto whole = bus::message<dispatch::Envelope>(fbb, dispatch::Body::JoinRequest, body.Union());
+    std::string half(reinterpret_cast<const char*>(whole.data()), whole.size() / 2);
+    auto cut = rawExchange("tcp://127.0.0.1:" + std::to_string(port), half, serverKey);
+    CHECK(cut.kind() == wire::Kind::Error);
+    REQUIRE(cut.error());
+    CHECK(cut.error()->code() == wire::ErrorCode::BadMessage);
+    // A session request on the hello endpoint is not served there.
+    flatbuffers::FlatBufferBuilder ofbb;
+    auto openBody = dispatch::CreateOpenSessionRequest(ofbb);
+    auto onHelloOpen = callOn<dispatch::Envelope>(
+        hello, bus::message<dispatch::Envelope>(ofbb, dispatch::Body::OpenSessionRequest, openBody.Union()));
+    REQUIRE_FALSE(onHelloOpen.ok());
+    CHECK(contains(errorOf(onHelloOpen), "HelloRequest only"));
+  }
+  auto after = m.status()["dispatcher"];
+  CHECK(after.value("active", false));
+  CHECK(after["dispatch_bus"].value("bad_messages", 0) == 2);
+  CHECK(after["hello_bus"].value("bad_messages", 0) == 1);
+  CHECK(after["joins"].value("accepted", 0) == 1);
+  CHECK(after["status_writes"].value("txns", 0) >= 2);
+  CHECK(m.dispatcherd->running());
+}
+
+TEST_CASE("dispatcherd on a worker's node dir idles and says why; a damaged node.json is named") {
+  testing::TempDir tmp;
+  std::string nodeDir = tmp / "node";
+  auto dir = node::NodeDir::open(nodeDir);
+  REQUIRE(dir.ok());
+  node::NodeConfig worker;
+  worker.nodeId = newId();
+  worker.clusterId = newId();
+  worker.manager = false;
+  worker.advertiseHost = "127.0.0.1";
+  worker.port = static_cast<uint16_t>(freePortTriple());
+  REQUIRE(dir->save(worker).ok());
+  std::string run = tmp / "run";
+  Process d({daemonPath("dispatcherd"), "--foreground", "--state-dir", tmp / "state", "--run-dir", run,
+             "--node-dir", nodeDir, "--log-file", tmp / "dispatcherd.log"});
+  auto status = [&] {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateStatusRequest(fbb);
+    auto r = callOn<control::Envelope>("ipc://" + run + "/dispatcherd.sock",
+                                       bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 5s);
+    REQUIRE_MESSAGE(r.ok(), errorOf(r), d.err());
+    return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str())["dispatcher"];
+  };
+  REQUIRE(waitFor([&] { return std::filesystem::exists(run + "/dispatcherd.sock"); }, 10s));
+  auto s = status();
+  CHECK_FALSE(s.value("active", true));
+  CHECK(contains(s.value("why", ""), "worker"));
+  CHECK(portFree(worker.port));  // nothing bound on a worker
+
+  std::ofstream(nodeDir + "/node.json") << "{ damaged";
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = control::CreateReloadRequest(fbb);
+  auto r = callOn<control::Envelope>("ipc://" + run + "/dispatcherd.sock",
+                                     bus::message<control::Envelope>(fbb, control::Body::ReloadRequest, body.Union()));
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(errorOf(r), "node.json"));
+  CHECK(contains(status().value("why", ""), "node.json"));
+  d.signal(SIGTERM);
+  auto end = d.wait(3s);
+  REQUIRE(end.has_value());
+  CHECK(end->code == 0);
+}
+
+}  // namespace
+}  // namespace shoal
