@@ -2,6 +2,11 @@
 // raftd as a daemon: the NodeHost (host.h) built on the daemon's event loop, ZeroMQ sockets
 // and threads, the peer port (raft messages and forwarded store requests), and the wiring of
 // the node into raftd.sock, Status and shutdown.
+//
+// The peer port runs on CURVE only (docs/cluster.md "Ports"): its server key and the client
+// key of every peer link are the node key (node dir's node.key); a ZAP handler admits the
+// keys the node admits (RaftNode::admitsPeerKey: manager Nodes of the store, joinRaft's
+// seeds), and a message from a key that lost admission since it connected is dropped.
 
 #include <map>
 #include <memory>
@@ -9,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/bus.h"
+#include "common/curve.h"
 #include "common/daemon.h"
 #include "services/raftd/host.h"
 #include "services/raftd/node.h"
@@ -17,8 +24,8 @@ namespace shoal::raftd {
 
 class DaemonHost final : public NodeHost {
  public:
-  // Opens the node in the daemon's state dir, binds the peer port and serves the store
-  // protocol on raftd.sock.
+  // Opens the node in the daemon's state dir (binding the peer port when it is in a cluster)
+  // and serves the store protocol on raftd.sock.
   static Result<std::unique_ptr<DaemonHost>> start(Daemon& daemon, const NodeOptions& options);
   ~DaemonHost() override;
 
@@ -37,6 +44,10 @@ class DaemonHost final : public NodeHost {
   void background(std::function<Status()> work, std::function<void(Status)> done) override;
   void waitBackground() override;
 
+  Status listenPeers(const std::string& listenAddr, const std::string& advertiseAddr) override;
+  void closePeers() override;
+  void peerKeysChanged() override;
+
   void postToPeer(const std::string& address, bus::Buffer message) override;
   uint64_t callPeer(const std::string& address, const bus::Protocol& protocol, std::string envelope,
                     bus::Millis timeout, ReplyFn fn) override;
@@ -49,7 +60,8 @@ class DaemonHost final : public NodeHost {
 
  private:
   struct Peer {
-    std::unique_ptr<bus::Client> raft;   // one-way raft messages, joins
+    std::string key;                     // the server key the clients connected with
+    std::unique_ptr<bus::Client> raft;   // one-way raft messages
     std::unique_ptr<bus::Client> store;  // forwarded store requests
   };
   struct PeerCall {
@@ -59,12 +71,17 @@ class DaemonHost final : public NodeHost {
   };
 
   explicit DaemonHost(Daemon& daemon) : daemon_(daemon) {}
-  Status bindPeerPort(const std::string& listenAddr, const std::string& advertiseAddr);
-  Peer& peer(const std::string& address);
+  // The connection to the peer at address, made with its key; null when its key is unknown.
+  Peer* peer(const std::string& address);
+  // Whether a call on the peer port comes from a key still admitted (else it is dropped).
+  bool admitted(bus::Call& call);
   void status(nlohmann::json& j) const;
 
   Daemon& daemon_;
+  curve::KeyPair key_;  // the node key
+  std::unique_ptr<curve::ZapHandler> zap_;
   std::unique_ptr<bus::Server> peerServer_;
+  bus::RateLimitedWarning noKeyWarning_;
   std::map<std::string, Peer> peers_;
   std::map<uint64_t, PeerCall> calls_;
   uint64_t nextCall_ = 1;

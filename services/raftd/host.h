@@ -47,10 +47,20 @@ class NodeHost {
   // node calls it when it is destroyed, since its work may use the node's storage.
   virtual void waitBackground() {}
 
+  // --- the peer port ---
+  // Binds the peer port (DaemonHost: CURVE with the node key; the node's admitsPeerKey()
+  // decides who may connect) and serves it until closePeers(). An error names the address.
+  virtual Status listenPeers(const std::string& listenAddr, const std::string& advertiseAddr) = 0;
+  // Unbinds the peer port and drops every peer connection (the node left its cluster).
+  virtual void closePeers() = 0;
+  // The keys the node knows its peers by (peerKeyOf, admitsPeerKey) changed: connections made
+  // with an old key are remade, connected peers that lost admission are refused from now on.
+  virtual void peerKeysChanged() {}
+
   // --- peers, by address (host:port) ---
   // A one-way raft message; lost silently if the peer cannot be reached.
   virtual void postToPeer(const std::string& address, bus::Buffer message) = 0;
-  // A request to a peer (a forwarded store request, a join). fn gets the answer, or an error
+  // A request to a peer (a forwarded store request). fn gets the answer, or an error
   // when it fails or times out; it is never called after cancelPeerCall(id).
   virtual uint64_t callPeer(const std::string& address, const bus::Protocol& protocol,
                             std::string envelope, bus::Millis timeout, ReplyFn fn) = 0;

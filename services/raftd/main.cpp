@@ -7,10 +7,6 @@ int main(int argc, char** argv) {
   shoal::Daemon daemon("raftd", "Raft consensus and the replicated object store of a shoal manager");
   shoal::raftd::NodeOptions options;
   auto& f = daemon.flags();
-  f.add_option("--listen-addr", options.listenAddr, "host:port for raft peers")->capture_default_str();
-  f.add_option("--advertise-addr", options.advertiseAddr, "host:port peers reach this node at (default: --listen-addr)");
-  f.add_flag("--bootstrap", options.bootstrap, "Start a new one-member cluster (ignored when state exists)");
-  f.add_option("--join", options.join, "host:port of a member of the cluster to join");
   int64_t tickMs = options.tick.count();
   f.add_option("--tick-ms", tickMs, "Raft tick in milliseconds")->capture_default_str()->check(CLI::Range(1, 10000));
   f.add_option("--election-ticks", options.electionTicks, "Election timeout in ticks")->capture_default_str()->check(CLI::Range(2, 1000));

@@ -7,8 +7,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/curve.h"
+#include "common/node_dir.h"
 #include "common/proc.h"
 #include "services/raftd/codec.h"
+#include "services/raftd/manager_status.h"
 #include "services/raftd/protocols.h"
 #include "services/raftd/snapshot.h"
 
@@ -33,6 +36,11 @@ constexpr double kStoreFullShare = 0.9;
 constexpr size_t kMaxProposalBytes = 64u << 20;
 // Peer messages held while a snapshot installs; raft recovers from the ones dropped past it.
 constexpr size_t kMaxHeldMessages = 4096;
+// How often the leader compares the managers' Node objects with who leads and answers.
+constexpr auto kManagerStatusPeriod = std::chrono::milliseconds(300);
+
+const char* const kNotInSwarm =
+    "this node is not in a swarm; run `shoal swarm init` or `shoal swarm join`";
 
 void putU64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
@@ -69,7 +77,6 @@ const char* const kMaybeApplied =
 RaftNode::RaftNode(NodeHost& host, std::string stateDir, const NodeOptions& options)
     : host_(host), stateDir_(std::move(stateDir)), options_(options),
       rng_(options.seed ? options.seed : randomU64()) {
-  if (options_.advertiseAddr.empty()) options_.advertiseAddr = options_.listenAddr;
   while (bootId_ == 0) bootId_ = rng_();
 }
 
@@ -78,28 +85,76 @@ RaftNode::~RaftNode() {
   host_.waitBackground();
   if (deferredTimer_) host_.cancel(deferredTimer_);
   if (tickTimer_) host_.cancel(tickTimer_);
-  if (joinCall_ && !joinTarget_.empty()) host_.cancelPeerCall(joinTarget_, joinCall_);
+  if (statusTimer_) host_.cancel(statusTimer_);
   for (auto& [seq, f] : forwarded_) host_.cancelPeerCall(f.address, f.peerCall);
 }
 
 Result<std::unique_ptr<RaftNode>> RaftNode::open(NodeHost& host, const std::string& stateDir,
                                                  const NodeOptions& options) {
-  if (options.bootstrap && !options.join.empty())
-    return Error{"--bootstrap and --join exclude each other: bootstrap starts a new cluster, "
-                 "join enters an existing one"};
-  // Peers learn a member's address from its bootstrap or join; a raftd that waits to be
-  // added by address needs none yet.
-  bool announces = options.bootstrap || !options.join.empty();
-  if (announces && options.advertiseAddr.empty() && options.listenAddr.starts_with("0.0.0.0"))
-    return Error{"--listen-addr " + options.listenAddr +
-                 " is not an address peers can reach: give --advertise-addr HOST:PORT"};
   std::unique_ptr<RaftNode> node(new RaftNode(host, stateDir, options));
   if (auto st = node->openState(); !st) return st.error();
-  if (auto st = node->createCore(); !st) return st.error();
-  node->onSoftState({node->raft_->leader(), node->raft_->role()});
-  node->startTicking();
-  if (!options.join.empty() && node->raft_->confState().voters.empty()) node->tryJoin();
+  auto self = node->loadSelf();
+  if (!self) return self.error();
+  if (!*self) {
+    spdlog::info("{}: waiting idle", kNotInSwarm);
+    host.setStatusText("not in a swarm");
+    return node;
+  }
+  if (auto st = host.listenPeers(node->listenAddr_, node->advertiseAddr_); !st) return st.error();
+  if (auto st = node->run(); !st) {
+    host.closePeers();
+    return st.error();
+  }
   return node;
+}
+
+Status RaftNode::run() {
+  if (auto st = loadMembers(); !st) return st;
+  refreshPeerKeys();
+  if (auto st = createCore(); !st) return st;
+  onSoftState({raft_->leader(), raft_->role()});
+  startTicking();
+  statusTimer_ = host_.every(kManagerStatusPeriod, [this] { writeManagerStatus(); });
+  spdlog::info("raft node {:x} of cluster {:x}: peers reach it at {}", id_, clusterId_, advertiseAddr_);
+  return {};
+}
+
+Result<bool> RaftNode::loadSelf() {
+  auto txn = env_->read();
+  if (!txn) return txn.error();
+  auto listen = txn->get(selfTable_, "listen");
+  if (!listen) return listen.error();
+  if (!*listen) return false;
+  auto advertise = txn->get(selfTable_, "advertise");
+  if (!advertise) return advertise.error();
+  auto cluster = txn->get(selfTable_, "cluster");
+  if (!cluster) return cluster.error();
+  auto seeds = txn->get(selfTable_, "seeds");
+  if (!seeds) return seeds.error();
+  if (!*advertise || !*cluster || (*cluster)->size() != 8 || id_ == 0)
+    return Error{"raftd's identity in " + stateDir_ + "/db (table raft.self) is incomplete; "
+                 "this manager cannot rejoin its cluster: move the state dir away and join again"};
+  listenAddr_ = std::string(**listen);
+  advertiseAddr_ = std::string(**advertise);
+  clusterId_ = getU64(**cluster, 0);
+  seeds_.clear();
+  if (*seeds) {
+    auto j = nlohmann::json::parse(**seeds, nullptr, false);
+    if (j.is_array())
+      for (auto& p : j)
+        if (p.is_object())
+          seeds_.push_back({p.value("id", uint64_t{0}), p.value("addr", ""), p.value("key", "")});
+  }
+  return true;
+}
+
+Status RaftNode::saveSelf(lmdb::WriteTxn& txn) {
+  nlohmann::json seeds = nlohmann::json::array();
+  for (auto& p : seeds_) seeds.push_back({{"id", p.id}, {"addr", p.address}, {"key", p.publicKey}});
+  if (auto s = txn.put(selfTable_, "listen", listenAddr_); !s) return s;
+  if (auto s = txn.put(selfTable_, "advertise", advertiseAddr_); !s) return s;
+  if (auto s = txn.put(selfTable_, "cluster", beKey(clusterId_)); !s) return s;
+  return txn.put(selfTable_, "seeds", seeds.dump());
 }
 
 void RaftNode::startTicking() {
@@ -136,6 +191,9 @@ void RaftNode::fatal(const std::string& why) {
 raft::Index RaftNode::applied() const { return storage_->applied(); }
 
 Status RaftNode::openState() {
+  // What a leave() interrupted by a crash left behind (it renames before it removes).
+  std::error_code ec;
+  for (auto name : {"/db.leaving", "/snapshots.leaving"}) std::filesystem::remove_all(stateDir_ + name, ec);
   lmdb::Options lo;
   // The whole map at once: it only reserves address space, and growing it later would wait
   // for every read transaction of this process (the snapshot copier's among them).
@@ -156,29 +214,12 @@ Status RaftNode::openState() {
   auto cluster = env_->table("member.cluster");
   if (!cluster) return cluster.error();
   clusterTable_ = *cluster;
-
+  // "raft." tables are this server's own: never copied into a snapshot (snapshot.cpp).
+  auto self = env_->table("raft.self");
+  if (!self) return self.error();
+  selfTable_ = *self;
   id_ = storage_->nodeId();
-  if (id_ == 0) {
-    while (id_ == 0) id_ = rng_();
-    if (auto st = env_->update([&](lmdb::WriteTxn& txn) { return storage_->setNodeId(txn, id_); }); !st)
-      return st;
-    spdlog::info("new raft identity: node {:x}", id_);
-  }
-  if (options_.bootstrap && storage_->lastIndex() == 0 && storage_->snapshotMeta().index == 0) {
-    while (clusterId_ == 0) clusterId_ = rng_();
-    auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
-      if (auto s = txn.put(membersTable_, beKey(id_), options_.advertiseAddr); !s) return s;
-      if (auto s = txn.put(clusterTable_, "id", beKey(clusterId_)); !s) return s;
-      return {};
-    });
-    if (!st) return st;
-    if (auto s = storage_->bootstrap({id_}); !s) return s;
-    spdlog::info("bootstrapped a new cluster {:x} with this node {:x} at {}", clusterId_, id_,
-                 options_.advertiseAddr);
-  } else if (options_.bootstrap) {
-    spdlog::info("--bootstrap ignored: this node already has raft state");
-  }
-  return loadMembers();
+  return {};
 }
 
 Status RaftNode::loadMembers() {
@@ -192,7 +233,9 @@ Status RaftNode::loadMembers() {
   if (!st) return st;
   auto cid = txn->get(clusterTable_, "id");
   if (!cid) return cid.error();
-  if (*cid && (*cid)->size() == 8) clusterId_ = getU64(**cid, 0);
+  if (*cid && (*cid)->size() == 8 && clusterId_ == 0) clusterId_ = getU64(**cid, 0);
+  // joinRaft's peers stand in for the member table until the leader's snapshot fills it.
+  for (auto& p : seeds_) found.emplace(p.id, p.address);
   for (auto it = peers_.begin(); it != peers_.end();) {
     auto now = found.find(it->first);
     if (now == found.end() || now->second != it->second) {
@@ -220,7 +263,7 @@ Status RaftNode::createCore() {
 }
 
 void RaftNode::peerDisconnected(const std::string& address) {
-  if (installing_ || raft_->role() != raft::Role::Follower) return;
+  if (!raft_ || installing_ || raft_->role() != raft::Role::Follower) return;
   raft::NodeId leader = raft_->leader();
   if (leader == 0 || addressOf(leader) != address) return;
   // The leader's process died or its host went away: the kernel closed the connection
@@ -239,7 +282,7 @@ std::string RaftNode::addressOf(raft::NodeId id) const {
 // --- driving the core -----------------------------------------------------------------
 
 void RaftNode::onTick() {
-  if (stopped_) return;
+  if (stopped_ || !raft_) return;
   expireWaiting();
   if (installing_) return;  // the core reads the storage the install replaces
   raft_->tick();
@@ -248,7 +291,7 @@ void RaftNode::onTick() {
 }
 
 void RaftNode::scheduleReady() {
-  if (readyScheduled_ || stopped_) return;
+  if (readyScheduled_ || stopped_ || !raft_) return;
   readyScheduled_ = true;
   // Posted: runs after the host has delivered what arrived, so one Ready (and one LMDB
   // commit) covers many messages and proposals — group commit.
@@ -259,6 +302,7 @@ void RaftNode::scheduleReady() {
 }
 
 void RaftNode::processReady() {
+  if (!raft_) return;  // the node left its cluster meanwhile
   while (!stopped_ && !installing_ && raft_->hasReady()) {
     raft::Ready rd = raft_->ready();
     ++readyBatches_;
@@ -306,6 +350,10 @@ bool RaftNode::finishReady(raft::Ready& rd) {
 }
 
 void RaftNode::afterApply() {
+  if (nodesChanged_) {
+    nodesChanged_ = false;
+    refreshPeerKeys();
+  }
   // Reads whose index has been applied can now be answered.
   raft::Index applied = storage_->applied();
   for (auto it = reads_.begin(); it != reads_.end();) {
@@ -425,6 +473,16 @@ Status RaftNode::applyEntry(lmdb::WriteTxn& txn, const raft::Entry& e,
   // Raft log (durable on a quorum, the leader's copy included), and its verdict is a
   // function of that log, so a crash now re-applies it with the same verdict. Readers do not
   // see it early: linearizable reads wait for the applied index, which moves on commit.
+  if (verdict->ok() && !nodesChanged_) {
+    // Node objects decide which peer keys are admitted: refresh them once this applies.
+    std::string_view batch = std::string_view(e.data).substr(header);
+    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(batch.data()), batch.size());
+    if (objects::VerifyStoreTxnBuffer(v)) {
+      auto* t = objects::GetStoreTxn(batch.data());
+      if (t->changes())
+        for (auto* c : *t->changes()) nodesChanged_ |= c->kind() == objects::ObjectKind::Node;
+    }
+  }
   if (format == kProposalFormat && getU64(e.data, 1) == id_ && getU64(e.data, 9) == bootId_)
     answerProposal(e, *verdict);
   return {};
@@ -478,15 +536,9 @@ void RaftNode::applyConfChange(lmdb::WriteTxn& txn, const raft::Entry& e,
     after.push_back([this, seq = it->first, node = cc->node, index = e.index] {
       auto p = proposals_.find(seq);
       if (p == proposals_.end()) return;
-      if (p->second.call.request().protocol().name == kRaftProtocol.name) {
-        flatbuffers::FlatBufferBuilder fbb;
-        auto jr = raftpeer::CreateJoinReply(fbb, clusterId_, id_, fbb.CreateString(options_.advertiseAddr));
-        p->second.call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, jr.Union()));
-      } else {
-        flatbuffers::FlatBufferBuilder fbb;
-        auto body = storeapi::CreateMemberReply(fbb, node, index);
-        p->second.call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
-      }
+      flatbuffers::FlatBufferBuilder fbb;
+      auto body = storeapi::CreateMemberReply(fbb, node, index);
+      p->second.call.reply(storeReply(fbb, storeapi::Body::MemberReply, body.Union()));
       proposalBytes_ -= p->second.bytes;
       proposals_.erase(p);
     });
@@ -568,6 +620,7 @@ void RaftNode::installed(raft::Ready rd, const Status& st) {
     spdlog::info("installed snapshot at index {} term {} ({} bytes)", meta.index, meta.term, meta.size);
   }
   if (auto s = loadMembers(); !s) return fatal(s.error().message);
+  nodesChanged_ = true;  // the store's Nodes came with the snapshot
   if (!finishReady(rd)) return;
   auto held = std::move(heldMessages_);
   heldMessages_.clear();
@@ -676,19 +729,23 @@ void RaftNode::send(const raft::Message& m) {
     spdlog::debug("no address for node {:x}; message {} dropped", m.to, raft::messageTypeName(m.type));
     return;
   }
-  host_.postToPeer(address, encodeMessage(m, clusterId_, options_.advertiseAddr));
+  host_.postToPeer(address, encodeMessage(m, clusterId_, advertiseAddr_));
 }
 
 void RaftNode::onSoftState(const raft::SoftState& s) {
   bool wasLeader = soft_.role == raft::Role::Leader;
   bool isLeader = s.role == raft::Role::Leader;
   if (s.leader != soft_.leader || wasLeader != isLeader) {
-    if (isLeader)
+    if (isLeader) {
       spdlog::info("this node {:x} is the leader of term {}", id_, raft_->term());
-    else if (s.leader)
+      // A new leader writes the managers' status at once (itself Leader, the old one not).
+      statusIndex_ = 0;
+      host_.post([this] { writeManagerStatus(); });
+    } else if (s.leader) {
       spdlog::info("node {:x} ({}) is the leader of term {}", s.leader, addressOf(s.leader), raft_->term());
-    else
+    } else {
       spdlog::info("no leader in term {}", raft_->term());
+    }
     for (auto& sub : leadershipSubs_) sub.dirty = true;
   }
   // The entries of waiting writes may still commit under the next leader, or be replaced:
@@ -728,36 +785,6 @@ void RaftNode::promoteCaughtUpLearners() {
       return;  // one change at a time
     }
   }
-}
-
-void RaftNode::tryJoin() {
-  if (joined_ || stopped_) return;
-  if (joinTarget_.empty()) joinTarget_ = options_.join;
-  flatbuffers::FlatBufferBuilder fbb;
-  auto body = raftpeer::CreateJoinRequest(fbb, id_, fbb.CreateString(options_.advertiseAddr));
-  auto request = bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinRequest, body.Union());
-  spdlog::info("asking {} to let this node {:x} join", joinTarget_, id_);
-  joinCall_ = host_.callPeer(
-      joinTarget_, kRaftProtocol, std::string(reinterpret_cast<const char*>(request.data()), request.size()),
-      5s, [this](Result<bus::Frame> r) {
-        joinCall_ = 0;
-        auto retry = [this] { host_.after(500ms, [this] { tryJoin(); }); };
-        if (!r) {
-          spdlog::warn("join through {} failed: {}; retrying", joinTarget_, r.error().message);
-          joinTarget_ = options_.join;
-          return retry();
-        }
-        auto* jr = r->as<raftpeer::Envelope>() ? r->as<raftpeer::Envelope>()->body_as_JoinReply() : nullptr;
-        if (!jr) return retry();
-        if (jr->cluster_id() == 0) {
-          if (jr->leader_address() && jr->leader_address()->size())
-            joinTarget_ = jr->leader_address()->str();
-          return retry();
-        }
-        joined_ = true;
-        spdlog::info("joined cluster {:x} as a learner; the leader promotes this node once it has caught up",
-                     jr->cluster_id());
-      });
 }
 
 void RaftNode::failProposals(const std::string& why) {
@@ -810,63 +837,43 @@ void RaftNode::stepPeerMessage(const raft::Message& m) {
   if (auto st = raft_->step(m); !st) spdlog::debug("step: {}", st.error().message);
 }
 
+void RaftNode::droppedPeerMessage(const std::string& why) {
+  ++droppedPeerMessages_;
+  peerWarning_.warn(why);
+}
+
 void RaftNode::servePeer(bus::Call call) {
   auto* env = call.as<raftpeer::Envelope>();
-  if (!env) return serveStore(std::move(call));
-  switch (env->body_type()) {
-    case raftpeer::Body::Message: {
-      auto* in = env->body_as_Message();
-      if (clusterId_ != 0 && in->cluster_id() != 0 && in->cluster_id() != clusterId_) {
-        spdlog::warn("dropped a raft message of cluster {:x} (this is {:x})", in->cluster_id(), clusterId_);
-        return;
-      }
-      auto m = decodeMessage(*in);
-      if (!m) {
-        spdlog::warn("dropped a raft message: {}", m.error().message);
-        return;
-      }
-      if (in->from_address() && in->from_address()->size() && addressOf(m->from).empty())
-        peers_[m->from] = in->from_address()->str();  // until the member table says
-      if (clusterId_ == 0 && in->cluster_id() != 0 && m->type == raft::MessageType::Snap) {
-        // A joining node learns its cluster from the leader's first snapshot.
-        clusterId_ = in->cluster_id();
-      }
-      if (installing_) {
-        if (heldMessages_.size() < kMaxHeldMessages) heldMessages_.push_back(std::move(*m));
-        return;
-      }
-      stepPeerMessage(*m);
-      scheduleReady();
-      return;
-    }
-    case raftpeer::Body::JoinRequest: {
-      auto* jr = env->body_as_JoinRequest();
-      if (raft_->role() != raft::Role::Leader) {
-        flatbuffers::FlatBufferBuilder fbb;
-        auto body = raftpeer::CreateJoinReply(fbb, 0, raft_->leader(), fbb.CreateString(addressOf(raft_->leader())));
-        return call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, body.Union()));
-      }
-      std::string addr = jr->address() ? jr->address()->str() : "";
-      if (jr->node_id() == 0 || addr.empty())
-        return call.fail(wire::ErrorCode::InvalidArgument, "a join request needs a node id and an address");
-      auto& conf = raft_->confState();
-      bool member = std::count(conf.voters.begin(), conf.voters.end(), jr->node_id()) ||
-                    std::count(conf.learners.begin(), conf.learners.end(), jr->node_id());
-      if (member) {
-        flatbuffers::FlatBufferBuilder fbb;
-        auto body = raftpeer::CreateJoinReply(fbb, clusterId_, id_, fbb.CreateString(options_.advertiseAddr));
-        return call.reply(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinReply, body.Union()));
-      }
-      if (refuseWrite(call, 0)) return;
-      auto idx = raft_->proposeConfChange({raft::ConfChangeType::AddLearner, jr->node_id(), addr});
-      if (!idx) return call.fail(wire::ErrorCode::Unavailable, idx.error().message + "; retry");
-      peers_[jr->node_id()] = addr;  // reachable before the change applies
-      trackProposal(nextSeq_++, std::move(call), *idx, 0);
-      return;
-    }
-    default:
-      call.fail(wire::ErrorCode::Unimplemented, "raft peers send Message and JoinRequest only");
+  if (!env) return serveForwarded(std::move(call));
+  if (env->body_type() != raftpeer::Body::Message)
+    return call.fail(wire::ErrorCode::Unimplemented, "raft peers send raft messages only");
+  if (!raft_) return;  // not in a cluster: nobody should be talking to us
+  auto* in = env->body_as_Message();
+  if (in->cluster_id() != clusterId_)
+    return droppedPeerMessage(fmt::format("dropped a raft message of cluster {:x} from {} (this is {:x})",
+                                          in->cluster_id(), call.peerKey().empty() ? "?" : call.peerKey(),
+                                          clusterId_));
+  auto m = decodeMessage(*in);
+  if (!m) return droppedPeerMessage("dropped a raft message: " + m.error().message);
+  lastHeard_[m->from] = host_.now();
+  if (in->from_address() && in->from_address()->size() && addressOf(m->from).empty()) {
+    // A member the member table does not name yet (this node has not had the leader's
+    // snapshot): answer it where it says it is, with the key it connected with.
+    peers_[m->from] = in->from_address()->str();
+    if (!call.peerKey().empty()) learnedKeys_[m->from] = call.peerKey();
   }
+  if (installing_) {
+    if (heldMessages_.size() < kMaxHeldMessages) heldMessages_.push_back(std::move(*m));
+    return;
+  }
+  stepPeerMessage(*m);
+  scheduleReady();
+}
+
+bool RaftNode::refuseIdle(bus::Call& call) {
+  if (raft_) return false;
+  call.fail(wire::ErrorCode::Unavailable, kNotInSwarm);
+  return true;
 }
 
 void RaftNode::serveStore(bus::Call call) {
@@ -874,11 +881,14 @@ void RaftNode::serveStore(bus::Call call) {
   if (!env) return call.fail(wire::ErrorCode::UnknownProtocol, "raftd serves the store protocol here");
   switch (env->body_type()) {
     case storeapi::Body::TxnRequest:
+      if (refuseIdle(call)) return;
       return handleTxn(std::move(call));
     case storeapi::Body::GetRequest:
     case storeapi::Body::ListRequest:
+      if (refuseIdle(call)) return;
       return handleRead(std::move(call));
     case storeapi::Body::WatchRequest:
+      if (refuseIdle(call)) return;
       return handleWatch(std::move(call));
     case storeapi::Body::StatusRequest: {
       nlohmann::json j;
@@ -898,6 +908,7 @@ void RaftNode::serveStore(bus::Call call) {
     case storeapi::Body::AddMemberRequest:
     case storeapi::Body::RemoveMemberRequest:
     case storeapi::Body::TransferLeaderRequest:
+      if (refuseIdle(call)) return;
       return handleMember(std::move(call));
     default:
       call.fail(wire::ErrorCode::Unimplemented,
@@ -914,6 +925,7 @@ void RaftNode::serveForwarded(bus::Call call) {
     case storeapi::Body::AddMemberRequest:
     case storeapi::Body::RemoveMemberRequest:
     case storeapi::Body::TransferLeaderRequest:
+      if (!raft_) return call.fail(wire::ErrorCode::Unavailable, "this raftd left its cluster");
       return serveStore(std::move(call));
     default:
       call.fail(wire::ErrorCode::Unimplemented,
@@ -1175,16 +1187,24 @@ void RaftNode::pumpLeadership() {
   for (auto& sub : leadershipSubs_) {
     if (!sub.dirty || !sub.stream->open() || sub.stream->credits() == 0) continue;
     flatbuffers::FlatBufferBuilder fbb;
-    auto body = storeapi::CreateLeadership(fbb, soft_.role == raft::Role::Leader, soft_.leader, raft_->term());
+    auto body = storeapi::CreateLeadership(fbb, raft_ && soft_.role == raft::Role::Leader,
+                                           raft_ ? soft_.leader : 0, raft_ ? raft_->term() : 0);
     if (sub.stream->send(storeReply(fbb, storeapi::Body::Leadership, body.Union()))) sub.dirty = false;
   }
   std::erase_if(leadershipSubs_, [](const LeadershipSub& s) { return !s.stream->open(); });
 }
 
 void RaftNode::status(nlohmann::json& j) const {
+  j["in_swarm"] = raft_ != nullptr;
+  // Decimal numbers: dispatcherd reads them to tell a joining manager (docs/cluster.md).
+  j["raft_id"] = id_;
+  j["raft_cluster_id"] = clusterId_;
   j["node_id"] = fmt::format("{:x}", id_);
   j["cluster_id"] = fmt::format("{:x}", clusterId_);
-  j["address"] = options_.advertiseAddr;
+  j["address"] = advertiseAddr_;
+  j["listen_address"] = listenAddr_;
+  j["dropped_peer_messages"] = droppedPeerMessages_;
+  j["manager_status_writes"] = statusWrites_;
   j["pending"] = {{"proposals", proposals_.size()}, {"proposal_bytes", proposalBytes_},
                   {"reads", reads_.size()}, {"forwarded", forwarded_.size()},
                   {"watchers", watchers_.size()}, {"deferred_apply", deferred_.size()},
@@ -1193,6 +1213,11 @@ void RaftNode::status(nlohmann::json& j) const {
   j["expired_reads"] = expiredReads_;
   j["installing_snapshot"] = installing_;
   j["store_nearly_full"] = storeNearlyFull_;
+  if (!raft_) {
+    j["role"] = "";
+    j["status"] = kNotInSwarm;
+    return;
+  }
   // The storage is being replaced off the loop: its figures are not ours to read now.
   if (installing_) return;
   auto st = raft_->status();
@@ -1206,8 +1231,11 @@ void RaftNode::status(nlohmann::json& j) const {
   j["first_index"] = storage_->firstIndex();
   nlohmann::json members = nlohmann::json::array();
   auto describe = [&](raft::NodeId id, bool learner) {
-    nlohmann::json m{{"id", fmt::format("{:x}", id)}, {"address", addressOf(id)},
-                     {"suffrage", learner ? "learner" : "voter"}, {"self", id == id_}};
+    nlohmann::json m{{"id", fmt::format("{:x}", id)}, {"raft_id", id}, {"address", addressOf(id)},
+                     {"suffrage", learner ? "learner" : "voter"}, {"self", id == id_},
+                     {"reachable", st.role == raft::Role::Leader ? heardRecently(id)
+                                                                 : id == id_ || id == st.leader},
+                     {"key_known", !keyOf(id).empty() || id == id_}};
     for (auto& p : st.peers) {
       if (p.id != id) continue;
       static const char* states[] = {"probe", "replicate", "snapshot"};
@@ -1232,17 +1260,348 @@ void RaftNode::status(nlohmann::json& j) const {
   j["ready_batches"] = readyBatches_;
 }
 
-// --- Cluster membership (docs/cluster.md). Stubs until the raftd transport work lands.
+// --- Cluster membership of this raftd (docs/cluster.md) -----------------------------------
+
 bool RaftNode::inCluster() const { return raft_ != nullptr; }
-Status RaftNode::bootstrap(raft::NodeId, uint64_t, const std::string&, const std::string&) {
-  return Error{"bootstrap is not implemented yet", ENOSYS};
+
+Status RaftNode::checkCanStart(raft::NodeId id, uint64_t raftClusterId, const std::string& listenAddr,
+                               const std::string& advertiseAddr) const {
+  if (raft_)
+    return Error{fmt::format("this raftd is already a member of raft cluster {:x} (raft id {:x}); "
+                             "leave the swarm first (`shoal swarm leave`)", clusterId_, id_),
+                 EEXIST};
+  if (storage_->lastIndex() != 0 || storage_->snapshotMeta().index != 0)
+    return Error{"this raftd holds raft state of an earlier cluster in " + stateDir_ +
+                     "/db; leave the swarm first (`shoal swarm leave`)",
+                 EEXIST};
+  if (id == 0) return Error{"a raft id must be 1 or more", EINVAL};
+  if (raftClusterId == 0) return Error{"a raft cluster id must be 1 or more", EINVAL};
+  if (storage_->nodeId() != 0 && storage_->nodeId() != id)
+    return Error{fmt::format("this raftd's state in {}/db belongs to raft id {:x}, not {:x}; "
+                             "move the state dir away to start afresh",
+                             stateDir_, storage_->nodeId(), id),
+                 EINVAL};
+  auto listen = node::parseAddr(listenAddr, 0, false);
+  if (!listen || listen->port == 0)
+    return Error{"the raft listen address '" + listenAddr + "' is not host:port" +
+                     (listen ? "" : ": " + listen.error().message),
+                 EINVAL};
+  auto advertise = node::parseAddr(advertiseAddr, 0, false);
+  if (!advertise || advertise->port == 0)
+    return Error{"the raft advertise address '" + advertiseAddr + "' is not host:port" +
+                     (advertise ? "" : ": " + advertise.error().message),
+                 EINVAL};
+  if (advertise->host == "0.0.0.0" || advertise->host == "::" || advertise->host.empty())
+    return Error{"the raft advertise address '" + advertiseAddr +
+                     "' is not an address peers can reach: give this host's address",
+                 EINVAL};
+  return {};
 }
-Status RaftNode::joinRaft(raft::NodeId, uint64_t, const std::string&, const std::string&,
-                          std::vector<Peer>) {
-  return Error{"joinRaft is not implemented yet", ENOSYS};
+
+Status RaftNode::bootstrap(raft::NodeId id, uint64_t raftClusterId, const std::string& listenAddr,
+                           const std::string& advertiseAddr) {
+  if (auto st = checkCanStart(id, raftClusterId, listenAddr, advertiseAddr); !st) return st;
+  if (auto st = host_.listenPeers(listenAddr, advertiseAddr); !st) return st;
+  listenAddr_ = listenAddr;
+  advertiseAddr_ = advertiseAddr;
+  clusterId_ = raftClusterId;
+  seeds_.clear();
+  auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+    if (storage_->nodeId() == 0)
+      if (auto s = storage_->setNodeId(txn, id); !s) return s;
+    if (auto s = saveSelf(txn); !s) return s;
+    if (auto s = txn.put(membersTable_, beKey(id), advertiseAddr); !s) return s;
+    if (auto s = txn.put(clusterTable_, "id", beKey(raftClusterId)); !s) return s;
+    return storage_->bootstrap(txn, {id});
+  });
+  if (!st) {
+    host_.closePeers();
+    listenAddr_.clear();
+    advertiseAddr_.clear();
+    clusterId_ = 0;
+    return Error{"cannot record the new cluster: " + st.error().message, st.error().code};
+  }
+  id_ = id;
+  spdlog::info("bootstrapped raft cluster {:x} with this node {:x} at {}", clusterId_, id_, advertiseAddr_);
+  if (auto r = run(); !r) return r;
+  // A single voter wins at once: leader now, so the caller's first write needs no election.
+  if (auto c = raft_->campaign(); !c) spdlog::warn("campaign after bootstrap: {}", c.error().message);
+  processReady();
+  return {};
 }
-Status RaftNode::forceNewCluster() { return Error{"forceNewCluster is not implemented yet", ENOSYS}; }
-Status RaftNode::leave() { return Error{"leave is not implemented yet", ENOSYS}; }
-std::vector<RaftNode::MemberState> RaftNode::members() const { return {}; }
+
+Status RaftNode::joinRaft(raft::NodeId id, uint64_t raftClusterId, const std::string& listenAddr,
+                          const std::string& advertiseAddr, std::vector<Peer> peers) {
+  if (auto st = checkCanStart(id, raftClusterId, listenAddr, advertiseAddr); !st) return st;
+  if (peers.empty())
+    return Error{"joining a raft cluster needs at least one peer (a manager of the cluster)", EINVAL};
+  for (auto& p : peers) {
+    if (p.id == 0 || p.id == id)
+      return Error{fmt::format("peer {} has raft id {:x}: a peer needs a raft id of 1 or more, other "
+                               "than this node's", p.address, p.id),
+                   EINVAL};
+    auto addr = node::parseAddr(p.address, 0, false);
+    if (!addr || addr->port == 0)
+      return Error{"peer address '" + p.address + "' is not host:port", EINVAL};
+    if (!curve::isValidKey(p.publicKey))
+      return Error{"the key of peer " + p.address + " is not a Z85 Curve25519 key of 40 characters",
+                   EINVAL};
+  }
+  if (auto st = host_.listenPeers(listenAddr, advertiseAddr); !st) return st;
+  listenAddr_ = listenAddr;
+  advertiseAddr_ = advertiseAddr;
+  clusterId_ = raftClusterId;
+  seeds_ = std::move(peers);
+  auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+    if (storage_->nodeId() == 0)
+      if (auto s = storage_->setNodeId(txn, id); !s) return s;
+    return saveSelf(txn);
+  });
+  if (!st) {
+    host_.closePeers();
+    listenAddr_.clear();
+    advertiseAddr_.clear();
+    clusterId_ = 0;
+    seeds_.clear();
+    return Error{"cannot record the raft identity: " + st.error().message, st.error().code};
+  }
+  id_ = id;
+  spdlog::info("joining raft cluster {:x} as node {:x} at {}; waiting for the leader ({} peer(s) known)",
+               clusterId_, id_, advertiseAddr_, seeds_.size());
+  return run();
+}
+
+Status RaftNode::forceNewCluster() {
+  if (!raft_) return Error{kNotInSwarm, ENOENT};
+  if (installing_) return Error{"a snapshot from the leader is being installed; retry shortly", EAGAIN};
+  if (!deferred_.empty() && !flushDeferred())
+    return Error{"cannot apply the committed entries; raftd is stopping"};
+  raft::ConfState conf = raft_->confState();
+  bool voter = std::count(conf.voters.begin(), conf.voters.end(), id_) > 0;
+  bool learner = std::count(conf.learners.begin(), conf.learners.end(), id_) > 0;
+  if (!voter && !learner)
+    return Error{"this manager is not in the cluster's configuration (it never caught up with its "
+                 "leader): it has no state to restart the cluster from",
+                 EINVAL};
+  std::vector<raft::ConfChange> changes;
+  if (learner) changes.push_back({raft::ConfChangeType::Promote, id_, {}});
+  for (auto id : conf.voters)
+    if (id != id_) changes.push_back({raft::ConfChangeType::Remove, id, {}});
+  for (auto id : conf.learners)
+    if (id != id_) changes.push_back({raft::ConfChangeType::Remove, id, {}});
+  if (!changes.empty()) {
+    // etcd's --force-new-cluster: the committed log stays, what never committed goes, and
+    // configuration entries that leave this member alone are appended and committed here,
+    // by this member alone.
+    failProposals("the cluster is being restarted from this manager (--force-new-cluster)");
+    failReads(wire::ErrorCode::Unavailable, "the cluster is being restarted from this manager; retry", false);
+    host_.waitBackground();
+    copying_ = false;
+    raft::HardState hs = storage_->hardState();
+    raft::Index applied = storage_->applied();
+    std::vector<raft::Entry> entries;
+    if (applied < hs.commit) {
+      auto pending = storage_->entries(applied + 1, hs.commit + 1, UINT64_MAX);
+      if (!pending) return Error{"cannot read the committed log: " + pending.error().message};
+      entries = std::move(pending).value();
+    }
+    std::vector<raft::Entry> added;
+    raft::Index next = hs.commit + 1;
+    for (auto& cc : changes)
+      added.push_back(raft::Entry{hs.term, next++, raft::EntryType::ConfChange, raft::encodeConfChange(cc)});
+    entries.insert(entries.end(), added.begin(), added.end());
+    std::vector<std::function<void()>> after;
+    auto st = env_->update([&](lmdb::WriteTxn& txn) -> Status {
+      after.clear();
+      if (auto s = storage_->append(txn, added); !s) return s;
+      if (auto s = storage_->setHardState(txn, {hs.term, hs.vote, added.back().index}); !s) return s;
+      return applyCommitted(txn, entries, after);
+    });
+    if (!st) {
+      fatal("cannot rewrite the configuration: " + st.error().message);
+      return st;
+    }
+    appliedDeferred(entries.size());
+    raft_.reset();
+    for (auto& fn : after) fn();
+    if (auto s = createCore(); !s) {
+      fatal("cannot restart raft after rewriting the configuration: " + s.error().message);
+      return s;
+    }
+    soft_ = {};
+    onSoftState({raft_->leader(), raft_->role()});
+    spdlog::warn("forced a new cluster: this node {:x} is now its only voter ({} member(s) removed)",
+                 id_, changes.size() - (learner ? 1 : 0));
+  }
+  seeds_.clear();
+  lastHeard_.clear();
+  nodesChanged_ = true;
+  if (raft_->role() != raft::Role::Leader)
+    if (auto c = raft_->campaign(); !c) return Error{"cannot become leader: " + c.error().message};
+  processReady();
+  return {};
+}
+
+void RaftNode::stopRunning(const std::string& why) {
+  for (auto* t : {&tickTimer_, &deferredTimer_, &statusTimer_}) {
+    if (*t) host_.cancel(*t);
+    *t = 0;
+  }
+  failProposals(why);
+  failReads(wire::ErrorCode::Unavailable, why, false);
+  for (auto& [seq, f] : forwarded_) {
+    host_.cancelPeerCall(f.address, f.peerCall);
+    if (!f.call->answered())
+      f.call->fail(wire::ErrorCode::Indeterminate, why + "; " + kMaybeApplied);
+  }
+  forwarded_.clear();
+  for (auto& w : watchers_) w.stream->end(wire::ErrorCode::Unavailable, why);
+  watchers_.clear();
+  host_.waitBackground();
+  installing_ = copying_ = false;
+  heldMessages_.clear();
+  deferred_.clear();
+  raft_.reset();
+  soft_ = {};
+  for (auto& sub : leadershipSubs_) sub.dirty = true;
+  pumpLeadership();
+  host_.closePeers();
+  peers_.clear();
+  storeKeys_.clear();
+  managerKeys_.clear();
+  learnedKeys_.clear();
+  lastHeard_.clear();
+  statusIndex_ = 0;
+  host_.setStatusText("not in a swarm");
+}
+
+Status RaftNode::leave() {
+  bool hasState = storage_->lastIndex() != 0 || storage_->snapshotMeta().index != 0 || id_ != 0;
+  if (!raft_ && !hasState) return {};
+  stopRunning("this manager left the swarm");
+  store_.reset();
+  storage_.reset();
+  env_.reset();
+  // Renamed first, removed after: a crash in between leaves only what openState() removes.
+  std::error_code ec;
+  for (auto name : {"/db", "/snapshots"}) {
+    std::string from = stateDir_ + name;
+    if (!std::filesystem::exists(from, ec)) continue;
+    std::filesystem::rename(from, from + ".leaving", ec);
+    if (ec) {
+      fatal("cannot remove the raft state " + from + ": " + ec.message());
+      return Error{"cannot remove the raft state " + from + ": " + ec.message() +
+                   "; raftd stops: remove it by hand"};
+    }
+  }
+  id_ = 0;
+  clusterId_ = 0;
+  listenAddr_.clear();
+  advertiseAddr_.clear();
+  seeds_.clear();
+  if (auto st = openState(); !st) {
+    fatal("cannot open a fresh raft state after leaving: " + st.error().message);
+    return st;
+  }
+  spdlog::info("left the raft cluster: raft state removed; {}", kNotInSwarm);
+  return {};
+}
+
+std::vector<RaftNode::MemberState> RaftNode::members() const {
+  std::vector<MemberState> out;
+  if (!raft_) return out;
+  bool leading = raft_->role() == raft::Role::Leader;
+  auto reachable = [&](raft::NodeId id) {
+    return leading ? heardRecently(id) : id == id_ || id == raft_->leader();
+  };
+  for (auto id : raft_->confState().voters) out.push_back({id, true, reachable(id)});
+  for (auto id : raft_->confState().learners) out.push_back({id, false, reachable(id)});
+  return out;
+}
+
+bool RaftNode::heardRecently(raft::NodeId id) const {
+  if (id == id_) return true;
+  auto it = lastHeard_.find(id);
+  return it != lastHeard_.end() && host_.now() - it->second <= 2 * options_.electionTicks * options_.tick;
+}
+
+// --- peer keys ----------------------------------------------------------------------------
+
+void RaftNode::refreshPeerKeys() {
+  auto txn = env_->read();
+  if (!txn) return spdlog::error("cannot read the Node objects for the peer keys: {}", txn.error().message);
+  auto nodes = store_->list(*txn, store::ObjectKind::Node);
+  if (!nodes) return spdlog::error("cannot read the Node objects for the peer keys: {}", nodes.error().message);
+  ManagerKeys keys = managerKeys(*nodes);
+  if (keys.byRaftId == storeKeys_ && keys.managers == managerKeys_) return;
+  storeKeys_ = std::move(keys.byRaftId);
+  managerKeys_ = std::move(keys.managers);
+  host_.peerKeysChanged();
+}
+
+std::string RaftNode::keyOf(raft::NodeId id) const {
+  if (auto it = storeKeys_.find(id); it != storeKeys_.end()) return it->second;
+  for (auto& p : seeds_)
+    if (p.id == id) return p.publicKey;
+  if (auto it = learnedKeys_.find(id); it != learnedKeys_.end()) return it->second;
+  return {};
+}
+
+std::string RaftNode::peerKeyOf(const std::string& address) const {
+  for (auto& [id, addr] : peers_)
+    if (addr == address) return keyOf(id);
+  for (auto& p : seeds_)
+    if (p.address == address) return p.publicKey;
+  return {};
+}
+
+bool RaftNode::admitsPeerKey(std::string_view z85) const {
+  if (!raft_ || z85.empty()) return false;
+  if (managerKeys_.count(std::string(z85))) return true;
+  // A seed until the store names its raft id (then the store's key counts).
+  for (auto& p : seeds_)
+    if (p.publicKey == z85 && !storeKeys_.count(p.id)) return true;
+  return false;
+}
+
+// --- manager status -----------------------------------------------------------------------
+
+void RaftNode::writeManagerStatus() {
+  if (!raft_ || stopped_ || installing_ || raft_->role() != raft::Role::Leader) return;
+  // One write at a time: the next round starts from what it did.
+  if (statusIndex_ && statusTerm_ == raft_->term() && storage_->applied() < statusIndex_) return;
+  statusIndex_ = 0;
+  ManagerTruth truth;
+  truth.leader = id_;
+  truth.reachable.insert(id_);
+  for (auto& [id, when] : lastHeard_)
+    if (heardRecently(id)) truth.reachable.insert(id);
+  Result<std::optional<std::string>> batch = std::optional<std::string>();
+  {
+    auto txn = env_->read();
+    if (!txn) return;
+    auto nodes = store_->list(*txn, store::ObjectKind::Node);
+    if (!nodes) return;
+    batch = managerStatusTxn(*nodes, truth);
+  }
+  if (!batch) return peerWarning_.warn("cannot write the managers' status: " + batch.error().message);
+  if (!*batch || proposals_.size() >= options_.maxPendingProposals) return;
+  // A proposal of this node that no caller waits for: a Conflict (a Node changed meanwhile)
+  // is simply computed again next round.
+  std::string data;
+  data.reserve(kProposalHeader + (*batch)->size());
+  data.push_back(static_cast<char>(kProposalFormat));
+  putU64(data, id_);
+  putU64(data, bootId_);
+  putU64(data, nextSeq_++);
+  putU64(data, static_cast<uint64_t>(host_.unixNanos()));
+  data.append(**batch);
+  auto idx = raft_->propose(std::move(data));
+  if (!idx) return;
+  statusIndex_ = *idx;
+  statusTerm_ = raft_->term();
+  ++statusWrites_;
+  scheduleReady();
+}
 
 }  // namespace shoal::raftd

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,10 +31,6 @@
 namespace shoal::raftd {
 
 struct NodeOptions {
-  std::string listenAddr = "0.0.0.0:2378";  // host:port for peers
-  std::string advertiseAddr;                // host:port peers use; default listenAddr
-  bool bootstrap = false;                   // start a new one-member cluster
-  std::string join;                         // host:port of a member to join through
   std::chrono::milliseconds tick{100};
   int electionTicks = 10;
   int heartbeatTicks = 1;
@@ -55,7 +52,9 @@ struct NodeOptions {
 
 class RaftNode {
  public:
-  // Opens (or creates) the node's state in stateDir and starts ticking through host.
+  // Opens (or creates) the node's state in stateDir. A node in a cluster (one that
+  // bootstrapped or joined before) binds its peer port (host's listenPeers) and starts
+  // ticking at once; one without raft state idles until bootstrap() or joinRaft().
   static Result<std::unique_ptr<RaftNode>> open(NodeHost& host, const std::string& stateDir,
                                                 const NodeOptions& options);
   ~RaftNode();
@@ -81,7 +80,8 @@ class RaftNode {
     std::string publicKey;  // Z85 Curve25519 key
   };
   // Whether this raftd has raft state (it bootstrapped or joined): false while the node waits
-  // for `swarm init` or a join, and after leave().
+  // for `swarm init` or a join, and after leave(). bootstrap() and joinRaft() persist the raft
+  // id, the raft cluster id and both addresses, so a restart binds and runs at once.
   bool inCluster() const;
   // swarm init: a new one-member cluster; binds the peer port (host's listenPeers) and becomes
   // leader at once. Refused when inCluster().
@@ -107,12 +107,23 @@ class RaftNode {
   };
   std::vector<MemberState> members() const;
 
+  // --- For the host's peer port (DaemonHost): who may connect, and the key a peer's server
+  // has. A key is admitted when a Node in the store whose role or desired role is Manager has
+  // it, or when it is a seed peer of joinRaft the store does not name yet.
+  bool admitsPeerKey(std::string_view z85) const;
+  // The Z85 server key of the peer at address ("" when unknown: no connection can be made).
+  std::string peerKeyOf(const std::string& address) const;
+  // A peer message was dropped by the host (a key not admitted): counted in Status.
+  void droppedPeerMessage(const std::string& why);
+
   void status(nlohmann::json& j) const;
   raft::NodeId id() const { return id_; }
+  uint64_t raftClusterId() const { return clusterId_; }
   raft::Role role() const { return soft_.role; }
   raft::NodeId leader() const { return soft_.leader; }
   raft::Index applied() const;
-  const std::string& address() const { return options_.advertiseAddr; }
+  const std::string& address() const { return advertiseAddr_; }
+  const std::string& listenAddress() const { return listenAddr_; }
 
  private:
   struct Proposal {
@@ -145,8 +156,20 @@ class RaftNode {
 
   RaftNode(NodeHost& host, std::string stateDir, const NodeOptions& options);
   Status openState();
+  // The persisted identity (raft.self): whether there is one.
+  Result<bool> loadSelf();
+  Status saveSelf(lmdb::WriteTxn& txn);
+  // Runs the node from its persisted state: binds the peer port, creates the core, ticks.
+  Status run();
   Status createCore();
   void startTicking();
+  // Stops everything run() started and answers what waits with `why` (leave()).
+  void stopRunning(const std::string& why);
+  // Refuses bootstrap/joinRaft on a node in a cluster or with raft state, and bad arguments.
+  Status checkCanStart(raft::NodeId id, uint64_t raftClusterId, const std::string& listenAddr,
+                       const std::string& advertiseAddr) const;
+  // Refuses a store request while the node is not in a swarm; true if call was answered.
+  bool refuseIdle(bus::Call& call);
 
   // Driving the core.
   void onTick();
@@ -183,12 +206,18 @@ class RaftNode {
   void send(const raft::Message& m);
   void onSoftState(const raft::SoftState& s);
   void promoteCaughtUpLearners();
-  void tryJoin();
   void stepPeerMessage(const raft::Message& m);
 
   // Peers.
   std::string addressOf(raft::NodeId id) const;
   Status loadMembers();
+  // The peer keys from the store's Node objects (after Node changes are applied).
+  void refreshPeerKeys();
+  std::string keyOf(raft::NodeId id) const;
+  // Whether the leader heard from id within two election timeouts (itself: always).
+  bool heardRecently(raft::NodeId id) const;
+  // Manager status writer (docs/cluster.md "Manager status"): on the leader, one round.
+  void writeManagerStatus();
 
   // Serving.
   void handleTxn(bus::Call call);
@@ -225,9 +254,27 @@ class RaftNode {
   std::unique_ptr<raft::Raft> raft_;
   lmdb::Table membersTable_;  // node id -> address, replicated (copied with snapshots)
   lmdb::Table clusterTable_;  // "id" -> cluster id, replicated
+  lmdb::Table selfTable_;     // raft.self: this server's identity and addresses, local
   uint64_t clusterId_ = 0;
   raft::NodeId id_ = 0;
+  std::string listenAddr_;
+  std::string advertiseAddr_;
+  std::vector<Peer> seeds_;                    // joinRaft's peers, persisted
   std::map<raft::NodeId, std::string> peers_;  // addresses
+  // Keys: of the store's manager Nodes, by raft id, and the set of them; learned from
+  // admitted connections (a peer not named yet), by raft id.
+  std::map<raft::NodeId, std::string> storeKeys_;
+  std::set<std::string> managerKeys_;
+  std::map<raft::NodeId, std::string> learnedKeys_;
+  bool nodesChanged_ = false;  // Node objects were applied: refresh the keys
+  // When a message from each peer last arrived (reachability of manager status).
+  std::map<raft::NodeId, Loop::Clock::time_point> lastHeard_;
+  Loop::TimerId statusTimer_ = 0;
+  raft::Index statusIndex_ = 0;  // the manager status write in flight, until applied
+  raft::Term statusTerm_ = 0;
+  uint64_t statusWrites_ = 0;
+  uint64_t droppedPeerMessages_ = 0;
+  bus::RateLimitedWarning peerWarning_;
   std::map<uint64_t, Proposal> proposals_;     // by sequence number
   size_t proposalBytes_ = 0;
   std::map<uint64_t, PendingRead> reads_;      // by sequence number
@@ -243,9 +290,6 @@ class RaftNode {
   Loop::TimerId deferredTimer_ = 0;
   Loop::TimerId tickTimer_ = 0;
   raft::SoftState soft_;
-  std::string joinTarget_;
-  bool joined_ = false;
-  uint64_t joinCall_ = 0;
   // A received snapshot being installed off the loop: the core is not stepped meanwhile
   // (it reads the storage the install replaces); peer messages wait here.
   bool installing_ = false;

@@ -1,7 +1,9 @@
-// raftd as processes: a 3-member cluster on loopback under writers; leader failover; a
-// restarted member catching up; a member added after 20,000 entries brought up by snapshot; a
-// member removed; garbage on both ports changing nothing; a forged vote of this cluster
-// deposing no one (DESIGN.md §5). Faults and linearizability: raft_faults_test.cpp.
+// raftd as processes: a 3-member cluster on loopback (formed through raftd.sock as swarm init
+// and manager joins do) under writers; leader failover; a restarted member catching up; a
+// member added after 20,000 entries brought up by snapshot; a member removed; garbage on both
+// ports changing nothing; the peer port refusing keys that are not managers' and messages of
+// another cluster; a forged vote of this cluster deposing no one (DESIGN.md §5); manager
+// status in the store. Faults and linearizability: raft_faults_test.cpp.
 #include <doctest/doctest.h>
 
 #include <set>
@@ -9,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/bus.h"
+#include "common/curve.h"
 #include "common/ids.h"
+#include "common/node_dir.h"
 #include "common/protocols.h"
 #include "services/raftd/codec.h"
 #include "services/raftd/store_client.h"
@@ -137,7 +141,7 @@ TEST_CASE("leader SIGKILL: another commits, no acknowledged write is lost, the o
   }
 
   // The killed member comes back and catches up.
-  c.members[lead].start("");
+  c.members[lead].start();
   auto target = c.members[newLead].status().value("commit", 0);
   REQUIRE_MESSAGE(appliedUpTo(c.members[lead], target, 15s), c.logs());
   CHECK(missingOn(c.members[lead], w.acked) == 0);
@@ -160,7 +164,7 @@ TEST_CASE("followers apply committed entries on their own, and a crash loses non
   // from its log after a restart.
   REQUIRE(w.write(2000, 64, 30s) == 2000);
   c.members[f].kill9();
-  c.members[f].start("");
+  c.members[f].start();
   target = c.members[lead].status().value("commit", 0);
   REQUIRE_MESSAGE(appliedUpTo(c.members[f], target, 15s), c.logs());
   CHECK(missingOn(c.members[f], w.acked) == 0);
@@ -177,7 +181,8 @@ TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a memb
   CHECK(ls["first_index"].get<uint64_t>() > 1);  // the log was compacted
 
   auto& fourth = c.add();
-  fourth.start("join=" + c.members[lead].addr);
+  fourth.start();
+  c.members[lead].addManager(fourth, shoal::testing::newRaftId());
   REQUIRE_MESSAGE(waitFor([&] { return c.members[lead].voters() == 4; }, 30s), c.logs());
   auto target = c.members[lead].status().value("commit", 0);
   REQUIRE(appliedUpTo(fourth, target, 30s));
@@ -187,11 +192,11 @@ TEST_CASE("a member added after 20,000 entries is brought up by snapshot; a memb
 
   // Remove a follower other than the new member; the cluster goes on committing.
   int gone = (lead + 1) % 3;
-  std::string goneId = c.members[gone].status().value("node_id", "");
-  REQUIRE(!goneId.empty());
+  uint64_t goneId = c.members[gone].raftId();
+  REQUIRE(goneId != 0);
   bus::SyncClient admin(kStoreProtocol);
   REQUIRE(admin.connect(c.members[lead].socket()));
-  auto r = admin.call(removeMemberRequest(std::stoull(goneId, nullptr, 16)), 5s);
+  auto r = admin.call(removeMemberRequest(goneId), 5s);
   REQUIRE_MESSAGE(r.ok(), (r ? "" : r.error().message));
   REQUIRE(waitFor([&] { return c.members[lead].voters() == 3; }, 10s));
   c.members[gone].proc->signal(SIGTERM);
@@ -248,6 +253,119 @@ TEST_CASE("garbage on the peer port and on raftd.sock changes nothing; the clust
   CHECK(after["peer_bus"]["bad_messages"].get<int>() + after["bus"]["bad_messages"].get<int>() > 0);
 }
 
+// A CURVE client to member `to`'s peer port with `key` as its identity.
+zmq::socket_t peerSocket(zmq::context_t& ctx, const Member& to, const curve::KeyPair& key) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 2000);  // closing waits until what was sent is out
+  s.set(zmq::sockopt::curve_serverkey, to.publicKey());
+  s.set(zmq::sockopt::curve_publickey, key.publicKey);
+  s.set(zmq::sockopt::curve_secretkey, key.secretKey);
+  s.connect("tcp://" + to.addr);
+  return s;
+}
+
+// The key pair of a member's node (its node dir's node.key): what that member's links use.
+curve::KeyPair nodeKey(const Member& m) {
+  auto dir = node::NodeDir::open(m.nodeDir);
+  REQUIRE(dir.ok());
+  return dir->key();
+}
+
+TEST_CASE("the peer port: CURVE only, manager keys only, this cluster's messages only") {
+  Cluster c;
+  int lead = startThree(c);
+  auto& l = c.members[lead];
+  Writer w;
+  w.connect(l);
+  REQUIRE(w.write(20, 4, 20s) == 20);
+  auto before = l.status();
+  uint64_t term = before["term"].get<uint64_t>();
+  REQUIRE(before["peer_zap"]["admitted"].get<uint64_t>() >= 2);
+  uint64_t refusedBefore = before["peer_zap"]["refused"].get<uint64_t>();
+
+  // A stranger's key (not a manager Node's): ZAP refuses the connection, its vote goes nowhere.
+  zmq::context_t ctx;
+  raft::Message vote;
+  vote.type = raft::MessageType::Vote;
+  vote.from = c.members[(lead + 1) % 3].raftId();
+  vote.to = l.raftId();
+  vote.term = term + 1000;
+  vote.logTerm = term + 1000;
+  vote.index = 1'000'000;
+  {
+    auto stranger = curve::generate();
+    auto s = peerSocket(ctx, l, stranger);
+    auto buf = encodeMessage(vote, l.raftClusterId(), c.members[(lead + 1) % 3].addr);
+    s.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::dontwait);
+    std::this_thread::sleep_for(500ms);
+  }
+  REQUIRE(waitFor([&] { return l.status()["peer_zap"]["refused"].get<uint64_t>() > refusedBefore; }, 5s));
+
+  // A manager's key with another raft cluster id: admitted, the message dropped and counted.
+  uint64_t droppedBefore = l.status().value("dropped_peer_messages", uint64_t{0});
+  {
+    auto s = peerSocket(ctx, l, nodeKey(c.members[(lead + 1) % 3]));
+    auto buf = encodeMessage(vote, l.raftClusterId() + 1, c.members[(lead + 1) % 3].addr);
+    s.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::none);
+  }
+  REQUIRE_MESSAGE(waitFor([&] { return l.status().value("dropped_peer_messages", uint64_t{0}) > droppedBefore; }, 5s),
+                  c.logs());
+  auto after = l.status();
+  CHECK(after["term"].get<uint64_t>() == term);
+  CHECK(after["role"] == "Leader");
+  CHECK(w.write(20, 4, 20s) == 20);
+}
+
+TEST_CASE("manager status: the leader writes Leader and Reachable, and Unreachable for a dead member") {
+  Cluster c;
+  int lead = startThree(c);
+  auto& l = c.members[lead];
+  // The managers' Nodes, as `node ls` reads them.
+  auto managers = [&](const Member& on) {
+    std::map<uint64_t, std::pair<bool, objects::Reachability>> out;
+    auto r = on.store(listRequest(objects::ObjectKind::Node));
+    if (!r) return out;
+    for (auto* o : *r->as<storeapi::Envelope>()->body_as_ObjectsReply()->objects()) {
+      auto* n = flatbuffers::GetRoot<objects::Node>(o->data()->data());
+      if (n->manager_status())
+        out[n->manager_status()->raft_id()] = {n->manager_status()->leader(), n->manager_status()->reachability()};
+    }
+    return out;
+  };
+  auto agrees = [&](const Member& on, uint64_t leader, std::set<uint64_t> unreachable) {
+    auto m = managers(on);
+    if (m.size() != 3) return false;
+    for (auto& [id, st] : m) {
+      bool wantReach = !unreachable.count(id);
+      if (st.first != (id == leader)) return false;
+      if (st.second != (wantReach ? objects::Reachability::Reachable : objects::Reachability::Unreachable)) return false;
+    }
+    return true;
+  };
+  REQUIRE_MESSAGE(waitFor([&] { return agrees(l, l.raftId(), {}); }, 5s), c.logs());
+
+  // The leader is killed: within 3 s a survivor reports another Leader and the old one Unreachable.
+  uint64_t old = l.raftId();
+  auto killed = Clock::now();
+  l.kill9();
+  int survivor = (lead + 1) % 3;
+  bool seen = waitFor([&] {
+    int nl = c.leader();
+    return nl >= 0 && agrees(c.members[survivor], c.members[nl].raftId(), {old});
+  }, 10s);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed);
+  REQUIRE_MESSAGE(seen, c.logs());
+  MESSAGE("a new Leader and the old one Unreachable in the store " << took.count() << " ms after SIGKILL");
+  CHECK(took < 3s);
+  // members of the new leader's Status say the same.
+  auto st = c.members[c.leader()].status();
+  for (auto& m : st["members"]) CHECK(m["reachable"].get<bool>() == (m["raft_id"].get<uint64_t>() != old));
+
+  // Started again, it is a Reachable manager again.
+  l.start();
+  REQUIRE_MESSAGE(waitFor([&] { return agrees(c.members[survivor], c.members[c.leader()].raftId(), {}); }, 10s), c.logs());
+}
+
 // A vote request of this cluster, in a term far ahead, as a member cut off by a partition
 // sends when it comes back. Unlike the other cluster's vote above it passes the cluster-id
 // check, so only the leader lease (dissertation §4.2.3; raft.cpp, "inLease") stands between it
@@ -264,7 +382,7 @@ TEST_CASE("a forged high-term vote of this cluster cannot depose a live leader")
   w.connect(c.members[lead]);
   REQUIRE(w.write(20, 4, 20s) == 20);
   auto before = c.members[lead].status();
-  uint64_t clusterId = std::stoull(before.value("cluster_id", "0"), nullptr, 16);
+  uint64_t clusterId = before.value("raft_cluster_id", uint64_t{0});
   REQUIRE(clusterId != 0);
   uint64_t term = before["term"].get<uint64_t>();
   std::vector<uint64_t> ids;
@@ -285,9 +403,8 @@ TEST_CASE("a forged high-term vote of this cluster cannot depose a live leader")
       vote.logTerm = term + 1000;  // a log at least as up to date as anyone's: the vote would be granted
       vote.index = 1'000'000;
       auto buf = encodeMessage(vote, clusterId, c.members[from].addr);
-      auto& s = sockets.emplace_back(ctx, zmq::socket_type::dealer);
-      s.set(zmq::sockopt::linger, 2000);  // closing waits until the message is out
-      s.connect("tcp://" + c.members[i].addr);
+      // With that member's own node key: the peer port admits it like the member itself.
+      auto& s = sockets.emplace_back(peerSocket(ctx, c.members[i], nodeKey(c.members[from])));
       s.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::none);
     }
   }  // the sockets close and the context ends once the votes are delivered (or 2 s passed)
@@ -383,8 +500,7 @@ TEST_CASE("store API: linearizable reads on a follower, watch streams, leadershi
   CHECK(watched.front() == id);
 
   // Leadership transfer to the follower: every stream hears of it.
-  std::string target = c.members[follower].status().value("node_id", "");
-  auto t = reader.call(transferLeaderRequest(std::stoull(target, nullptr, 16)), 5s);
+  auto t = reader.call(transferLeaderRequest(c.members[follower].raftId()), 5s);
   REQUIRE_MESSAGE(t.ok(), (t ? "" : t.error().message));
   REQUIRE(spin(loop, [&] { return !leadership[follower].empty() && leadership[follower].back(); }, 5s));
   REQUIRE(spin(loop, [&] { return !leadership[lead].empty() && !leadership[lead].back() && leadership[lead].size() >= 2; }, 5s));
@@ -402,7 +518,7 @@ TEST_CASE("a whole cluster stopped and started again keeps every acknowledged wr
     REQUIRE(m.proc->wait(3s));
     m.proc.reset();
   }
-  for (auto& m : c.members) m.start("");  // no --bootstrap or --join: the state says it all
+  for (auto& m : c.members) m.start();  // no init or join: the state says it all
   REQUIRE_MESSAGE(waitFor([&] { return c.leader() >= 0; }, 10s), c.logs());
   Writer again;
   again.connect(c.members[c.leader()]);
@@ -417,7 +533,8 @@ TEST_CASE("a whole cluster stopped and started again keeps every acknowledged wr
 TEST_CASE("shoal debug dump-store prints a stopped raftd's objects") {
   Cluster c;
   auto& a = c.add();
-  a.start("bootstrap");
+  a.start();
+  a.init();
   REQUIRE(waitFor([&] { return a.leads(); }, 10s));
   Writer w;
   w.connect(a);

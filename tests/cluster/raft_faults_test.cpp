@@ -244,11 +244,11 @@ class Firewall {
 // A member whose PID the emergency handler knows while it runs, in slot `slot`.
 struct Member : shoal::testing::RaftMember {
   int slot = 0;
-  int port = 0;
+  int raftPort = 0;  // its raft peer port (RaftMember::port is the dispatcher port below it)
   gid_t gid = 0;  // its own, so that a partition can match what its sockets send
 
-  void start(const std::string& how = "") {
-    RaftMember::start(how);
+  void start() {
+    RaftMember::start();
     Emergency::track(slot, proc->pid());
   }
   void kill9() {
@@ -267,11 +267,8 @@ struct Cluster {
       Member m;
       m.slot = i;
       m.name = "n" + std::to_string(i + 1);
-      m.state = dir / (m.name + "/state");
-      m.run = dir / (m.name + "/run");
-      m.port = freePort();
-      m.addr = "127.0.0.1:" + std::to_string(m.port);
-      m.log = dir / (m.name + ".log");
+      m.place(dir.path());
+      m.raftPort = shoal::node::raftPort(m.port);
       m.gid = base + i;
       // Under setpriv with the member's group; setpriv sets the parent-death signal again after
       // changing the group, which clears it.
@@ -291,12 +288,8 @@ struct Cluster {
       }
   }
   void startThree() {
-    auto& a = members[0];
-    a.start("bootstrap");
-    REQUIRE_MESSAGE(waitFor([&] { return a.leads(); }, 20s), logs());
-    members[1].start("join=" + a.addr);
-    members[2].start("join=" + a.addr);
-    REQUIRE_MESSAGE(waitFor([&] { return members[0].voters() == 3; }, 30s), logs());
+    for (auto& m : members) m.start();
+    shoal::testing::formCluster(members, 3, [&] { return logs(); });
   }
   // The member that says it leads, among those in `among` (all by default); -1 if none.
   int leader(std::vector<int> among = {0, 1, 2}) const {
@@ -606,9 +599,9 @@ FaultWindow inject(Fault kind, Cluster& c, Firewall& fw, std::mt19937_64& rng, C
     case Fault::PartitionLeader:
     case Fault::DeafLeader:
       if (kind == Fault::DeafLeader)
-        fw.deafen(m.port);
+        fw.deafen(m.raftPort);
       else
-        fw.isolate(m.port, m.gid);
+        fw.isolate(m.raftPort, m.gid);
       begins();
       std::this_thread::sleep_for(kind == Fault::PartitionFollower ? 3s : 4s);
       w.leaderMoved = c.leader(others) >= 0;

@@ -31,7 +31,8 @@ using shoal::testing::waitFor;
 
 Member& startOne(Cluster& c) {
   auto& a = c.add();
-  a.start("bootstrap");
+  a.start();
+  a.init();
   REQUIRE_MESSAGE(waitFor([&] { return a.leads(); }, 10s), c.logs());
   return a;
 }
@@ -235,7 +236,7 @@ TEST_CASE("a watch from before the history resyncs; the helper recovers with a s
   REQUIRE(spin(sc.loop(), [&] { return !leads.empty(); }, 10s));
   CHECK((leads.back().known && leads.back().isLeader));
   m.kill9();
-  m.start("");
+  m.start();
   REQUIRE(spin(sc.loop(), [&] { return view.snapshots == 2; }, 30s));
   std::string z = newId();
   auto cz = sc.txn({create(z)}, WriteOptions{.timeout = 20s});

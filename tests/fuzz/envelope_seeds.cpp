@@ -104,12 +104,6 @@ std::vector<bus::Buffer> seeds() {
         wire::Kind::Request, 0, 0);
   }
   {
-    flatbuffers::FlatBufferBuilder fbb;
-    auto body = raftpeer::CreateJoinRequest(fbb, 5, fbb.CreateString("10.0.0.5:2378"));
-    add(bus::message<raftpeer::Envelope>(fbb, raftpeer::Body::JoinRequest, body.Union()), 8,
-        wire::Kind::Request, 3000, 0);
-  }
-  {
     // A transaction, as a nested StoreTxn buffer.
     flatbuffers::FlatBufferBuilder inner;
     std::vector<uint8_t> object = {0x10, 0, 0, 0};

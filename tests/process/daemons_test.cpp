@@ -107,9 +107,6 @@ std::vector<std::string> daemonArgs(const std::string& daemon, const std::string
                                     const std::string& run) {
   std::vector<std::string> args = {daemonPath(daemon), "--foreground", "--state-dir", state,
                                    "--run-dir", run};
-  // The daemons' own flags that a test start needs: a network port of its own.
-  if (daemon == "raftd")
-    args.insert(args.end(), {"--listen-addr", "127.0.0.1:" + std::to_string(freePort())});
   return args;
 }
 

@@ -45,6 +45,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "objects_generated.h"
 #include "services/raftd/protocols.h"
 #include "services/raftd/store_client.h"
@@ -186,6 +187,8 @@ struct Member {
   Incarnation incarnation = 0;
   std::unique_ptr<SimHost> host;
   std::unique_ptr<RaftNode> node;
+  raft::NodeId raftId = 0;
+  std::string key;  // a Z85 key for joinRaft's peers (the simulated network checks none)
 
   bool up() const { return node != nullptr; }
   std::string name() const { return "n" + std::to_string(slot + 1); }
@@ -202,6 +205,8 @@ class Cluster {
       m.slot = i;
       m.address = fmt::format("n{}:2378", i + 1);
       m.dir = fmt::format("{}/n{}", root, i + 1);
+      m.raftId = mixSeed(seed, static_cast<uint64_t>(i + 1), 0x1d);
+      m.key = curve::generate().publicKey;
       members_.push_back(std::move(m));
     }
   }
@@ -229,6 +234,11 @@ class Cluster {
   }
 
   bool start(int slot);
+  // The first life of the cluster: member 0 bootstraps, each other member is added by the
+  // leader (AddMember) and then joins with member 0 as its peer, as swarm init and a manager
+  // join do. False (and a failure recorded) when a step is refused.
+  bool bootstrap();
+  bool join(int slot);
   void crash(int slot);
   int down() const;
   Member* leader();
@@ -253,10 +263,6 @@ class Cluster {
 
 NodeOptions Cluster::options(const Member& m) const {
   NodeOptions o;
-  o.listenAddr = m.address;
-  o.advertiseAddr = m.address;
-  o.bootstrap = m.slot == 0;
-  if (m.slot != 0) o.join = members_[0].address;
   o.snapshotInterval = plan_.snapshotInterval;
   o.keepEntries = plan_.keepEntries;
   o.requestTimeout = kRequestTimeout;
@@ -288,6 +294,43 @@ bool Cluster::start(int slot) {
   }
   m.node = std::move(node).value();
   world_.trace(0x57a27, static_cast<uint64_t>(slot), m.node->id());
+  return true;
+}
+
+bool Cluster::bootstrap() {
+  Member& m = members_[0];
+  if (auto st = m.node->bootstrap(m.raftId, mixSeed(seed_, 0xc1), m.address, m.address); !st) {
+    failures_.add(fmt::format("{} does not bootstrap: {}", m.name(), st.error().message));
+    return false;
+  }
+  return true;
+}
+
+bool Cluster::join(int slot) {
+  Member& first = members_[0];
+  Member& m = members_[static_cast<size_t>(slot)];
+  if (m.node->inCluster()) return true;
+  // AddMember on the leader (member 0, which bootstrapped), as dispatcherd sends it.
+  auto request = addMemberRequest(m.raftId, m.address);
+  bus::setHeader(request, 1, wire::Kind::Request, 5000, 0);
+  std::optional<Result<bus::Frame>> answer;
+  net_.dispatch({first.incarnation, first.node.get()},
+                std::string_view(reinterpret_cast<const char*>(request.data()), request.size()),
+                [&answer](std::string_view bytes) { answer.emplace(decodeAnswer(bytes)); });
+  for (int i = 0; i < 1000 && !answer; ++i) world_.runFor(10ms);
+  if (!answer || !*answer || ((*answer)->error() && (*answer)->error()->code() != wire::ErrorCode::None)) {
+    failures_.add(fmt::format("{} was not added as a member: {}", m.name(),
+                              !answer ? "no answer"
+                              : !*answer ? answer->error().message
+                                         : bus::errorFrom(**answer).message));
+    return false;
+  }
+  auto st = m.node->joinRaft(m.raftId, mixSeed(seed_, 0xc1), m.address, m.address,
+                             {{first.raftId, first.address, first.key}});
+  if (!st) {
+    failures_.add(fmt::format("{} does not join: {}", m.name(), st.error().message));
+    return false;
+  }
   return true;
 }
 
@@ -974,6 +1017,9 @@ class SeedRun {
 bool SeedRun::form() {
   for (int i = 0; i < plan_.nodes; ++i)
     if (!cluster_.start(i)) return false;
+  if (!cluster_.bootstrap()) return false;
+  for (int i = 1; i < plan_.nodes; ++i)
+    if (!cluster_.join(i)) return false;
   for (int step = 0; step < 300; ++step) {
     world_.runFor(100ms);
     Member* l = cluster_.leader();
@@ -1115,8 +1161,21 @@ void SeedRun::checkLiveness(int64_t healedStamp) {
   for (auto& op : clients_.history())
     if (op.kind == lincheck::Operation::Txn && op.outcome == Outcome::Ok && op.invoke > healedStamp)
       return;
-  result_.failures.add(fmt::format("no write succeeded in the {}s after healing",
-                                   std::chrono::duration<double>(plan_.tail).count()));
+  std::string states;
+  for (auto& m : cluster_.members()) {
+    if (!m.up()) continue;
+    auto j = cluster_.status(m);
+    states += fmt::format("\n    {}: {} term {} leader {} commit {} applied {} pending {}", m.name(),
+                          j.value("role", "?"), j.value("term", uint64_t{0}), j.value("leader", ""),
+                          j.value("commit", uint64_t{0}), j.value("applied", uint64_t{0}),
+                          j.value("pending", nlohmann::json::object()).dump());
+  }
+  std::string outcomes;
+  for (auto& op : clients_.history())
+    if (op.kind == lincheck::Operation::Txn && op.invoke > healedStamp)
+      outcomes += fmt::format(" {}", op.outcome == Outcome::Ok ? "ok" : op.outcome == Outcome::Unknown ? "unknown" : "failed");
+  result_.failures.add(fmt::format("no write succeeded in the {}s after healing (writes since:{}); nodes:{}",
+                                   std::chrono::duration<double>(plan_.tail).count(), outcomes, states));
 }
 
 void SeedRun::checkHistory() {

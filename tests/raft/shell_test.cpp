@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/ids.h"
 #include "services/raftd/protocols.h"
 #include "services/raftd/store_client.h"
@@ -54,9 +55,33 @@ class Nodes {
     s.incarnation = world_.born();
     s.host = std::make_unique<SimHost>(world_, net_, rng_, s.address, s.incarnation);
     NodeOptions o;
-    o.listenAddr = o.advertiseAddr = s.address;
-    o.bootstrap = i == 0;
-    if (i != 0) o.join = slots_[0].address;
+    o.seed = static_cast<uint64_t>(i + 1) * 7919;
+    o.maxStoreBytes = size_t{64} << 20;
+    if (tune_) tune_(o);
+    auto node = RaftNode::open(*s.host, s.dir, o);
+    REQUIRE_MESSAGE(node.ok(), (node ? "" : node.error().message));
+    s.node = std::move(node).value();
+    if (s.node->inCluster()) return;  // a restart: it runs from its state
+    if (i == 0) {
+      auto st = s.node->bootstrap(raftId(0), kClusterId, s.address, s.address);
+      REQUIRE_MESSAGE(st.ok(), (st ? "" : st.error().message));
+      return;
+    }
+    // As a manager joins: the leader (node 0) adds it, then it joins with node 0 as its peer.
+    auto added = ask(0, addMemberRequest(raftId(i), s.address), 5000);
+    REQUIRE(runUntil([&] { return added->got.has_value(); }, 10s));
+    REQUIRE_MESSAGE(added->ok(), added->message());
+    auto st = s.node->joinRaft(raftId(i), kClusterId, s.address, s.address,
+                               {{raftId(0), slots_[0].address, key(0)}});
+    REQUIRE_MESSAGE(st.ok(), (st ? "" : st.error().message));
+  }
+  // Starts node i's process without joining it to anything.
+  void startIdle(int i) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    std::filesystem::create_directories(s.dir);
+    s.incarnation = world_.born();
+    s.host = std::make_unique<SimHost>(world_, net_, rng_, s.address, s.incarnation);
+    NodeOptions o;
     o.seed = static_cast<uint64_t>(i + 1) * 7919;
     o.maxStoreBytes = size_t{64} << 20;
     if (tune_) tune_(o);
@@ -64,6 +89,21 @@ class Nodes {
     REQUIRE_MESSAGE(node.ok(), (node ? "" : node.error().message));
     s.node = std::move(node).value();
   }
+  // Ends node i's process as a crash would.
+  void crash(int i) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    world_.kill(s.incarnation);
+    s.host->die();
+    s.node.reset();
+    s.host.reset();
+  }
+  static constexpr uint64_t kClusterId = 0xc1a5;
+  static raft::NodeId raftId(int i) { return static_cast<raft::NodeId>(0x100 + i); }
+  std::string key(int i) {
+    while (keys_.size() <= static_cast<size_t>(i)) keys_.push_back(curve::generate().publicKey);
+    return keys_[static_cast<size_t>(i)];
+  }
+  SimHost& host(int i) { return *slots_[static_cast<size_t>(i)].host; }
 
   RaftNode& node(int i) { return *slots_[static_cast<size_t>(i)].node; }
   World& world() { return world_; }
@@ -117,6 +157,7 @@ class Nodes {
   Network net_;
   std::function<void(NodeOptions&)> tune_;
   std::vector<Slot> slots_;
+  std::vector<std::string> keys_;
   uint64_t nextRequest_ = 1;
 };
 

@@ -189,6 +189,18 @@ class SimHost final : public NodeHost {
   void background(std::function<Status()> work, std::function<void(Status)> done) override;
   void waitBackground() override;
 
+  // The simulated network needs no port and no keys: every address is reachable, whoever
+  // lives there gets what is sent.
+  Status listenPeers(const std::string&, const std::string&) override {
+    listening_ = true;
+    return {};
+  }
+  void closePeers() override {
+    listening_ = false;
+    connected_.clear();
+  }
+  bool listening() const { return listening_; }
+
   void postToPeer(const std::string& address, bus::Buffer message) override;
   uint64_t callPeer(const std::string& address, const bus::Protocol& protocol,
                     std::string envelope, bus::Millis timeout, ReplyFn fn) override;
@@ -235,6 +247,7 @@ class SimHost final : public NodeHost {
   std::map<uint64_t, Work> work_;
   std::map<uint64_t, uint64_t> dones_;  // completions due: their world event
   std::set<std::string> connected_;
+  bool listening_ = false;
 };
 
 }  // namespace shoal::raftd::sim

@@ -19,9 +19,14 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <thread>
 
+#include "common/ids.h"
+#include "common/identity.h"
+#include "common/node_dir.h"
+#include "common/protocols.h"
 #include "common/store_client.h"
 
 namespace shoal::bench {
@@ -109,17 +114,18 @@ Status LocalCluster::start(std::chrono::seconds timeout) {
   if (!::mkdtemp(tmpl.data())) return errnoError("cannot create a temp dir under " + options_.parentDir);
   dir_ = tmpl;
 
-  // Find all ports first, holding none: distinct ports for distinct members.
+  // Find all ports first, holding none: distinct raft ports (P+1) for distinct members.
   members_.resize(static_cast<size_t>(options_.nodes));
   for (size_t i = 0; i < members_.size(); ++i) {
     for (int attempt = 0;; ++attempt) {
       auto port = freeLoopbackPort();
       if (!port) return port.error();
       std::string addr = "127.0.0.1:" + std::to_string(*port);
-      bool taken = false;
+      bool taken = *port < 1025;
       for (size_t j = 0; j < i; ++j) taken |= members_[j].address == addr;
       if (!taken) {
         members_[i].address = addr;
+        members_[i].port = static_cast<uint16_t>(*port - 1);
         break;
       }
       if (attempt > 100) return Error{"the kernel keeps handing out the same port; retry"};
@@ -127,39 +133,121 @@ Status LocalCluster::start(std::chrono::seconds timeout) {
     std::string n = std::to_string(i + 1);
     members_[i].stateDir = dir_ + "/state" + n;
     members_[i].runDir = dir_ + "/run" + n;
+    members_[i].nodeDir = dir_ + "/node" + n;
     members_[i].logFile = dir_ + "/raftd" + n + ".log";
   }
 
   auto deadline = Clock::now() + timeout;
-  if (auto st = spawn(0, ""); !st) return st;
-  if (auto st = waitAnswering(0, deadline); !st) return st;
-  for (size_t i = 1; i < members_.size(); ++i)
-    if (auto st = spawn(i, members_[0].address); !st) return st;
-  for (size_t i = 1; i < members_.size(); ++i)
+  for (size_t i = 0; i < members_.size(); ++i)
+    if (auto st = spawn(i); !st) return st;
+  for (size_t i = 0; i < members_.size(); ++i)
     if (auto st = waitAnswering(i, deadline); !st) return st;
+  if (auto st = init(); !st) return st;
+  if (auto led = waitLeader(5s, 1); !led) return led.error();
+  for (size_t i = 1; i < members_.size(); ++i)
+    if (auto st = join(i); !st) return st;
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   auto led = waitLeader(std::max(left, 1ms), members_.size());
   if (!led) return led.error();
+  for (size_t i = 0; i < members_.size(); ++i)
+    if (auto st = status(i); st) members_[i].nodeId = st->value("node_id", "");
   return {};
 }
 
-Status LocalCluster::spawn(size_t i, const std::string& join) {
+namespace {
+
+// One swarm protocol call on a raftd.sock; its error as an Error.
+Result<bus::Frame> swarmCall(const std::string& endpoint, bus::Buffer request) {
+  bus::SyncClient c(kSwarmProtocol);
+  if (auto st = c.connect(endpoint); !st) return st.error();
+  auto r = c.call(std::move(request), 20s);
+  if (!r) return r.error();
+  if (r->error() && r->error()->code() != wire::ErrorCode::None) return bus::errorFrom(*r);
+  return r;
+}
+
+uint64_t randomRaftId() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = (static_cast<uint64_t>(rd()) << 32) | rd();
+  return v;
+}
+
+}  // namespace
+
+Status LocalCluster::init() {
+  std::string addr = "127.0.0.1:" + std::to_string(members_[0].port);
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = swarmapi::CreateInitRequestDirect(fbb, addr.c_str(), addr.c_str());
+  auto r = swarmCall(endpoint(0), bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::InitRequest, body.Union()));
+  if (!r) return Error{"swarm init on raftd 1: " + r.error().message};
+  return {};
+}
+
+Status LocalCluster::join(size_t i) {
+  Member& m = members_[i];
+  auto first = status(0);
+  if (!first) return Error{"raftd 1: " + first.error().message};
+  uint64_t cluster = first->value("raft_cluster_id", uint64_t{0});
+  uint64_t firstId = first->value("raft_id", uint64_t{0});
+  if (cluster == 0 || firstId == 0) return Error{"raftd 1 is not in a cluster after swarm init"};
+  auto firstDir = node::NodeDir::open(members_[0].nodeDir);
+  if (!firstDir) return firstDir.error();
+  auto dir = node::NodeDir::open(m.nodeDir);
+  if (!dir) return dir.error();
+  auto key = identity::curveKeyFromZ85(dir->key().publicKey);
+  if (!key) return key.error();
+  uint64_t raftId = randomRaftId();
+  std::string nodeId = newId();
+
+  // On the leader: the member's manager Node (its key, its raft id), then AddMember.
+  flatbuffers::FlatBufferBuilder nb;
+  auto spec = objects::CreateNodeSpec(nb, 0, objects::NodeRole::Manager, objects::NodeMembership::Accepted);
+  auto ms = objects::CreateManagerStatus(nb, raftId, nb.CreateString(m.address));
+  objects::Meta meta(0, 0, 0);
+  nb.Finish(objects::CreateNode(nb, nb.CreateString(nodeId), &meta, spec, 0, 0, ms, objects::NodeRole::Manager,
+                                nb.CreateVector(key->data(), key->size())));
+  std::string object(reinterpret_cast<const char*>(nb.GetBufferPointer()), nb.GetSize());
+  store::SyncClient leader;
+  if (auto st = leader.connect(endpoint(0)); !st) return st.error();
+  if (auto w = leader.txn({{objects::ObjectKind::Node, objects::Operation::Create, nodeId, 0, object}}); !w)
+    return Error{"the Node of raftd " + std::to_string(i + 1) + ": " + w.error().message};
+  {
+    bus::SyncClient c(kStoreProtocol);
+    if (auto st = c.connect(endpoint(0)); !st) return st.error();
+    auto r = c.call(store::addMemberRequest(raftId, m.address), 10s);
+    if (!r) return Error{"AddMember raftd " + std::to_string(i + 1) + ": " + r.error().message};
+  }
+  // agentd's part on the joiner: node.json, then JoinRaft with the first as its peer.
+  node::NodeConfig config;
+  config.nodeId = nodeId;
+  config.clusterId = newId();
+  config.manager = true;
+  config.advertiseHost = "127.0.0.1";
+  config.listenHost = "127.0.0.1";
+  config.port = m.port;
+  config.raft = node::RaftIdentity{raftId, cluster};
+  if (auto st = dir->save(config); !st) return st.error();
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<swarmapi::RaftPeer>> peers{swarmapi::CreateRaftPeerDirect(
+      fbb, firstId, members_[0].address.c_str(), firstDir->key().publicKey.c_str())};
+  auto body = swarmapi::CreateJoinRaftRequestDirect(fbb, raftId, cluster, m.address.c_str(), m.address.c_str(), &peers);
+  auto r = swarmCall(endpoint(i), bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::JoinRaftRequest, body.Union()));
+  if (!r) return Error{"JoinRaft on raftd " + std::to_string(i + 1) + ": " + r.error().message};
+  return {};
+}
+
+Status LocalCluster::spawn(size_t i) {
   Member& m = members_[i];
   std::vector<std::string> args = {options_.raftd,
                                    "--foreground",
                                    "--state-dir", m.stateDir,
                                    "--run-dir", m.runDir,
+                                   "--node-dir", m.nodeDir,
                                    "--log-file", m.logFile,
                                    "--log-level", options_.logLevel,
-                                   "--listen-addr", m.address,
                                    "--tick-ms", std::to_string(options_.tickMs),
                                    "--election-ticks", std::to_string(options_.electionTicks)};
-  if (join.empty()) {
-    args.push_back("--bootstrap");
-  } else {
-    args.push_back("--join");
-    args.push_back(join);
-  }
   args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -233,6 +321,7 @@ Result<size_t> LocalCluster::leader() const {
     if (!members_[i].running || members_[i].frozen) continue;
     auto st = status(i, 500ms);
     if (!st) return Error{"member " + std::to_string(i + 1) + ": " + st.error().message};
+    if (!st->value("in_swarm", true)) continue;  // not joined yet: it knows no leader
     if (st->value("role", "") == "Leader") {
       if (leaderIndex) return Error{"two members report leadership"};
       leaderIndex = i;

@@ -1,7 +1,9 @@
 #pragma once
 // A throw-away raftd cluster on loopback for benchmarks: N raftd processes with their own
-// state and run dirs under one temp dir, started as a bootstrap node plus joiners (DESIGN.md
-// §5: new members come in as learners and are promoted once caught up).
+// state, run and node dirs under one temp dir, formed as `swarm init` and manager joins form
+// one (docs/cluster.md): InitRequest on the first raftd; for each other, its manager Node and
+// AddMember on the first, then JoinRaftRequest to it with the first as its peer (new members
+// come in as learners and are promoted once caught up). Peer links run on CURVE.
 //
 // Every process is ours and is stopped by its PID: by stop(), by the destructor (also when a
 // benchmark fails or is interrupted), and by the kernel if the bench itself dies
@@ -40,11 +42,13 @@ class LocalCluster {
  public:
   struct Member {
     pid_t pid = -1;
-    std::string address;   // 127.0.0.1:port of its raft peers
+    uint16_t port = 0;     // its dispatcher port P (nothing listens there in a bench)
+    std::string address;   // 127.0.0.1:P+1, its raft peer port
     std::string stateDir;
     std::string runDir;
+    std::string nodeDir;   // its node.key (and node.json, written for a joiner)
     std::string logFile;
-    std::string nodeId;    // hex, as Status reports it; known once it answered
+    std::string nodeId;    // hex raft id, as Status reports it; known once it is a member
     bool running = false;
     bool frozen = false;   // SIGSTOPped: alive, connections open, answering nothing
   };
@@ -62,7 +66,8 @@ class LocalCluster {
   // raftd's Status JSON over the store protocol.
   Result<nlohmann::json> status(size_t i, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) const;
   // The index of the member that reports itself leader and is the leader of every running
-  // member's view (frozen ones are not asked); an error while they disagree or no one leads.
+  // member's view (frozen ones are not asked, nor those not in the cluster yet); an error
+  // while they disagree or no one leads.
   Result<size_t> leader() const;
   // Waits until a running member leads with all running members agreeing (and, with
   // `voters`, with that many voters in its configuration).
@@ -88,8 +93,11 @@ class LocalCluster {
   const std::string& dir() const { return dir_; }
 
  private:
-  Status spawn(size_t i, const std::string& join);
+  Status spawn(size_t i);
   Status waitAnswering(size_t i, std::chrono::steady_clock::time_point deadline);
+  // swarm init on member 0; then member i joined through member 0.
+  Status init();
+  Status join(size_t i);
 
   ClusterOptions options_;
   std::string dir_;
