@@ -128,7 +128,7 @@ struct Manager {
         socket("dispatcherd"), bus::message<control::Envelope>(fbb, control::Body::ReloadRequest, body.Union()));
   }
   struct Init {
-    std::string node_id, cluster_id, worker_token;
+    std::string node_id, cluster_id, worker_token, manager_token;
   };
   // swarm init with a 1 s heartbeat period.
   Init init(int port) {
@@ -145,7 +145,8 @@ struct Manager {
     REQUIRE_MESSAGE(r.ok(), "swarm init: ", errorOf(r), logs());
     auto* reply = r->as<swarmapi::Envelope>()->body_as_InitReply();
     REQUIRE(reply);
-    return {reply->node_id()->str(), reply->cluster_id()->str(), reply->worker_token()->str()};
+    return {reply->node_id()->str(), reply->cluster_id()->str(), reply->worker_token()->str(),
+            reply->manager_token()->str()};
   }
 };
 
@@ -435,6 +436,135 @@ TEST_CASE("dispatcherd beside raftd: hello, joins, a session, Down after 3 misse
   CHECK(after["joins"].value("accepted", 0) == 1);
   CHECK(after["status_writes"].value("txns", 0) >= 2);
   CHECK(m.dispatcherd->running());
+}
+
+// swarm init, a Reload, and the dispatcher active; what hello says.
+struct Swarm {
+  Manager m;
+  int port = freePortTriple();
+  Manager::Init init;
+  std::optional<identity::ClusterCA> ca;
+  std::string serverKey;
+  store::SyncClient store;
+
+  Swarm() {
+    init = m.init(port);
+    auto reloaded = m.reload();
+    REQUIRE_MESSAGE(reloaded.ok(), errorOf(reloaded), m.logs());
+    REQUIRE_MESSAGE(waitFor([&] { return m.status()["dispatcher"].value("active", false); }, 10s),
+                    m.status().dump(), m.logs());
+    flatbuffers::FlatBufferBuilder fbb;
+    auto req = dispatch::CreateHelloRequest(fbb);
+    auto hr = callOn<dispatch::Envelope>("tcp://127.0.0.1:" + std::to_string(port + 2),
+                                         bus::message<dispatch::Envelope>(fbb, dispatch::Body::HelloRequest, req.Union()));
+    REQUIRE_MESSAGE(hr.ok(), errorOf(hr), m.logs());
+    auto* reply = hr->as<dispatch::Envelope>()->body_as_HelloReply();
+    REQUIRE(reply);
+    auto loaded = identity::ClusterCA::load({reply->ca()->data(), reply->ca()->size()});
+    REQUIRE(loaded.ok());
+    ca = std::move(loaded).value();
+    auto cert = ca->verify({reply->certificate()->data(), reply->certificate()->size()}, std::time(nullptr));
+    REQUIRE(cert.ok());
+    serverKey = identity::curveKeyToZ85(cert->curvePublicKey);
+    REQUIRE(store.connect(store::endpointIn(m.run)));
+  }
+  node::NodeConfig config() {
+    auto dir = node::NodeDir::open(m.nodeDir);
+    REQUIRE(dir.ok());
+    auto c = dir->load();
+    REQUIRE(c.ok());
+    REQUIRE(c->has_value());
+    return **c;
+  }
+};
+
+std::string raftAddr(int port) { return "127.0.0.1:" + std::to_string(port + 1); }
+
+TEST_CASE("a manager joins with the manager token; a promoted worker gets its manager certificate "
+          "and RaftJoin in a heartbeat") {
+  Swarm s;
+  auto config = s.config();
+  REQUIRE(config.raft);
+
+  // --- a manager's join: a raft id, the peers, and a learner in raftd.
+  Agent joiner(s.serverKey, s.port);
+  auto joined = joiner.join(s.init.manager_token, "m2");
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined), s.m.logs());
+  auto* jr = joined->as<dispatch::Envelope>()->body_as_JoinReply();
+  REQUIRE(jr);
+  CHECK(jr->role() == objects::NodeRole::Manager);
+  auto cert = s.ca->verify({jr->certificate()->data(), jr->certificate()->size()}, std::time(nullptr));
+  REQUIRE(cert.ok());
+  CHECK(cert->role == identity::Role::Manager);
+  REQUIRE(jr->raft());
+  uint64_t raftId = jr->raft()->raft_id();
+  CHECK(raftId != 0);
+  CHECK(raftId != config.raft->id);
+  CHECK(jr->raft()->raft_cluster_id() == config.raft->clusterId);
+  REQUIRE(jr->raft()->peers_raft_ids());
+  REQUIRE(jr->raft()->peers_raft_ids()->size() == 1);
+  CHECK(jr->raft()->peers_raft_ids()->Get(0) == config.raft->id);
+  CHECK(jr->raft()->peers_addrs()->Get(0)->str() == raftAddr(s.port));
+  CHECK(jr->raft()->peers_keys()->Get(0)->str() == s.serverKey);
+  CHECK(jr->managers()->size() == 2);
+  auto m2 = nodeOf(s.store, jr->node_id()->str());
+  REQUIRE(m2);
+  CHECK(m2->role == objects::NodeRole::Manager);
+  REQUIRE(m2->manager_status);
+  CHECK(m2->manager_status->raft_id == raftId);
+  CHECK(m2->manager_status->addr == raftAddr(s.port));
+  auto raftStatus = s.store.status();
+  REQUIRE(raftStatus.ok());
+  bool learner = false;
+  for (auto& member : (*raftStatus)["members"])
+    learner = learner || (member.value("raft_id", uint64_t{0}) == raftId && member.value("suffrage", "") == "learner");
+  CHECK_MESSAGE(learner, raftStatus->dump());
+
+  // --- a worker, promoted: its next heartbeat brings the new certificate and the RaftJoin.
+  Agent w(s.serverKey, s.port);
+  auto wj = w.join(s.init.worker_token, "w1");
+  REQUIRE_MESSAGE(wj.ok(), errorOf(wj));
+  std::string workerId = wj->as<dispatch::Envelope>()->body_as_JoinReply()->node_id()->str();
+  auto opened = w.open("w1");
+  REQUIRE_MESSAGE(opened.ok(), errorOf(opened));
+  std::string session = opened->as<dispatch::Envelope>()->body_as_SessionReply()->session_id()->str();
+
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = swarmapi::CreateNodeUpdateRequestDirect(fbb, workerId.c_str(), static_cast<int16_t>(objects::NodeRole::Manager));
+  auto promoted = callOn<swarmapi::Envelope>(s.m.socket("raftd"),
+                                             bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::NodeUpdateRequest, body.Union()), 20s);
+  REQUIRE_MESSAGE(promoted.ok(), errorOf(promoted), s.m.logs());
+  std::unique_ptr<objects::NodeT> stored;
+  REQUIRE(waitFor([&] {
+    stored = nodeOf(s.store, workerId);
+    return stored && stored->role == objects::NodeRole::Manager && stored->manager_status;
+  }, 5s));
+
+  const dispatch::SessionReply* sr = nullptr;
+  Result<bus::Frame> beat = Error{"no heartbeat"};
+  // The dispatcher's view follows the store by its watch: a heartbeat or two may come first.
+  REQUIRE(waitFor([&] {
+    beat = w.heartbeat(session);
+    if (!beat) return false;
+    sr = beat->as<dispatch::Envelope>()->body_as_SessionReply();
+    return sr && sr->certificate() != nullptr;
+  }, 5s));
+  CHECK(sr->role() == objects::NodeRole::Manager);
+  auto managerCert = s.ca->verify({sr->certificate()->data(), sr->certificate()->size()}, std::time(nullptr));
+  REQUIRE(managerCert.ok());
+  CHECK(managerCert->role == identity::Role::Manager);
+  CHECK(managerCert->nodeId == workerId);
+  REQUIRE(sr->raft());
+  CHECK(sr->raft()->raft_id() == stored->manager_status->raft_id);
+  CHECK(sr->raft()->raft_cluster_id() == config.raft->clusterId);
+  // Once given, it is not given again, and the store holds it.
+  auto next = w.heartbeat(session);
+  REQUIRE(next.ok());
+  CHECK(next->as<dispatch::Envelope>()->body_as_SessionReply()->certificate() == nullptr);
+  CHECK(waitFor([&] {
+    auto n = nodeOf(s.store, workerId);
+    return n && n->certificate == std::vector<uint8_t>(sr->certificate()->begin(), sr->certificate()->end());
+  }, 3s));
 }
 
 TEST_CASE("dispatcherd on a worker's node dir idles and says why; a damaged node.json is named") {
