@@ -76,7 +76,8 @@ int inspect(const Globals& g, const std::vector<std::string>& refs, const std::s
   }
   if (pretty) {
     for (const auto* n : found) std::cout << nodePretty(*n);
-  } else if (!found.empty() || errors.empty()) {
+  } else if (!found.empty() || format->kind() != InspectFormat::Kind::Template) {
+    // Docker prints the array even when no node was found: "[]".
     auto shape = format->kind() == InspectFormat::Kind::Template ? InspectShape::Template : InspectShape::Json;
     std::vector<nlohmann::json> objects;
     for (const auto* n : found) objects.push_back(nodeInspect(*n, shape));
