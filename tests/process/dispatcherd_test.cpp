@@ -3,6 +3,8 @@
 // (refused, the store unchanged), a join with the worker token (a Ready Node), a session with
 // heartbeats, the node Down after 3 missed periods of 1 s, a key the store does not know, a
 // renewal, and garbage on both endpoints answered with errors while Status goes on answering.
+// Then a manager's join and a promotion, a second manager whose dispatcher (a follower)
+// redirects to the leader's, and a worker's node dir where it idles.
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
@@ -152,12 +154,14 @@ struct Manager {
 
 // A node's side of the dispatcher protocol on P, with its own key.
 struct Agent {
-  curve::KeyPair key = curve::generate();
+  curve::KeyPair key;
   bus::SyncClient client{kDispatchProtocol};
 
-  Agent(const std::string& serverKey, int port) {
+  Agent(const std::string& serverKey, int port, curve::KeyPair own = curve::generate(),
+        const std::string& host = "127.0.0.1")
+      : key(std::move(own)) {
     client.setCurve({serverKey, key.publicKey, key.secretKey});
-    REQUIRE(client.connect("tcp://127.0.0.1:" + std::to_string(port)));
+    REQUIRE(client.connect("tcp://" + host + ":" + std::to_string(port)));
   }
   Result<bus::Frame> call(flatbuffers::FlatBufferBuilder& fbb, dispatch::Body type, flatbuffers::Offset<void> body) {
     return client.call(bus::message<dispatch::Envelope>(fbb, type, body), 10s);
@@ -169,10 +173,11 @@ struct Agent {
     auto engine = objects::CreateEngineDescriptionDirect(fbb, "0.1.0");
     return objects::CreateNodeDescriptionDirect(fbb, hostname.c_str(), platform, resources, engine);
   }
-  Result<bus::Frame> join(const std::string& token, const std::string& hostname = "w1") {
+  Result<bus::Frame> join(const std::string& token, const std::string& hostname = "w1",
+                          const std::string& addr = "127.0.0.1") {
     flatbuffers::FlatBufferBuilder fbb;
     auto d = description(fbb, hostname);
-    auto body = dispatch::CreateJoinRequestDirect(fbb, token.c_str(), "127.0.0.1", d);
+    auto body = dispatch::CreateJoinRequestDirect(fbb, token.c_str(), addr.c_str(), d);
     return call(fbb, dispatch::Body::JoinRequest, body.Union());
   }
   Result<bus::Frame> open(const std::string& hostname = "w1") {
@@ -565,6 +570,84 @@ TEST_CASE("a manager joins with the manager token; a promoted worker gets its ma
     auto n = nodeOf(s.store, workerId);
     return n && n->certificate == std::vector<uint8_t>(sr->certificate()->begin(), sr->certificate()->end());
   }, 3s));
+}
+
+TEST_CASE("a follower's dispatcher sends joins and sessions to the leader's") {
+  Swarm s;
+  Agent w(s.serverKey, s.port);
+  auto wj = w.join(s.init.worker_token, "w1");
+  REQUIRE_MESSAGE(wj.ok(), errorOf(wj));
+
+  // A second manager on 127.0.0.2 (the same ports, another loopback address), joined as
+  // agentd would: the join with its node key, node.json, JoinRaft, Reload.
+  Manager b;
+  auto bDir = node::NodeDir::open(b.nodeDir);
+  REQUIRE(bDir.ok());
+  Agent bAgent(s.serverKey, s.port, bDir->key());
+  auto bj = bAgent.join(s.init.manager_token, "m2", "127.0.0.2");
+  REQUIRE_MESSAGE(bj.ok(), errorOf(bj), s.m.logs());
+  auto* jr = bj->as<dispatch::Envelope>()->body_as_JoinReply();
+  REQUIRE(jr);
+  REQUIRE(jr->raft());
+  node::NodeConfig bc;
+  bc.nodeId = jr->node_id()->str();
+  bc.clusterId = jr->cluster_id()->str();
+  bc.manager = true;
+  bc.certificate.assign(jr->certificate()->begin(), jr->certificate()->end());
+  bc.ca = s.ca->savePublic();
+  bc.advertiseHost = "127.0.0.2";
+  bc.listenHost = "127.0.0.2";
+  bc.port = static_cast<uint16_t>(s.port);
+  bc.raft = node::RaftIdentity{jr->raft()->raft_id(), jr->raft()->raft_cluster_id()};
+  REQUIRE(bDir->save(bc).ok());
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<flatbuffers::Offset<swarmapi::RaftPeer>> peers;
+    for (unsigned i = 0; i < jr->raft()->peers_raft_ids()->size(); ++i)
+      peers.push_back(swarmapi::CreateRaftPeerDirect(fbb, jr->raft()->peers_raft_ids()->Get(i),
+                                                     jr->raft()->peers_addrs()->Get(i)->c_str(),
+                                                     jr->raft()->peers_keys()->Get(i)->c_str()));
+    std::string raftB = "127.0.0.2:" + std::to_string(s.port + 1);
+    auto body = swarmapi::CreateJoinRaftRequestDirect(fbb, bc.raft->id, bc.raft->clusterId, raftB.c_str(),
+                                                      raftB.c_str(), &peers);
+    auto joinedRaft = callOn<swarmapi::Envelope>(b.socket("raftd"),
+                                                 bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::JoinRaftRequest, body.Union()), 20s);
+    REQUIRE_MESSAGE(joinedRaft.ok(), errorOf(joinedRaft), b.logs());
+  }
+  auto reloaded = b.reload();
+  REQUIRE_MESSAGE(reloaded.ok(), errorOf(reloaded), b.logs());
+  // B follows: it knows the leader's Node, and is not active.
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto d = b.status()["dispatcher"];
+    return d["leadership"].value("known", false) && !d.value("active", true) && d.contains("leader");
+  }, 20s), b.status().dump(), b.logs(), s.m.logs());
+  auto bStatus = b.status()["dispatcher"];
+  CHECK(contains(bStatus.value("why", ""), "follower"));
+  CHECK(bStatus["leader"].value("node_id", "") == s.init.node_id);
+
+  std::string bKey = bDir->key().publicKey;
+  auto redirected = [&](const Result<bus::Frame>& r) {
+    REQUIRE_MESSAGE(r.ok(), errorOf(r), b.logs());
+    auto* redirect = r->as<dispatch::Envelope>()->body_as_Redirect();
+    REQUIRE(redirect);
+    REQUIRE(redirect->leader());
+    CHECK(redirect->leader()->node_id()->str() == s.init.node_id);
+    CHECK(redirect->leader()->addr()->str() == "127.0.0.1:" + std::to_string(s.port));
+    CHECK(redirect->leader()->curve_public_key()->str() == s.serverKey);
+  };
+  Agent atB(bKey, s.port, w.key, "127.0.0.2");
+  redirected(atB.open("w1"));
+  redirected(atB.heartbeat("any"));
+  Agent stranger(bKey, s.port, curve::generate(), "127.0.0.2");
+  redirected(stranger.join(s.init.worker_token, "w2"));
+  CHECK(b.status()["dispatcher"]["sessions"].value("redirects", 0) == 3);
+  // Hello is a follower's to answer too: its own certificate and address.
+  flatbuffers::FlatBufferBuilder hfbb;
+  auto hreq = dispatch::CreateHelloRequest(hfbb);
+  auto hr = callOn<dispatch::Envelope>("tcp://127.0.0.2:" + std::to_string(s.port + 2),
+                                       bus::message<dispatch::Envelope>(hfbb, dispatch::Body::HelloRequest, hreq.Union()));
+  REQUIRE_MESSAGE(hr.ok(), errorOf(hr));
+  CHECK(hr->as<dispatch::Envelope>()->body_as_HelloReply()->addr()->str() == "127.0.0.2:" + std::to_string(s.port));
 }
 
 TEST_CASE("dispatcherd on a worker's node dir idles and says why; a damaged node.json is named") {
