@@ -478,6 +478,11 @@ TEST_CASE("shoal info: a worker, a node out of any swarm, and raftd alone") {
   CHECK(info["Swarm"]["NodeID"] == "m1");
   CHECK(info["Swarm"]["ControlAvailable"] == true);
   CHECK(info["Swarm"]["Leader"]["NodeID"] == "m2");
+  // With the store's nodes, this node's address is the one the managers see.
+  Fixture fx;
+  raftOnly.raft = json{{"LocalNodeState", "active"}, {"NodeID", "38ciaotwjuritcdtn9npbnkuz"}};
+  raftOnly.nodes = fx.nodes;
+  CHECK(swarmInfo(raftOnly)["Swarm"]["NodeAddr"] == "10.0.0.2");
 
   // A daemon's key of the wrong type is ignored, not trusted.
   InfoSources bad;

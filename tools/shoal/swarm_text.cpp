@@ -157,6 +157,11 @@ json swarmInfo(const InfoSources& src) {
                        {"Hostname", n->description() ? str(n->description()->hostname()) : ""},
                        {"Addr", str(ms->addr())}};
     }
+    // Without agentd, this node's address is the one the managers see it at.
+    std::string self = s["NodeID"].get<std::string>();
+    if (s["NodeAddr"] == "" && !self.empty())
+      for (const auto* n : *src.nodes)
+        if (str(n->id()) == self && n->status()) s["NodeAddr"] = str(n->status()->addr());
     s["Nodes"] = src.nodes->size();
     s["Managers"] = managers;
   }
