@@ -407,6 +407,37 @@ TEST_CASE("dispatcherd beside raftd: hello, joins, a session, Down after 3 misse
     return n && n->certificate == std::vector<uint8_t>(rr->certificate()->begin(), rr->certificate()->end());
   }, 3s));
 
+  // --- `swarm update --dispatcher-heartbeat 2s`: the next reply tells the node.
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = swarmapi::CreateUpdateRequest(fbb, 2 * kSecond, 0);
+    auto updated = callOn<swarmapi::Envelope>(m.socket("raftd"),
+                                              bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::UpdateRequest, body.Union()), 20s);
+    REQUIRE_MESSAGE(updated.ok(), errorOf(updated));
+    CHECK(waitFor([&] { return m.status()["dispatcher"].value("heartbeat_period_ms", 0) == 2000; }, 5s));
+    auto open2 = w.open("w1-renamed");
+    REQUIRE(open2.ok());
+    CHECK(open2->as<dispatch::Envelope>()->body_as_SessionReply()->heartbeat_period() == 2 * kSecond);
+  }
+
+  // --- `node rm --force`: the node's key gets nothing any more.
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = swarmapi::CreateNodeRemoveRequestDirect(fbb, nodeId.c_str(), true);
+    auto removed = callOn<swarmapi::Envelope>(m.socket("raftd"),
+                                              bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::NodeRemoveRequest, body.Union()), 20s);
+    REQUIRE_MESSAGE(removed.ok(), errorOf(removed));
+    Result<bus::Frame> refused = Error{"not asked"};
+    CHECK(waitFor([&] {
+      refused = w.open("w1-renamed");
+      return !refused.ok();
+    }, 5s));
+    CHECK(contains(errorOf(refused), "removed from the swarm"));
+    auto renewRefused = w.renew();
+    REQUIRE_FALSE(renewRefused.ok());
+    CHECK(contains(errorOf(renewRefused), "removed from the swarm"));
+  }
+
   // --- garbage on both endpoints: an error each, and the daemon goes on.
   {
     auto onHello = rawExchange(hello, "these bytes are not a FlatBuffer");
