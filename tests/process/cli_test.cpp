@@ -201,13 +201,27 @@ TEST_CASE("shoal swarm, node and info on a manager and a worker") {
   CHECK(contains(text2, "  Heartbeat Period: 1 second\n"));
   CHECK(contains(text2, "  Leader: m1 (" + m1Id + ")\n"));
 
-  // A worker that is up is not removed without --force; with it, it is.
+  // A worker that is up is not removed; once it left and is Down, it is.
   auto rm = m1.shoal({"node", "rm", "w1"});
   CHECK(rm.status.code == 1);
   CHECK(contains(rm.err, "Error response from daemon: "));
-  auto rmForce = m1.shoal({"node", "rm", "--force", "w1"});
-  CHECK_MESSAGE(rmForce.out == "w1\n", show(rmForce));
+  auto leave = w1.shoal({"swarm", "leave"});
+  CHECK_MESSAGE(leave.out == "Node left the swarm.\n", show(leave));
+  CHECK(w1.shoal({"info"}).out == "Swarm: inactive\n");
+  std::string state;
+  bool down = waitFor([&] {
+    state = m1.shoal({"node", "inspect", "w1", "--format", "{{.Status.State}}"}).out;
+    return state == "down\n";
+  }, 20s);
+  CHECK_MESSAGE(down, "w1 is " << state << " 20 s after it left (heartbeat 1 s)");
+  std::vector<std::string> rmArgs = {"node", "rm", "w1"};
+  if (!down) rmArgs.insert(rmArgs.begin() + 2, "--force");  // so that what follows still runs
+  auto rmDown = m1.shoal(rmArgs);
+  CHECK_MESSAGE((rmDown.status.code == 0 && rmDown.out == "w1\n"), show(rmDown));
   CHECK(lines(m1.shoal({"node", "ls", "-q"}).out) == 1);
+  auto gone = m1.shoal({"node", "inspect", "w1"});
+  CHECK(gone.status.code == 1);
+  CHECK(gone.out == "[]\n");
 }
 
 }  // namespace
