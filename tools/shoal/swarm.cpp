@@ -77,6 +77,13 @@ int init(const Globals& g, const InitOptions& o) {
                                           o.forceNewCluster);
   CallError why;
   auto reply = callRaftd(g, swarmapi::Body::InitRequest, fbb, body, kSlowCall, why);
+  if (!reply && why.kind == CallError::Kind::Unreachable) {
+    // Any node may start a swarm, so the manager-only hint of unreachable() does not apply.
+    std::cerr << "error: cannot reach raftd at " << socketOf(g, "raftd")
+              << ": swarm init needs this node's raftd; start it (systemctl start shoal-raftd), "
+                 "or point at its run dir with --run-dir or $SHOAL_RUN_DIR\n";
+    return 1;
+  }
   if (!reply) return printCallError(why);
   const auto* env = reply->as<swarmapi::Envelope>();
   const auto* r = env ? env->body_as_InitReply() : nullptr;
