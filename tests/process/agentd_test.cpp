@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,54 +51,85 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// One agentd with its own dirs under root/name.
-struct Agentd {
-  std::string name, state, run, nodeDir, log;
-  std::unique_ptr<Process> proc;
+// One node's daemons under root/name: a state dir each, one run dir and one node dir.
+struct Node {
+  std::string name, run, nodeDir;
+  std::filesystem::path root;
+  std::map<std::string, std::unique_ptr<Process>> procs;
 
-  Agentd(const std::filesystem::path& root, std::string n) : name(std::move(n)) {
-    state = root / (name + "/state");
+  Node(const std::filesystem::path& r, std::string n) : name(std::move(n)), root(r) {
     run = root / (name + "/run");
     nodeDir = root / (name + "/node");
-    log = root / (name + "-agentd.log");
     std::filesystem::create_directories(root / name);
   }
-  ~Agentd() { stop(); }
-
-  void start() {
-    proc = std::make_unique<Process>(std::vector<std::string>{
-        daemonPath("agentd"), "--foreground", "--state-dir", state, "--run-dir", run,
-        "--node-dir", nodeDir, "--log-file", log, "--log-level", "debug", "--hostname", name});
-    REQUIRE_MESSAGE(waitFor([&] { return !status().empty(); }, 20s),
-                    name << "'s agentd does not answer: " << readFile(log) << proc->err());
+  ~Node() {
+    for (auto& [daemon, proc] : procs) proc->signal(SIGTERM);
+    for (auto& [daemon, proc] : procs) proc->wait(10s);
   }
-  void stop() {
-    if (!proc) return;
-    proc->signal(SIGTERM);
-    auto st = proc->wait(10s);
-    CHECK_MESSAGE(st.has_value(), name << "'s agentd did not stop on SIGTERM within 10 s");
-    proc.reset();
+  std::string logOf(const std::string& daemon) const {
+    return (root / (name + "-" + daemon + ".log")).string();
   }
-  std::string socket() const { return "ipc://" + run + "/agentd.sock"; }
+  std::string socketOf(const std::string& daemon) const {
+    return "ipc://" + run + "/" + daemon + ".sock";
+  }
+  std::string logs() const {
+    std::string out;
+    for (auto& [daemon, proc] : procs) {
+      std::string text = readFile(logOf(daemon));
+      if (text.size() > 6000) text = text.substr(text.size() - 6000);
+      out += "--- " + name + " " + daemon + "\n" + text + proc->err();
+    }
+    return out;
+  }
 
-  nlohmann::json status() const {
-    if (!proc) return nlohmann::json::object();
+  void start(const std::string& daemon) {
+    std::vector<std::string> argv = {daemonPath(daemon), "--foreground",
+                                     "--state-dir", (root / (name + "/" + daemon)).string(),
+                                     "--run-dir", run, "--node-dir", nodeDir,
+                                     "--log-file", logOf(daemon), "--log-level", "debug"};
+    if (daemon == "agentd") argv.insert(argv.end(), {"--hostname", name});
+    procs[daemon] = std::make_unique<Process>(argv);
+    REQUIRE_MESSAGE(waitFor([&] { return !status(daemon).empty(); }, 20s),
+                    name << "'s " << daemon << " does not answer: " << logs());
+  }
+  void stop(const std::string& daemon) {
+    auto it = procs.find(daemon);
+    if (it == procs.end()) return;
+    it->second->signal(SIGTERM);
+    auto st = it->second->wait(10s);
+    CHECK_MESSAGE(st.has_value(), name << "'s " << daemon << " did not stop on SIGTERM in 10 s");
+    procs.erase(it);
+  }
+
+  nlohmann::json status(const std::string& daemon = "agentd") const {
+    if (!procs.count(daemon)) return nlohmann::json::object();
     flatbuffers::FlatBufferBuilder fbb;
     auto body = control::CreateStatusRequest(fbb);
     auto r = callOn<control::Envelope>(
-        socket(), bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()),
-        1s);
+        socketOf(daemon),
+        bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 1s);
     if (!r) return nlohmann::json::object();
     return nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
   }
+  void reload(const std::string& daemon) const {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateReloadRequest(fbb);
+    auto r = callOn<control::Envelope>(
+        socketOf(daemon),
+        bus::message<control::Envelope>(fbb, control::Body::ReloadRequest, body.Union()), 10s);
+    REQUIRE_MESSAGE(r.ok(), name << "'s " << daemon << ": Reload: " << (r ? "" : r.error().message));
+  }
+  // Info's JSON, or {"call_error": why}. No assertion in here: failure messages call it.
   nlohmann::json info() const {
     flatbuffers::FlatBufferBuilder fbb;
     auto body = agentapi::CreateInfoRequest(fbb);
     auto r = callOn<agentapi::Envelope>(
-        socket(), bus::message<agentapi::Envelope>(fbb, agentapi::Body::InfoRequest, body.Union()),
-        5s);
-    REQUIRE_MESSAGE(r.ok(), "Info: " << (r ? "" : r.error().message));
-    return nlohmann::json::parse(r->as<agentapi::Envelope>()->body_as_InfoReply()->json()->str());
+        socketOf("agentd"),
+        bus::message<agentapi::Envelope>(fbb, agentapi::Body::InfoRequest, body.Union()), 5s);
+    if (!r) return {{"call_error", r.error().message}};
+    auto* reply = r->as<agentapi::Envelope>()->body_as_InfoReply();
+    if (!reply || !reply->json()) return {{"call_error", "agentd answered Info without JSON"}};
+    return nlohmann::json::parse(reply->json()->str());
   }
   Result<bus::Frame> join(const std::string& token, const std::string& remote,
                           const std::string& advertise = "127.0.0.1") const {
@@ -105,15 +137,15 @@ struct Agentd {
     auto body = agentapi::CreateJoinRequestDirect(fbb, token.c_str(), remote.c_str(),
                                                   advertise.c_str(), "");
     return callOn<agentapi::Envelope>(
-        socket(), bus::message<agentapi::Envelope>(fbb, agentapi::Body::JoinRequest, body.Union()),
-        30s);
+        socketOf("agentd"),
+        bus::message<agentapi::Envelope>(fbb, agentapi::Body::JoinRequest, body.Union()), 30s);
   }
   Result<bus::Frame> leave(bool force = false) const {
     flatbuffers::FlatBufferBuilder fbb;
     auto body = agentapi::CreateLeaveRequest(fbb, force);
     return callOn<agentapi::Envelope>(
-        socket(), bus::message<agentapi::Envelope>(fbb, agentapi::Body::LeaveRequest, body.Union()),
-        15s);
+        socketOf("agentd"),
+        bus::message<agentapi::Envelope>(fbb, agentapi::Body::LeaveRequest, body.Union()), 15s);
   }
   bool inSwarm() const { return std::filesystem::exists(nodeDir + "/node.json"); }
   std::string swarmState() const { return info().value("LocalNodeState", ""); }
@@ -131,8 +163,8 @@ std::string strangerToken() {
 TEST_CASE("agentd outside a swarm: inactive, nothing to leave, bad tokens and silent managers "
           "refused clearly") {
   TempDir tmp;
-  Agentd a(tmp.path(), "a1");
-  a.start();
+  Node a(tmp.path(), "a1");
+  a.start("agentd");
 
   auto info = a.info();
   CHECK(info.value("LocalNodeState", "") == "inactive");
@@ -206,8 +238,8 @@ struct HelloPeer {
 
 TEST_CASE("agentd refuses a manager of another swarm, and a worker's hello") {
   TempDir tmp;
-  Agentd a(tmp.path(), "a1");
-  a.start();
+  Node a(tmp.path(), "a1");
+  a.start("agentd");
   auto ca = identity::ClusterCA::create(newId());
   REQUIRE(ca.ok());
   int port = freePort();
@@ -256,9 +288,9 @@ node::NodeConfig configWithSilentManager(const std::string& nodeDir) {
 TEST_CASE("agentd with node.json: pending while no manager answers, backing off; join refused; "
           "leave forgets it") {
   TempDir tmp;
-  Agentd a(tmp.path(), "a1");
+  Node a(tmp.path(), "a1");
   auto config = configWithSilentManager(a.nodeDir);
-  a.start();
+  a.start("agentd");
 
   auto info = a.info();
   CHECK(info.value("LocalNodeState", "") == "pending");
@@ -289,10 +321,10 @@ TEST_CASE("agentd with node.json: pending while no manager answers, backing off;
 
 TEST_CASE("agentd with a damaged node.json: error, refused leave, forced leave") {
   TempDir tmp;
-  Agentd a(tmp.path(), "a1");
+  Node a(tmp.path(), "a1");
   REQUIRE(node::NodeDir::open(a.nodeDir).ok());
   std::ofstream(a.nodeDir + "/node.json") << "{ not json";
-  a.start();
+  a.start("agentd");
   auto info = a.info();
   CHECK(info.value("LocalNodeState", "") == "error");
   CHECK(contains(info.value("Error", ""), "node.json is damaged"));
@@ -304,6 +336,68 @@ TEST_CASE("agentd with a damaged node.json: error, refused leave, forced leave")
   REQUIRE_MESSAGE(forced.ok(), errorOf(forced));
   CHECK_FALSE(a.inSwarm());
   CHECK(a.swarmState() == "inactive");
+}
+
+// swarm init on raftd.sock, as `shoal swarm init` sends it; the worker token.
+std::string initSwarm(const Node& m, uint16_t port) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::string addr = "127.0.0.1:" + std::to_string(port);
+  auto body = swarmapi::CreateInitRequestDirect(fbb, addr.c_str(), addr.c_str(), nullptr, 0,
+                                                1'000'000'000);
+  auto r = callOn<swarmapi::Envelope>(
+      m.socketOf("raftd"),
+      bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::InitRequest, body.Union()), 20s);
+  REQUIRE_MESSAGE(r.ok(), "swarm init: " << errorOf(r) << m.logs());
+  auto* reply = r->as<swarmapi::Envelope>()->body_as_InitReply();
+  REQUIRE(reply);
+  REQUIRE(reply->worker_token());
+  return reply->worker_token()->str();
+}
+
+TEST_CASE("a worker joins with a token, and after a restart is the same node without one") {
+  TempDir tmp;
+  Node m(tmp.path(), "m1"), w(tmp.path(), "w1");
+  uint16_t port = testing::freeRaftPort();
+  std::string manager = "127.0.0.1:" + std::to_string(port);
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) m.start(daemon);
+  std::string token = initSwarm(m, port);
+  m.reload("dispatcherd");
+  m.reload("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return m.swarmState() == "active"; }, 20s),
+                  m.info().dump() << m.status().dump() << m.logs());
+  CHECK(m.info().value("ControlAvailable", false));
+
+  w.start("agentd");
+  auto joined = w.join(token, manager);
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined) << m.logs() << w.logs());
+  auto* reply = joined->as<agentapi::Envelope>()->body_as_JoinReply();
+  REQUIRE(reply);
+  std::string nodeId = reply->node_id()->str();
+  CHECK(reply->role() == objects::NodeRole::Worker);
+  CHECK(w.inSwarm());
+  REQUIRE_MESSAGE(waitFor([&] { return w.swarmState() == "active"; }, 20s),
+                  w.status().dump() << m.logs() << w.logs());
+  auto info = w.info();
+  CHECK(info.value("NodeID", "") == nodeId);
+  CHECK(info.value("NodeAddr", "") == "127.0.0.1");
+  CHECK_FALSE(info.value("ControlAvailable", true));
+  CHECK(info.value("ClusterID", "") == m.info().value("ClusterID", "?"));
+  REQUIRE(info["RemoteManagers"].size() == 1);
+  CHECK(info["RemoteManagers"][0].value("Addr", "") == manager);
+
+  auto again = w.join(token, manager);
+  REQUIRE_FALSE(again.ok());
+  CHECK(contains(errorOf(again), "already part of a swarm"));
+
+  // Heartbeats go on (the period is 1 s): the last one is recent.
+  auto beat = w.status()["swarm"]["session"].value("last_heartbeat", "");
+  CHECK(waitFor([&] { return w.status()["swarm"]["session"].value("last_heartbeat", "") != beat; }, 5s));
+
+  w.stop("agentd");
+  w.start("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return w.swarmState() == "active"; }, 20s),
+                  w.status().dump() << m.logs() << w.logs());
+  CHECK(w.info().value("NodeID", "") == nodeId);
 }
 
 }  // namespace
