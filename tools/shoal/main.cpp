@@ -1,5 +1,7 @@
 // shoal: the command line of a shoal cluster.
 #include <cstdlib>
+#include <exception>
+#include <iostream>
 
 #include "tools/shoal/cli.h"
 
@@ -23,6 +25,11 @@ int main(int argc, char** argv) {
     // --help and --version end well; any other parse error is bad usage.
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  } catch (const std::exception& e) {
+    // A bug, not an input: say so rather than abort.
+    std::cerr << "error: shoal failed unexpectedly: " << e.what()
+              << "; please report it with the command you ran\n";
+    return 1;
   }
   return outcome.code;
 }
