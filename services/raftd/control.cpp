@@ -289,6 +289,9 @@ Result<node::NodeConfig> Control::swarmConfig() const {
 // --- The queue -----------------------------------------------------------------------------
 
 void Control::enqueue(bus::Call call) {
+  if (auto* env = call.as<swarmapi::Envelope>();
+      env && env->body_type() == swarmapi::Body::InfoRequest && env->body())
+    return info(std::make_shared<Request>(Request{std::move(call), false}));
   if (queue_.size() >= kMaxQueued)
     return call.fail(ErrorCode::ResourceExhausted,
                      std::to_string(queue_.size()) + " control requests wait already; retry shortly");
@@ -298,7 +301,7 @@ void Control::enqueue(bus::Call call) {
 
 void Control::next() {
   while (!busy_ && !queue_.empty()) {
-    auto r = std::make_shared<Request>(Request{std::move(queue_.front())});
+    auto r = std::make_shared<Request>(Request{std::move(queue_.front()), true});
     queue_.pop_front();
     if (r->call.expired()) {  // its caller gave up while it waited
       r->call.fail(ErrorCode::DeadlineExceeded, "the control request waited too long");
@@ -312,6 +315,11 @@ void Control::next() {
 void Control::reply(const Req& r, bus::Buffer buf) {
   ++served_;
   r->call.reply(std::move(buf));
+  done(r);
+}
+
+void Control::done(const Req& r) {
+  if (!r->queued) return;
   busy_ = false;
   std::weak_ptr<bool> alive = alive_;
   daemon_.loop().post([this, alive] {
@@ -332,11 +340,7 @@ void Control::fail(const Req& r, ErrorCode code, const std::string& message) {
   spdlog::info("control: refused {}: {}",
                swarmapi::EnumNameBody(r->call.as<swarmapi::Envelope>()->body_type()), message);
   r->call.fail(code, message);
-  busy_ = false;
-  std::weak_ptr<bool> alive = alive_;
-  daemon_.loop().post([this, alive] {
-    if (!alive.expired()) next();
-  });
+  done(r);
 }
 
 // error.code is a wire::ErrorCode: every error that reaches here comes from the store API or
@@ -671,11 +675,7 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
         spdlog::warn("--force-new-cluster: the other managers ({}) were demoted; remove them with "
                      "`shoal node rm --force`, then join managers again with the manager token", list);
       }
-      commit(std::move(changes), [this, r, cfg](Result<uint64_t> index) {
-        if (!index)
-          return fail(r, ErrorCode::Unavailable,
-                      "--force-new-cluster: raft now has this manager alone, but writing the "
-                      "managers' new state failed: " + index.error().message + "; retry");
+      auto answer = [this, r, cfg] {
         getCluster([this, r, cfg](Result<std::unique_ptr<objects::ClusterT>> cluster) {
           if (!cluster) return fail(r, cluster.error());
           std::string worker, manager;
@@ -685,6 +685,14 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
           }
           reply(r, initReply({cfg->nodeId, cfg->clusterId, worker, manager, cfg->dispatcherAddr()}));
         });
+      };
+      if (changes.empty()) return answer();
+      commit(std::move(changes), [this, r, answer](Result<uint64_t> index) {
+        if (!index)
+          return fail(r, ErrorCode::Unavailable,
+                      "--force-new-cluster: raft now has this manager alone, but writing the "
+                      "managers' new state failed: " + index.error().message + "; retry");
+        answer();
       });
     });
   });

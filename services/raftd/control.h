@@ -39,9 +39,11 @@ class Control {
 
  private:
   using Millis = std::chrono::milliseconds;
-  // The request being served (one at a time); answering it starts the next.
+  // A request being served. Queued ones run one at a time, and answering one starts the
+  // next; Info, a read, runs at once so that `shoal` can always ask who this node is.
   struct Request {
     bus::Call call;
+    bool queued = true;
   };
   using Req = std::shared_ptr<Request>;
   template <class T>
@@ -52,6 +54,8 @@ class Control {
   // The queue.
   void enqueue(bus::Call call);
   void next();
+  // After r was answered: the next queued request may start.
+  void done(const Req& r);
   void serve(Req r);
   void reply(const Req& r, bus::Buffer buf);
   void fail(const Req& r, wire::ErrorCode code, const std::string& message);
