@@ -132,10 +132,11 @@ struct Node {
     return nlohmann::json::parse(reply->json()->str());
   }
   Result<bus::Frame> join(const std::string& token, const std::string& remote,
-                          const std::string& advertise = "127.0.0.1") const {
+                          const std::string& advertise = "127.0.0.1",
+                          const std::string& listen = "") const {
     flatbuffers::FlatBufferBuilder fbb;
     auto body = agentapi::CreateJoinRequestDirect(fbb, token.c_str(), remote.c_str(),
-                                                  advertise.c_str(), "");
+                                                  advertise.c_str(), listen.c_str());
     return callOn<agentapi::Envelope>(
         socketOf("agentd"),
         bus::message<agentapi::Envelope>(fbb, agentapi::Body::JoinRequest, body.Union()), 30s);
@@ -398,6 +399,80 @@ TEST_CASE("a worker joins with a token, and after a restart is the same node wit
   REQUIRE_MESSAGE(waitFor([&] { return w.swarmState() == "active"; }, 20s),
                   w.status().dump() << m.logs() << w.logs());
   CHECK(w.info().value("NodeID", "") == nodeId);
+
+  // `shoal node rm --force`: the managers forget the node, and its session is refused.
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = swarmapi::CreateNodeRemoveRequestDirect(fbb, nodeId.c_str(), true);
+  auto removed = callOn<swarmapi::Envelope>(
+      m.socketOf("raftd"),
+      bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::NodeRemoveRequest, body.Union()), 10s);
+  REQUIRE_MESSAGE(removed.ok(), "node rm: " << errorOf(removed));
+  REQUIRE_MESSAGE(waitFor([&] { return w.swarmState() == "error"; }, 15s),
+                  w.info().dump() << w.status().dump() << m.logs() << w.logs());
+  CHECK(contains(w.info().value("Error", ""), "removed"));
+  auto session = w.status()["swarm"]["session"];
+  CHECK(session.value("state", "") == "refused");
+  CHECK(session.value("backoff_ms", 0) == 8000);
+  CHECK(contains(readFile(w.logOf("agentd")), "was it removed (`shoal node rm`)?"));
+  // Leaving is how the node gets out of that state.
+  auto left = w.leave();
+  REQUIRE_MESSAGE(left.ok(), errorOf(left));
+  CHECK(w.swarmState() == "inactive");
+}
+
+TEST_CASE("a manager joins: raft and the dispatcher start on it; leaving alone would lose "
+          "quorum and is refused, --force leaves") {
+  // Every manager of a swarm has the same port P (docs/cluster.md "Ports"): on one loopback
+  // the two managers differ by address, 127.0.0.1 and 127.0.0.2.
+  TempDir tmp;
+  Node m1(tmp.path(), "m1"), m2(tmp.path(), "m2");
+  uint16_t port = testing::freeRaftPort();
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) m1.start(daemon);
+  initSwarm(m1, port);
+  m1.reload("dispatcherd");
+  m1.reload("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return m1.swarmState() == "active"; }, 20s), m1.logs());
+
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = swarmapi::CreateJoinTokenRequest(fbb, objects::NodeRole::Manager);
+  auto t = callOn<swarmapi::Envelope>(
+      m1.socketOf("raftd"),
+      bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::JoinTokenRequest, body.Union()), 10s);
+  REQUIRE_MESSAGE(t.ok(), errorOf(t));
+  std::string token = t->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->token()->str();
+
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) m2.start(daemon);
+  std::string self = "127.0.0.2:" + std::to_string(port);
+  auto joined = m2.join(token, "127.0.0.1:" + std::to_string(port), "127.0.0.2", self);
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined) << m1.logs() << m2.logs());
+  CHECK(joined->as<agentapi::Envelope>()->body_as_JoinReply()->role() == objects::NodeRole::Manager);
+  REQUIRE_MESSAGE(waitFor([&] { return m2.swarmState() == "active"; }, 20s),
+                  m2.status().dump() << m1.logs() << m2.logs());
+  CHECK(m2.info().value("ControlAvailable", false));
+  // raftd runs raft on P+1 with the raft id the join gave; the leader counts it a voter.
+  auto config = node::NodeDir::open(m2.nodeDir)->load();
+  REQUIRE(config.ok());
+  REQUIRE(*config);
+  REQUIRE((*config)->raft);
+  CHECK((*config)->port == port);
+  CHECK((*config)->advertiseHost == "127.0.0.2");
+  CHECK((*config)->listenHost == "127.0.0.2");
+  CHECK(waitFor([&] { return m2.status("raftd").value("raft_id", uint64_t{0}) == (*config)->raft->id; }, 10s));
+  CHECK_MESSAGE(waitFor([&] {
+    size_t voters = 0;
+    for (auto& x : m1.status("raftd").value("members", nlohmann::json::array()))
+      voters += x.value("suffrage", "") == "voter";
+    return voters == 2;
+  }, 30s), m1.status("raftd").dump() << m1.logs() << m2.logs());
+
+  auto refused = m2.leave();
+  REQUIRE_FALSE(refused.ok());
+  CHECK_MESSAGE(contains(errorOf(refused), "quorum"), errorOf(refused));
+  CHECK(m2.inSwarm());
+  auto forced = m2.leave(true);
+  REQUIRE_MESSAGE(forced.ok(), errorOf(forced) << m2.logs());
+  CHECK_FALSE(m2.inSwarm());
+  CHECK(m2.swarmState() == "inactive");
 }
 
 }  // namespace
