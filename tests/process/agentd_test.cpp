@@ -475,5 +475,49 @@ TEST_CASE("a manager joins: raft and the dispatcher start on it; leaving alone w
   CHECK(m2.swarmState() == "inactive");
 }
 
+TEST_CASE("a worker promoted: the new certificate and raft membership come in its session, and "
+          "its raftd joins raft") {
+  TempDir tmp;
+  Node m1(tmp.path(), "m1"), w(tmp.path(), "w1");
+  uint16_t port = testing::freeRaftPort();
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) m1.start(daemon);
+  std::string token = initSwarm(m1, port);
+  m1.reload("dispatcherd");
+  m1.reload("agentd");
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) w.start(daemon);
+  auto joined = w.join(token, "127.0.0.1:" + std::to_string(port), "127.0.0.2",
+                       "127.0.0.2:" + std::to_string(port));
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined) << m1.logs() << w.logs());
+  std::string nodeId = joined->as<agentapi::Envelope>()->body_as_JoinReply()->node_id()->str();
+  REQUIRE_MESSAGE(waitFor([&] { return w.swarmState() == "active"; }, 20s), w.logs());
+  CHECK_FALSE(w.info().value("ControlAvailable", true));
+
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = swarmapi::CreateNodeUpdateRequestDirect(
+      fbb, nodeId.c_str(), static_cast<int16_t>(objects::NodeRole::Manager));
+  auto promoted = callOn<swarmapi::Envelope>(
+      m1.socketOf("raftd"),
+      bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::NodeUpdateRequest, body.Union()), 20s);
+  REQUIRE_MESSAGE(promoted.ok(), "node promote: " << errorOf(promoted) << m1.logs());
+
+  REQUIRE_MESSAGE(waitFor([&] { return w.info().value("ControlAvailable", false); }, 20s),
+                  w.status().dump() << m1.logs() << w.logs());
+  auto config = node::NodeDir::open(w.nodeDir)->load();
+  REQUIRE(config.ok());
+  REQUIRE(*config);
+  CHECK((*config)->manager);
+  REQUIRE((*config)->raft);
+  CHECK(waitFor([&] {
+    return w.status("raftd").value("raft_id", uint64_t{0}) == (*config)->raft->id;
+  }, 10s));
+  CHECK_MESSAGE(waitFor([&] {
+    size_t voters = 0;
+    for (auto& x : m1.status("raftd").value("members", nlohmann::json::array()))
+      voters += x.value("suffrage", "") == "voter";
+    return voters == 2;
+  }, 30s), m1.status("raftd").dump() << m1.logs() << w.logs());
+  CHECK(contains(readFile(w.logOf("agentd")), "promoted to manager"));
+}
+
 }  // namespace
 }  // namespace shoal
