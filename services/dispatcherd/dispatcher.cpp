@@ -187,7 +187,7 @@ void Dispatcher::idle(std::string why) {
   nodes_.clear();
   cluster_.reset();
   ca_.reset();
-  caVersion_ = 0;
+  caKey_.clear();
   joining_.clear();
   updateActive();
   if (why != idleReason_ && why != "rebinding") spdlog::info("idle: {}", why);
@@ -302,11 +302,18 @@ void Dispatcher::refreshNodes() {
     if (gen != writeGeneration_) return;
     refreshing_ = false;
     if (!r) return spdlog::warn("re-reading the nodes after a conflict failed: {}", r.error().message);
-    nodes_.clear();
-    for (auto& o : r->objects) putNode(o);
+    // Newer versions win (NodeTable::put). A node missing from the list is gone, unless it was
+    // written after the list's index (a join answered meanwhile).
+    std::set<std::string> listed;
+    for (auto& o : r->objects) {
+      auto node = parseNode(o);
+      if (!node) continue;
+      listed.insert(node->id);
+      nodes_.put(std::move(node).value());
+    }
     std::vector<std::string> gone;
-    for (auto& [id, e] : sessions_.all())
-      if (!nodes_.byId(id)) gone.push_back(id);
+    for (auto& [id, n] : nodes_.all())
+      if (!listed.count(id) && n.version <= r->index) gone.push_back(id);
     for (auto& id : gone) removeNode(id);
   });
 }
@@ -316,7 +323,7 @@ const identity::ClusterCA* Dispatcher::ca() {
     caError_ = "the store has no Cluster object yet";
     return nullptr;
   }
-  if (ca_ && caVersion_ == cluster_->version) return &*ca_;
+  if (ca_ && caKey_ == cluster_->caKey) return &*ca_;
   ca_.reset();
   auto loaded = identity::ClusterCA::load(cluster_->caKey);
   if (!loaded) {
@@ -328,7 +335,7 @@ const identity::ClusterCA* Dispatcher::ca() {
     return nullptr;
   }
   ca_ = std::move(loaded).value();
-  caVersion_ = cluster_->version;
+  caKey_ = cluster_->caKey;
   caError_.clear();
   return &*ca_;
 }

@@ -110,7 +110,7 @@ class Dispatcher {
   NodeTable nodes_;
   std::optional<ClusterRecord> cluster_;
   std::optional<identity::ClusterCA> ca_;
-  uint64_t caVersion_ = 0;
+  std::vector<uint8_t> caKey_;  // the stored form ca_ was loaded from
   std::string caError_;
 
   SessionTable sessions_;
