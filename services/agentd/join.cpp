@@ -1,5 +1,9 @@
 #include "services/agentd/join.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <spdlog/spdlog.h>
 
 #include "common/protocols.h"
@@ -20,6 +24,28 @@ int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+Result<std::string> sourceAddressTowards(std::string_view managerHost) {
+  std::string host(managerHost);
+  in6_addr any;
+  if (::inet_pton(AF_INET, host.c_str(), &any) == 1 || ::inet_pton(AF_INET6, host.c_str(), &any) == 1)
+    return node::sourceAddressFor(host);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0)
+    return Error{"cannot resolve the manager's name " + host + ": " + ::gai_strerror(rc) +
+                 "; give its address"};
+  char buf[INET6_ADDRSTRLEN] = {};
+  const sockaddr* a = found->ai_addr;
+  if (a->sa_family == AF_INET)
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a)->sin_addr, buf, sizeof buf);
+  else
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr, buf, sizeof buf);
+  ::freeaddrinfo(found);
+  return node::sourceAddressFor(buf);
 }
 
 Result<JoinPlan> planJoin(const JoinFields& f, const SourceAddressFn& sourceAddressFor) {

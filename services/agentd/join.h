@@ -48,6 +48,10 @@ using SourceAddressFn = std::function<Result<std::string>(std::string_view remot
 // Errors name the field that was wrong.
 Result<JoinPlan> planJoin(const JoinFields& fields, const SourceAddressFn& sourceAddressFor);
 
+// This host's source address towards a manager given by address or by name (resolved here:
+// node::sourceAddressFor takes addresses only). The SourceAddressFn of a real join.
+Result<std::string> sourceAddressTowards(std::string_view managerHost);
+
 // What a successful join gives: node.json's content, and what raftd needs on a manager.
 struct JoinOutcome {
   node::NodeConfig config;

@@ -127,7 +127,7 @@ void SwarmAgent::join(bus::Call call) {
                      "this node is already part of a swarm; use `shoal swarm leave` first");
   JoinFields fields{str(req->token()), str(req->remote_addr()), str(req->advertise_addr()),
                     str(req->listen_addr())};
-  auto plan = planJoin(fields, [](std::string_view host) { return node::sourceAddressFor(host); });
+  auto plan = planJoin(fields, sourceAddressTowards);
   if (!plan) return call.fail(wire::ErrorCode::InvalidArgument, plan.error().message);
 
   // The answer must reach the CLI before its own deadline gives up on it.

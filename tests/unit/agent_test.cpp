@@ -163,6 +163,11 @@ TEST_CASE("the join's plan: token, manager address, advertise and listen address
                  "one port"));
   CHECK(contains(planJoin({token, "10.0.0.1", "no such host!", ""}, source10).error().message,
                  "--advertise-addr"));
+  auto local = sourceAddressTowards("localhost");  // by name: resolved, then routed
+  REQUIRE_MESSAGE(local.ok(), (local ? "" : local.error().message));
+  CHECK((*local == "127.0.0.1" || *local == "::1"));
+  CHECK(sourceAddressTowards("127.0.0.1").value() == "127.0.0.1");
+  CHECK(contains(sourceAddressTowards("no-such-host.invalid").error().message, "cannot resolve"));
   auto noRoute = [](std::string_view) -> Result<std::string> { return Error{"no route to x"}; };
   CHECK(contains(planJoin({token, "10.0.0.1", "", ""}, noRoute).error().message, "no route to x"));
 }
