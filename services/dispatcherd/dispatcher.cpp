@@ -496,7 +496,8 @@ const NodeRecord* Dispatcher::knownNode(bus::Call& call) {
 
 void Dispatcher::refuseJoin(bus::Call& call, wire::ErrorCode code, const std::string& why) {
   ++counters_.joinsRefused;
-  spdlog::info("join refused (key {}): {}", call.peerKey(), why);
+  // Anyone may knock on P: a stream of bad joins must not flood the log.
+  refusedJoins_.warn("join refused (key " + call.peerKey() + "): " + why);
   call.fail(code, why);
 }
 

@@ -119,6 +119,7 @@ class Dispatcher {
   bool refreshing_ = false;       // re-reading the nodes after a Conflict
   std::set<std::string> joining_;  // keys whose join is being written
   Loop::TimerId tick_ = 0;
+  bus::RateLimitedWarning refusedJoins_;
 
   struct Counters {
     uint64_t joinsAccepted = 0;
