@@ -1,5 +1,6 @@
 #include "services/raftd/control.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -9,10 +10,8 @@
 #include <fstream>
 #include <sstream>
 
-#include <spdlog/spdlog.h>
-
-#include "common/ids.h"
 #include "common/identity.h"
+#include "common/ids.h"
 #include "common/units.h"
 #include "services/raftd/protocols.h"
 
@@ -85,7 +84,8 @@ Result<std::unique_ptr<typename T::NativeTableType>> unpack(const std::string& b
   if (!v.VerifyBuffer<T>(nullptr))
     return Error{"a stored " + std::string(what) + " does not verify: the store is damaged",
                  static_cast<int>(ErrorCode::Internal)};
-  return std::unique_ptr<typename T::NativeTableType>(flatbuffers::GetRoot<T>(bytes.data())->UnPack());
+  return std::unique_ptr<typename T::NativeTableType>(
+      flatbuffers::GetRoot<T>(bytes.data())->UnPack());
 }
 
 // Writers put a zero Meta in what they write; the store fills it in (objects.fbs).
@@ -97,7 +97,9 @@ std::string pack(typename T::NativeTableType& object) {
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
 
-uint64_t versionOf(const std::unique_ptr<objects::Meta>& meta) { return meta ? meta->version() : 0; }
+uint64_t versionOf(const std::unique_ptr<objects::Meta>& meta) {
+  return meta ? meta->version() : 0;
+}
 
 bus::Buffer swarmReply(flatbuffers::FlatBufferBuilder& fbb, swarmapi::Body type,
                        flatbuffers::Offset<void> body) {
@@ -130,9 +132,10 @@ Result<std::string> defaultAdvertiseHost() {
   text << in.rdbuf();
   auto iface = control::defaultRouteInterface(text.str());
   if (!iface)
-    return Error{"this host has no IPv4 default route, so raftd cannot tell which address to "
-                 "advertise: give --advertise-addr (an address or an interface)",
-                 EINVAL};
+    return Error{
+        "this host has no IPv4 default route, so raftd cannot tell which address to "
+        "advertise: give --advertise-addr (an address or an interface)",
+        EINVAL};
   auto hp = node::parseAddr(*iface);
   if (!hp)
     return Error{"the default route's interface " + *iface + ": " + hp.error().message +
@@ -176,7 +179,9 @@ bool isManager(const objects::NodeT& n) {
          (n.spec && n.spec->desired_role == objects::NodeRole::Manager);
 }
 
-uint64_t raftIdOf(const objects::NodeT& n) { return n.manager_status ? n.manager_status->raft_id : 0; }
+uint64_t raftIdOf(const objects::NodeT& n) {
+  return n.manager_status ? n.manager_status->raft_id : 0;
+}
 
 std::string hostOf(std::string_view hostPort) {
   auto hp = node::parseAddr(hostPort, node::kDefaultPort, false);
@@ -226,8 +231,7 @@ std::unique_ptr<objects::NodeT> newManagerNode(const std::string& nodeId,
                                                const control::InitSettings& s, uint64_t raftId,
                                                const std::string& raftAdvertise,
                                                const identity::CurvePublicKey& key,
-                                               const std::vector<uint8_t>& cert,
-                                               int64_t notAfter) {
+                                               const std::vector<uint8_t>& cert, int64_t notAfter) {
   auto self = std::make_unique<objects::NodeT>();
   self->id = nodeId;
   self->spec = std::make_unique<objects::NodeSpecT>();
@@ -293,8 +297,9 @@ void Control::enqueue(bus::Call call) {
       env && env->body_type() == swarmapi::Body::InfoRequest && env->body())
     return info(std::make_shared<Request>(Request{std::move(call), false}));
   if (queue_.size() >= kMaxQueued)
-    return call.fail(ErrorCode::ResourceExhausted,
-                     std::to_string(queue_.size()) + " control requests wait already; retry shortly");
+    return call.fail(
+        ErrorCode::ResourceExhausted,
+        std::to_string(queue_.size()) + " control requests wait already; retry shortly");
   queue_.push_back(std::move(call));
   if (!busy_) next();
 }
@@ -345,23 +350,33 @@ void Control::fail(const Req& r, ErrorCode code, const std::string& message) {
 
 // error.code is a wire::ErrorCode: every error that reaches here comes from the store API or
 // was made here with one.
-void Control::fail(const Req& r, const Error& error) { fail(r, store::codeOf(error), error.message); }
+void Control::fail(const Req& r, const Error& error) {
+  fail(r, store::codeOf(error), error.message);
+}
 
 void Control::serve(Req r) {
   auto* env = r->call.as<swarmapi::Envelope>();
   if (!env->body())
-    return fail(r, ErrorCode::BadMessage,
-                std::string("swarm message ") + swarmapi::EnumNameBody(env->body_type()) +
-                    " has no body");
+    return fail(
+        r, ErrorCode::BadMessage,
+        std::string("swarm message ") + swarmapi::EnumNameBody(env->body_type()) + " has no body");
   switch (env->body_type()) {
-    case swarmapi::Body::InitRequest: return init(std::move(r));
-    case swarmapi::Body::JoinRaftRequest: return joinRaft(std::move(r));
-    case swarmapi::Body::JoinTokenRequest: return joinToken(std::move(r));
-    case swarmapi::Body::UpdateRequest: return update(std::move(r));
-    case swarmapi::Body::InfoRequest: return info(std::move(r));
-    case swarmapi::Body::NodeUpdateRequest: return nodeUpdate(std::move(r));
-    case swarmapi::Body::NodeRemoveRequest: return nodeRemove(std::move(r));
-    case swarmapi::Body::LeaveRequest: return leave(std::move(r));
+    case swarmapi::Body::InitRequest:
+      return init(std::move(r));
+    case swarmapi::Body::JoinRaftRequest:
+      return joinRaft(std::move(r));
+    case swarmapi::Body::JoinTokenRequest:
+      return joinToken(std::move(r));
+    case swarmapi::Body::UpdateRequest:
+      return update(std::move(r));
+    case swarmapi::Body::InfoRequest:
+      return info(std::move(r));
+    case swarmapi::Body::NodeUpdateRequest:
+      return nodeUpdate(std::move(r));
+    case swarmapi::Body::NodeRemoveRequest:
+      return nodeRemove(std::move(r));
+    case swarmapi::Body::LeaveRequest:
+      return leave(std::move(r));
     default:
       return fail(r, ErrorCode::Unimplemented,
                   std::string("swarm message ") + swarmapi::EnumNameBody(env->body_type()) +
@@ -384,7 +399,8 @@ void Control::storeCall(bus::Buffer request, Then<bus::Frame> fn, Millis budget)
   a->watchdog = daemon_.loop().after(budget + Millis(attemptMs) + 2s, [this, a, alive] {
     if (alive.expired() || a->done) return;
     a->done = true;
-    a->fn(Error{"the store did not answer in time; retry", static_cast<int>(ErrorCode::DeadlineExceeded)});
+    a->fn(Error{"the store did not answer in time; retry",
+                static_cast<int>(ErrorCode::DeadlineExceeded)});
   });
   attemptStore(a);
 }
@@ -403,26 +419,28 @@ void Control::attemptStore(std::shared_ptr<StoreAttempt> a) {
   auto frame = bus::decode(zmq::message_t(a->request.data(), a->request.size()), kStoreOnly);
   if (!frame) return finish(frame.error());
   std::weak_ptr<bool> alive = alive_;
-  node_.serveStore(bus::Call::local(std::move(frame).value(), [this, a, alive, finish](std::string_view env) {
-    // Answers may come from inside serveStore: go on from the loop, not from its stack.
-    daemon_.loop().post([this, a, alive, finish, answer = std::string(env)] {
-      if (alive.expired() || a->done) return;
-      auto f = bus::decode(zmq::message_t(answer.data(), answer.size()), kStoreOnly);
-      Result<bus::Frame> r = !f ? Result<bus::Frame>(f.error())
-                             : f->kind() == wire::Kind::Error ? Result<bus::Frame>(bus::errorFrom(*f))
-                                                              : std::move(f);
-      auto now = daemon_.loop().now();
-      if (!r && store::retryable(r.error()) && now + a->backoff < a->deadline) {
-        Millis wait = a->backoff;
-        a->backoff = std::min(a->backoff * 2, Millis(1000));
-        daemon_.loop().after(wait, [this, a, alive] {
-          if (!alive.expired() && !a->done) attemptStore(a);
+  node_.serveStore(
+      bus::Call::local(std::move(frame).value(), [this, a, alive, finish](std::string_view env) {
+        // Answers may come from inside serveStore: go on from the loop, not from its stack.
+        daemon_.loop().post([this, a, alive, finish, answer = std::string(env)] {
+          if (alive.expired() || a->done) return;
+          auto f = bus::decode(zmq::message_t(answer.data(), answer.size()), kStoreOnly);
+          Result<bus::Frame> r = !f ? Result<bus::Frame>(f.error())
+                                 : f->kind() == wire::Kind::Error
+                                     ? Result<bus::Frame>(bus::errorFrom(*f))
+                                     : std::move(f);
+          auto now = daemon_.loop().now();
+          if (!r && store::retryable(r.error()) && now + a->backoff < a->deadline) {
+            Millis wait = a->backoff;
+            a->backoff = std::min(a->backoff * 2, Millis(1000));
+            daemon_.loop().after(wait, [this, a, alive] {
+              if (!alive.expired() && !a->done) attemptStore(a);
+            });
+            return;
+          }
+          finish(std::move(r));
         });
-        return;
-      }
-      finish(std::move(r));
-    });
-  }));
+      }));
 }
 
 void Control::get(ObjectKind kind, const std::string& id, Then<std::string> fn) {
@@ -431,36 +449,46 @@ void Control::get(ObjectKind kind, const std::string& id, Then<std::string> fn) 
     auto* reply = r->as<storeapi::Envelope>()->body_as_ObjectsReply();
     if (!reply || !reply->objects() || reply->objects()->size() != 1 ||
         !reply->objects()->Get(0)->data())
-      return fn(Error{"the store's answer to a Get is not one object", static_cast<int>(ErrorCode::Internal)});
+      return fn(Error{"the store's answer to a Get is not one object",
+                      static_cast<int>(ErrorCode::Internal)});
     auto* data = reply->objects()->Get(0)->data();
     fn(std::string(reinterpret_cast<const char*>(data->data()), data->size()));
   });
 }
 
 void Control::list(ObjectKind kind, bool local, Then<std::vector<std::string>> fn, Millis budget) {
-  storeCall(store::listRequest(kind, local), [fn = std::move(fn)](Result<bus::Frame> r) {
-    if (!r) return fn(r.error());
-    auto* reply = r->as<storeapi::Envelope>()->body_as_ObjectsReply();
-    if (!reply) return fn(Error{"the store's answer to a List is not a list", static_cast<int>(ErrorCode::Internal)});
-    std::vector<std::string> out;
-    if (reply->objects())
-      for (auto* o : *reply->objects())
-        if (o->data()) out.emplace_back(reinterpret_cast<const char*>(o->data()->data()), o->data()->size());
-    fn(std::move(out));
-  }, budget);
+  storeCall(
+      store::listRequest(kind, local),
+      [fn = std::move(fn)](Result<bus::Frame> r) {
+        if (!r) return fn(r.error());
+        auto* reply = r->as<storeapi::Envelope>()->body_as_ObjectsReply();
+        if (!reply)
+          return fn(Error{"the store's answer to a List is not a list",
+                          static_cast<int>(ErrorCode::Internal)});
+        std::vector<std::string> out;
+        if (reply->objects())
+          for (auto* o : *reply->objects())
+            if (o->data())
+              out.emplace_back(reinterpret_cast<const char*>(o->data()->data()), o->data()->size());
+        fn(std::move(out));
+      },
+      budget);
 }
 
 void Control::listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn, Millis budget) {
-  list(ObjectKind::Node, false, [fn = std::move(fn)](Result<std::vector<std::string>> r) {
-    if (!r) return fn(r.error());
-    std::vector<std::unique_ptr<objects::NodeT>> nodes;
-    for (const auto& bytes : *r) {
-      auto n = unpack<objects::Node>(bytes, "node");
-      if (!n) return fn(n.error());
-      nodes.push_back(std::move(n).value());
-    }
-    fn(std::move(nodes));
-  }, budget);
+  list(
+      ObjectKind::Node, false,
+      [fn = std::move(fn)](Result<std::vector<std::string>> r) {
+        if (!r) return fn(r.error());
+        std::vector<std::unique_ptr<objects::NodeT>> nodes;
+        for (const auto& bytes : *r) {
+          auto n = unpack<objects::Node>(bytes, "node");
+          if (!n) return fn(n.error());
+          nodes.push_back(std::move(n).value());
+        }
+        fn(std::move(nodes));
+      },
+      budget);
 }
 
 void Control::getCluster(Then<std::unique_ptr<objects::ClusterT>> fn) {
@@ -469,9 +497,10 @@ void Control::getCluster(Then<std::unique_ptr<objects::ClusterT>> fn) {
   get(ObjectKind::Cluster, config->clusterId, [fn = std::move(fn)](Result<std::string> r) {
     if (!r) {
       if (store::codeOf(r.error()) == ErrorCode::NotFound)
-        return fn(Error{"the store has no Cluster object for this node's cluster: this manager's "
-                        "store and node.json disagree",
-                        static_cast<int>(ErrorCode::Internal)});
+        return fn(
+            Error{"the store has no Cluster object for this node's cluster: this manager's "
+                  "store and node.json disagree",
+                  static_cast<int>(ErrorCode::Internal)});
       return fn(r.error());
     }
     fn(unpack<objects::Cluster>(*r, "cluster"));
@@ -482,7 +511,9 @@ void Control::commit(std::vector<store::ChangeSpec> changes, Then<uint64_t> fn) 
   storeCall(store::txnRequest(changes), [fn = std::move(fn)](Result<bus::Frame> r) {
     if (!r) return fn(r.error());
     auto* reply = r->as<storeapi::Envelope>()->body_as_TxnReply();
-    if (!reply) return fn(Error{"the store's answer to a txn is not a TxnReply", static_cast<int>(ErrorCode::Internal)});
+    if (!reply)
+      return fn(Error{"the store's answer to a txn is not a TxnReply",
+                      static_cast<int>(ErrorCode::Internal)});
     fn(reply->index());
   });
 }
@@ -548,7 +579,8 @@ void Control::init(Req r) {
           (hp->host != (*config)->advertiseHost && hp->host != (*config)->listenHost))
         return fail(r, ErrorCode::InvalidArgument,
                     "--force-new-cluster keeps this manager's addresses (" +
-                        (*config)->dispatcherAddr() + "): leave out --advertise-addr and "
+                        (*config)->dispatcherAddr() +
+                        "): leave out --advertise-addr and "
                         "--listen-addr, or give those");
     }
     return forceNewCluster(std::move(r), std::move(**config));
@@ -576,8 +608,11 @@ void Control::initNew(Req r, control::InitSettings s) {
   if (!key) return fail(r, ErrorCode::Internal, dir_.path() + "/node.key: " + key.error().message);
   int64_t now = unixSeconds();
   auto validFor = std::chrono::duration_cast<std::chrono::seconds>(s.certExpiry) + 1h;
-  auto cert = ca->issue(nodeId, identity::Role::Manager, *key, now - 3600, validFor, randomNonZero());
-  if (!cert) return fail(r, ErrorCode::Internal, "cannot issue this node's certificate: " + cert.error().message);
+  auto cert =
+      ca->issue(nodeId, identity::Role::Manager, *key, now - 3600, validFor, randomNonZero());
+  if (!cert)
+    return fail(r, ErrorCode::Internal,
+                "cannot issue this node's certificate: " + cert.error().message);
   int64_t notAfter = now - 3600 + validFor.count();
   uint64_t raftId = randomNonZero(), raftClusterId = randomNonZero();
 
@@ -599,11 +634,11 @@ void Control::initNew(Req r, control::InitSettings s) {
   auto undo = [this](const std::string& why) -> std::string {
     std::string left;
     if (node_.inCluster())
-      if (auto st = node_.leave(); !st) left += "; raftd could not forget its raft state (" + st.error().message + ")";
+      if (auto st = node_.leave(); !st)
+        left += "; raftd could not forget its raft state (" + st.error().message + ")";
     if (auto st = dir_.clear(); !st) left += "; " + st.error().message;
     if (left.empty()) return "swarm init failed: " + why + "; nothing is left of it, retry";
-    return "swarm init failed: " + why + left +
-           "; run `shoal swarm leave --force` before retrying";
+    return "swarm init failed: " + why + left + "; run `shoal swarm leave --force` before retrying";
   };
   std::string raftListen = node::joinHostPort(s.listenHost, node::raftPort(s.port));
   std::string raftAdvertise = config.raftAddr();
@@ -618,7 +653,9 @@ void Control::initNew(Req r, control::InitSettings s) {
 
   InitAnswer answer{nodeId, clusterId, tokens.worker, tokens.manager, config.dispatcherAddr()};
   waitUntilLeader(kLeadLimit, [this, r, undo, cluster, self, answer](bool leads) {
-    if (!leads) return fail(r, ErrorCode::Unavailable, undo("this raftd did not become leader of its new cluster"));
+    if (!leads)
+      return fail(r, ErrorCode::Unavailable,
+                  undo("this raftd did not become leader of its new cluster"));
     std::vector<store::ChangeSpec> changes{
         {ObjectKind::Cluster, Operation::Create, cluster->id, 0, pack<objects::Cluster>(*cluster)},
         {ObjectKind::Node, Operation::Create, self->id, 0, pack<objects::Node>(*self)}};
@@ -634,7 +671,8 @@ void Control::initNew(Req r, control::InitSettings s) {
 void Control::forceNewCluster(Req r, node::NodeConfig config) {
   if (auto st = node_.forceNewCluster(); !st)
     return fail(r, ErrorCode::Unavailable, "--force-new-cluster: " + st.error().message);
-  spdlog::warn("swarm init --force-new-cluster: this manager ({}) is now the only member of raft", config.nodeId);
+  spdlog::warn("swarm init --force-new-cluster: this manager ({}) is now the only member of raft",
+               config.nodeId);
   auto cfg = std::make_shared<node::NodeConfig>(std::move(config));
   waitUntilLeader(kLeadLimit, [this, r, cfg](bool leads) {
     if (!leads)
@@ -642,7 +680,9 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
                   "--force-new-cluster: raft restarted as a one-member cluster but this raftd "
                   "did not become leader; see raftd's log, then retry");
     listNodes([this, r, cfg](Result<std::vector<std::unique_ptr<objects::NodeT>>> nodes) {
-      if (!nodes) return fail(r, ErrorCode::Unavailable, "--force-new-cluster: reading the nodes: " + nodes.error().message);
+      if (!nodes)
+        return fail(r, ErrorCode::Unavailable,
+                    "--force-new-cluster: reading the nodes: " + nodes.error().message);
       std::vector<store::ChangeSpec> changes;
       std::vector<std::string> demoted;
       for (auto& n : *nodes) {
@@ -661,19 +701,21 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
           n->manager_status.reset();
           if (!n->status) n->status = std::make_unique<objects::NodeStatusT>();
           n->status->state = objects::NodeState::Down;
-          n->status->message =
-              "demoted by swarm init --force-new-cluster on " + cfg->nodeId +
-              ": no longer a manager; remove it with `shoal node rm --force`";
+          n->status->message = "demoted by swarm init --force-new-cluster on " + cfg->nodeId +
+                               ": no longer a manager; remove it with `shoal node rm --force`";
         } else {
           continue;
         }
-        changes.push_back({ObjectKind::Node, Operation::Update, n->id, version, pack<objects::Node>(*n)});
+        changes.push_back(
+            {ObjectKind::Node, Operation::Update, n->id, version, pack<objects::Node>(*n)});
       }
       if (!demoted.empty()) {
         std::string list;
         for (auto& d : demoted) list += (list.empty() ? "" : ", ") + d;
-        spdlog::warn("--force-new-cluster: the other managers ({}) were demoted; remove them with "
-                     "`shoal node rm --force`, then join managers again with the manager token", list);
+        spdlog::warn(
+            "--force-new-cluster: the other managers ({}) were demoted; remove them with "
+            "`shoal node rm --force`, then join managers again with the manager token",
+            list);
       }
       auto answer = [this, r, cfg] {
         getCluster([this, r, cfg](Result<std::unique_ptr<objects::ClusterT>> cluster) {
@@ -683,7 +725,8 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
             worker = (*cluster)->root_ca->join_tokens->worker;
             manager = (*cluster)->root_ca->join_tokens->manager;
           }
-          reply(r, initReply({cfg->nodeId, cfg->clusterId, worker, manager, cfg->dispatcherAddr()}));
+          reply(r,
+                initReply({cfg->nodeId, cfg->clusterId, worker, manager, cfg->dispatcherAddr()}));
         });
       };
       if (changes.empty()) return answer();
@@ -691,7 +734,8 @@ void Control::forceNewCluster(Req r, node::NodeConfig config) {
         if (!index)
           return fail(r, ErrorCode::Unavailable,
                       "--force-new-cluster: raft now has this manager alone, but writing the "
-                      "managers' new state failed: " + index.error().message + "; retry");
+                      "managers' new state failed: " +
+                          index.error().message + "; retry");
         answer();
       });
     });
@@ -714,23 +758,30 @@ void Control::joinRaft(Req r) {
     return fail(r, ErrorCode::InvalidArgument, st.error().message);
   auto config = swarmConfig();
   if (!config)
-    return fail(r, ErrorCode::Unavailable,
-                "JoinRaft: " + config.error().message + " (agentd writes node.json before it asks)");
+    return fail(
+        r, ErrorCode::Unavailable,
+        "JoinRaft: " + config.error().message + " (agentd writes node.json before it asks)");
   if (!config->manager || !config->raft || config->raft->id != in.raftId ||
       config->raft->clusterId != in.raftClusterId)
     return fail(r, ErrorCode::InvalidArgument,
                 "JoinRaft: node.json does not name this node a manager with raft id " +
-                    fmt::format("{:x}", in.raftId) + " in that raft cluster; agentd writes it first");
+                    fmt::format("{:x}", in.raftId) +
+                    " in that raft cluster; agentd writes it first");
   if (node_.inCluster()) {
     if (node_.id() == in.raftId) return ok(r);  // joined already (agentd asked again)
-    return fail(r, ErrorCode::Conflict,
-                fmt::format("this raftd is already a raft member (raft id {:x}): `shoal swarm leave` first", node_.id()));
+    return fail(
+        r, ErrorCode::Conflict,
+        fmt::format("this raftd is already a raft member (raft id {:x}): `shoal swarm leave` first",
+                    node_.id()));
   }
   std::vector<RaftNode::Peer> peers;
   for (auto& p : in.peers) peers.push_back({p.raftId, p.addr, p.publicKey});
-  if (auto st = node_.joinRaft(in.raftId, in.raftClusterId, in.listenAddr, in.advertiseAddr, std::move(peers)); !st)
+  if (auto st = node_.joinRaft(in.raftId, in.raftClusterId, in.listenAddr, in.advertiseAddr,
+                               std::move(peers));
+      !st)
     return fail(r, ErrorCode::Unavailable, "JoinRaft: " + st.error().message);
-  spdlog::info("joined raft as {:x} (a learner until the leader promotes it), peers at {}", in.raftId, in.advertiseAddr);
+  spdlog::info("joined raft as {:x} (a learner until the leader promotes it), peers at {}",
+               in.raftId, in.advertiseAddr);
   ok(r);
 }
 
@@ -760,7 +811,8 @@ void Control::joinToken(Req r) {
     if (!got) return fail(r, got.error());
     std::shared_ptr<objects::ClusterT> cluster = std::move(got).value();
     if (!cluster->root_ca || !cluster->root_ca->join_tokens)
-      return fail(r, ErrorCode::Internal, "the Cluster object has no join tokens: the store is damaged");
+      return fail(r, ErrorCode::Internal,
+                  "the Cluster object has no join tokens: the store is damaged");
     auto& stored = *cluster->root_ca->join_tokens;
     auto answer = [this, r, addr](const std::string& token) {
       flatbuffers::FlatBufferBuilder fbb;
@@ -769,22 +821,26 @@ void Control::joinToken(Req r) {
     };
     if (!rotate) return answer(role == identity::Role::Manager ? stored.manager : stored.worker);
     auto ca = identity::ClusterCA::load(cluster->root_ca->ca_key);
-    if (!ca) return fail(r, ErrorCode::Internal, "the cluster's CA does not load: " + ca.error().message);
+    if (!ca)
+      return fail(r, ErrorCode::Internal, "the cluster's CA does not load: " + ca.error().message);
     identity::JoinTokens tokens{stored.worker, stored.manager};
     tokens.rotate(role, *ca, identity::systemRandom());
     stored.worker = tokens.worker;
     stored.manager = tokens.manager;
     std::string token = role == identity::Role::Manager ? tokens.manager : tokens.worker;
     uint64_t version = versionOf(cluster->meta);
-    commit({{ObjectKind::Cluster, Operation::Update, cluster->id, version, pack<objects::Cluster>(*cluster)}},
+    commit({{ObjectKind::Cluster, Operation::Update, cluster->id, version,
+             pack<objects::Cluster>(*cluster)}},
            [this, r, role, token, answer](Result<uint64_t> index) {
              if (!index) {
                if (store::codeOf(index.error()) == ErrorCode::Conflict)
-                 return fail(r, ErrorCode::Conflict,
-                             "the cluster changed while the token was rotated; nothing was changed, retry");
+                 return fail(
+                     r, ErrorCode::Conflict,
+                     "the cluster changed while the token was rotated; nothing was changed, retry");
                return fail(r, index.error());
              }
-             spdlog::info("rotated the {} join token: the old one no longer admits", identity::roleName(role));
+             spdlog::info("rotated the {} join token: the old one no longer admits",
+                          identity::roleName(role));
              answer(token);
            });
   });
@@ -808,19 +864,23 @@ void Control::update(Req r) {
     auto& cluster = **got;
     if (!cluster.spec) cluster.spec = std::make_unique<objects::ClusterSpecT>();
     if (heartbeat != 0) {
-      if (!cluster.spec->dispatcher) cluster.spec->dispatcher = std::make_unique<objects::DispatcherConfigT>();
+      if (!cluster.spec->dispatcher)
+        cluster.spec->dispatcher = std::make_unique<objects::DispatcherConfigT>();
       cluster.spec->dispatcher->heartbeat_period = heartbeat;
     }
     if (expiry != 0) {
-      if (!cluster.spec->ca_config) cluster.spec->ca_config = std::make_unique<objects::CaConfigT>();
+      if (!cluster.spec->ca_config)
+        cluster.spec->ca_config = std::make_unique<objects::CaConfigT>();
       cluster.spec->ca_config->node_cert_expiry = expiry;
     }
     uint64_t version = versionOf(cluster.meta);
-    commit({{ObjectKind::Cluster, Operation::Update, cluster.id, version, pack<objects::Cluster>(cluster)}},
+    commit({{ObjectKind::Cluster, Operation::Update, cluster.id, version,
+             pack<objects::Cluster>(cluster)}},
            [this, r](Result<uint64_t> index) {
              if (!index) {
                if (store::codeOf(index.error()) == ErrorCode::Conflict)
-                 return fail(r, ErrorCode::Conflict, "the cluster changed meanwhile; nothing was changed, retry");
+                 return fail(r, ErrorCode::Conflict,
+                             "the cluster changed meanwhile; nothing was changed, retry");
                return fail(r, index.error());
              }
              spdlog::info("swarm update: the cluster's settings changed");
@@ -927,7 +987,9 @@ void Control::moveLeadershipOff(uint64_t raftId, const std::vector<control::Mana
   std::string name = to->name;
   spdlog::info("moving the leadership from {:x} to {}", raftId, name);
   member(store::transferLeaderRequest(to->raftId), [this, raftId, name, fn](Status st) {
-    if (!st) return fn(Error{"moving the leadership to " + name + ": " + st.error().message, st.error().code});
+    if (!st)
+      return fn(
+          Error{"moving the leadership to " + name + ": " + st.error().message, st.error().code});
     waitLeaderOtherThan(raftId, kTransferLimit, [fn, name](bool moved) {
       if (moved) return fn(Status{});
       fn(Error{"the leadership did not move to " + name + " within 5s; retry",
@@ -941,15 +1003,17 @@ void Control::writeNode(Req r, std::string id, Mutation mutate, Undo undo, int a
     auto failed = [this, r, undo](ErrorCode code, std::string why) {
       if (!undo) return fail(r, code, why);
       undo([this, r, code, why](Status st) {
-        fail(r, code, st ? why + "; its raft membership change was undone"
-                         : why + "; undoing its raft membership change failed too (" +
-                               st.error().message + "): run the command again");
+        fail(r, code,
+             st ? why + "; its raft membership change was undone"
+                : why + "; undoing its raft membership change failed too (" + st.error().message +
+                      "): run the command again");
       });
     };
     if (!bytes) {
       if (store::codeOf(bytes.error()) == ErrorCode::NotFound)
         return failed(ErrorCode::NotFound, "node " + id + " was removed meanwhile");
-      return failed(store::codeOf(bytes.error()), "reading node " + id + ": " + bytes.error().message);
+      return failed(store::codeOf(bytes.error()),
+                    "reading node " + id + ": " + bytes.error().message);
     }
     auto node = unpack<objects::Node>(*bytes, "node");
     if (!node) return failed(ErrorCode::Internal, node.error().message);
@@ -967,8 +1031,9 @@ void Control::writeNode(Req r, std::string id, Mutation mutate, Undo undo, int a
              // read it again and apply the same change.
              bool conflict = store::codeOf(index.error()) == ErrorCode::Conflict;
              if (conflict && attempt < 3) return writeNode(r, id, mutate, undo, attempt + 1);
-             failed(store::codeOf(index.error()),
-                    "updating node " + name + ": " + index.error().message + (conflict ? "; retry" : ""));
+             failed(store::codeOf(index.error()), "updating node " + name + ": " +
+                                                      index.error().message +
+                                                      (conflict ? "; retry" : ""));
            });
   });
 }
@@ -983,24 +1048,26 @@ std::string quorumAdvice(const std::vector<control::ManagerView>& managers, bool
                           ? "bring the unreachable managers back, or promote another node, first"
                           : "promote another node first";
   if (leave)
-    return first + "; `shoal swarm leave --force` leaves anyway (the swarm may then need "
-                   "`shoal swarm init --force-new-cluster`)";
+    return first +
+           "; `shoal swarm leave --force` leaves anyway (the swarm may then need "
+           "`shoal swarm init --force-new-cluster`)";
   return first;
 }
 
 }  // namespace
 
 void Control::withNode(std::string query, Then<NodeContext> fn) {
-  listNodes([query, fn = std::move(fn)](Result<std::vector<std::unique_ptr<objects::NodeT>>> nodes) {
+  listNodes([query,
+             fn = std::move(fn)](Result<std::vector<std::unique_ptr<objects::NodeT>>> nodes) {
     if (!nodes) return fn(nodes.error());
     std::vector<control::NodeName> names;
     for (const auto& n : *nodes)
       names.push_back({n->id, n->description ? n->description->hostname : ""});
     auto id = control::resolveNode(query, names);
     if (!id)
-      return fn(Error{id.error().message, static_cast<int>(id.error().code == ENOENT
-                                                               ? ErrorCode::NotFound
-                                                               : ErrorCode::InvalidArgument)});
+      return fn(Error{id.error().message,
+                      static_cast<int>(id.error().code == ENOENT ? ErrorCode::NotFound
+                                                                 : ErrorCode::InvalidArgument)});
     NodeContext ctx;
     for (auto& n : *nodes)
       if (n->id == *id) ctx.target = std::make_shared<objects::NodeT>(*n);
@@ -1021,7 +1088,8 @@ void Control::nodeUpdate(Req r) {
     return fail(r, ErrorCode::InvalidArgument,
                 "node update: availability " + std::to_string(availability) +
                     " is not active, pause or drain");
-  if (availability >= 0) changes.availability = static_cast<objects::NodeAvailability>(availability);
+  if (availability >= 0)
+    changes.availability = static_cast<objects::NodeAvailability>(availability);
   if (req->label_add())
     for (auto* kv : *req->label_add()) {
       if (auto st = control::checkLabelKey(str(kv->key())); !st)
@@ -1038,7 +1106,8 @@ void Control::nodeUpdate(Req r) {
     if (auto st = control::applyNodeChanges(trial, changes); !st)
       return fail(r, ErrorCode::InvalidArgument, st.error().message);
     Mutation apply = [changes](objects::NodeT& n) { return control::applyNodeChanges(n, changes); };
-    if (role == static_cast<int>(objects::NodeRole::Manager) && target.role != objects::NodeRole::Manager)
+    if (role == static_cast<int>(objects::NodeRole::Manager) &&
+        target.role != objects::NodeRole::Manager)
       return promote(r, ctx->target, apply, managerViews(ctx->nodes));
     if (role == static_cast<int>(objects::NodeRole::Worker) && isManager(target))
       return demote(r, ctx->target, apply, managerViews(ctx->nodes));
@@ -1053,8 +1122,9 @@ void Control::promote(Req r, std::shared_ptr<objects::NodeT> target, Mutation ap
   std::string name = control::nodeLabel(*target);
   if (!target->status || target->status->addr.empty())
     return fail(r, ErrorCode::Conflict,
-                "node " + name + " has no address yet (its agent never opened a session): "
-                "promote it once `shoal node ls` shows it Ready");
+                "node " + name +
+                    " has no address yet (its agent never opened a session): "
+                    "promote it once `shoal node ls` shows it Ready");
   // Managers of one cluster use one dispatcher port (the join command names it), so the
   // node's raft port is this cluster's P+1.
   uint64_t raftId = newRaftId(managers);
@@ -1092,7 +1162,9 @@ void Control::demote(Req r, std::shared_ptr<objects::NodeT> target, Mutation app
   std::string name = control::nodeLabel(*target);
   uint64_t raftId = raftIdOf(*target);
   if (raftId != 0)
-    if (auto st = control::keepsQuorum(managers, raftId, "demoting " + name, quorumAdvice(managers, false)); !st)
+    if (auto st = control::keepsQuorum(managers, raftId, "demoting " + name,
+                                       quorumAdvice(managers, false));
+        !st)
       return fail(r, ErrorCode::Conflict, st.error().message);
   Mutation demoteIt = [apply](objects::NodeT& n) -> Status {
     if (auto st = apply(n); !st) return st;
@@ -1104,14 +1176,16 @@ void Control::demote(Req r, std::shared_ptr<objects::NodeT> target, Mutation app
   };
   if (raftId == 0 || !inRaftConfig(raftId)) return writeNode(r, target->id, demoteIt, nullptr);
   moveLeadershipOff(raftId, managers, [this, r, target, name, raftId, demoteIt](Status st) {
-    if (!st) return fail(r, store::codeOf(st.error()), "demoting " + name + ": " + st.error().message);
-    member(store::removeMemberRequest(raftId), [this, r, target, name, raftId, demoteIt](Status st) {
-      if (!st)
-        return fail(r, store::codeOf(st.error()),
-                    "demoting " + name + ": removing it from raft: " + st.error().message);
-      spdlog::info("demoting {}: raft member {:x} removed", name, raftId);
-      writeNode(r, target->id, demoteIt, nullptr);
-    });
+    if (!st)
+      return fail(r, store::codeOf(st.error()), "demoting " + name + ": " + st.error().message);
+    member(store::removeMemberRequest(raftId),
+           [this, r, target, name, raftId, demoteIt](Status st) {
+             if (!st)
+               return fail(r, store::codeOf(st.error()),
+                           "demoting " + name + ": removing it from raft: " + st.error().message);
+             spdlog::info("demoting {}: raft member {:x} removed", name, raftId);
+             writeNode(r, target->id, demoteIt, nullptr);
+           });
   });
 }
 
@@ -1131,7 +1205,8 @@ void Control::nodeRemove(Req r) {
     auto state = n.status ? n.status->state : objects::NodeState::Unknown;
     if (!force && state != objects::NodeState::Down) {
       std::string text = objects::EnumNameNodeState(state);
-      std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+      std::transform(text.begin(), text.end(), text.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
       return fail(r, ErrorCode::Conflict,
                   "node " + name + " is not down (it is " + text +
                       "): stop its agentd first, or remove it anyway with `shoal node rm --force`");
@@ -1142,7 +1217,8 @@ void Control::nodeRemove(Req r) {
              if (!index) {
                if (store::codeOf(index.error()) == ErrorCode::Conflict)
                  return fail(r, ErrorCode::Conflict,
-                             "node " + name + " changed while it was being removed; nothing was removed, retry");
+                             "node " + name +
+                                 " changed while it was being removed; nothing was removed, retry");
                return fail(r, index.error());
              }
              spdlog::info("node {} removed: its key is no longer admitted", name);
@@ -1164,35 +1240,40 @@ void Control::leave(Req r) {
   };
   // A demoted manager's agentd asks after the leader removed it: nothing to check then.
   if (!inRaftConfig(node_.id())) return forget("after the cluster removed this member");
-  listNodes([this, r, force, forget](Result<std::vector<std::unique_ptr<objects::NodeT>>> nodes) {
-    if (!nodes) {
-      if (!force)
-        return fail(r, ErrorCode::Unavailable,
-                    "cannot read the managers to check quorum (" + nodes.error().message +
-                        "); `shoal swarm leave --force` leaves anyway");
-      return forget("without telling the cluster (it did not answer)");
-    }
-    auto managers = managerViews(*nodes);
-    uint64_t self = node_.id();
-    if (auto st = control::keepsQuorum(managers, self, "leaving the swarm", quorumAdvice(managers, true)); !st) {
-      if (!force) return fail(r, ErrorCode::Conflict, st.error().message);
-      return forget("without removing this member (the others could not commit it)");
-    }
-    moveLeadershipOff(self, managers, [this, r, force, forget, self](Status st) {
-      if (!st) {
-        if (!force) return fail(r, store::codeOf(st.error()), "leaving the swarm: " + st.error().message);
-        return forget("without removing this member (" + st.error().message + ")");
-      }
-      member(store::removeMemberRequest(self), [this, r, force, forget](Status st) {
-        if (!st && !force)
-          return fail(r, store::codeOf(st.error()),
-                      "leaving the swarm: removing this member from raft: " + st.error().message +
-                          "; retry, or leave with --force");
-        forget(st ? "after the cluster removed this member"
-                  : "without removing this member (" + st.error().message + ")");
-      });
-    });
-  }, kLeaveReadBudget);
+  listNodes(
+      [this, r, force, forget](Result<std::vector<std::unique_ptr<objects::NodeT>>> nodes) {
+        if (!nodes) {
+          if (!force)
+            return fail(r, ErrorCode::Unavailable,
+                        "cannot read the managers to check quorum (" + nodes.error().message +
+                            "); `shoal swarm leave --force` leaves anyway");
+          return forget("without telling the cluster (it did not answer)");
+        }
+        auto managers = managerViews(*nodes);
+        uint64_t self = node_.id();
+        if (auto st = control::keepsQuorum(managers, self, "leaving the swarm",
+                                           quorumAdvice(managers, true));
+            !st) {
+          if (!force) return fail(r, ErrorCode::Conflict, st.error().message);
+          return forget("without removing this member (the others could not commit it)");
+        }
+        moveLeadershipOff(self, managers, [this, r, force, forget, self](Status st) {
+          if (!st) {
+            if (!force)
+              return fail(r, store::codeOf(st.error()), "leaving the swarm: " + st.error().message);
+            return forget("without removing this member (" + st.error().message + ")");
+          }
+          member(store::removeMemberRequest(self), [this, r, force, forget](Status st) {
+            if (!st && !force)
+              return fail(r, store::codeOf(st.error()),
+                          "leaving the swarm: removing this member from raft: " +
+                              st.error().message + "; retry, or leave with --force");
+            forget(st ? "after the cluster removed this member"
+                      : "without removing this member (" + st.error().message + ")");
+          });
+        });
+      },
+      kLeaveReadBudget);
 }
 
 }  // namespace shoal::raftd

@@ -4,17 +4,15 @@
 // update / promote / demote / rm on Nodes made by txn, and leave. The quorum rule with
 // several managers is in tests/unit/control_test.cpp (one raftd is one voter).
 #include <doctest/doctest.h>
-
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/bus.h"
 #include "common/identity.h"
@@ -34,8 +32,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using objects::ObjectKind;
-using testing::Process;
 using testing::daemonPath;
+using testing::Process;
 
 constexpr int64_t kSecond = 1'000'000'000;
 
@@ -110,10 +108,12 @@ struct NodeUpdate {
 bus::Buffer nodeUpdateRequest(const NodeUpdate& u) {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<objects::KeyValue>> add;
-  for (auto& [k, v] : u.add) add.push_back(objects::CreateKeyValueDirect(fbb, k.c_str(), v.c_str()));
+  for (auto& [k, v] : u.add)
+    add.push_back(objects::CreateKeyValueDirect(fbb, k.c_str(), v.c_str()));
   std::vector<flatbuffers::Offset<flatbuffers::String>> rm;
   for (auto& k : u.rm) rm.push_back(fbb.CreateString(k));
-  auto body = swarmapi::CreateNodeUpdateRequestDirect(fbb, u.node.c_str(), u.role, u.availability, &add, &rm);
+  auto body = swarmapi::CreateNodeUpdateRequestDirect(fbb, u.node.c_str(), u.role, u.availability,
+                                                      &add, &rm);
   return bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::NodeUpdateRequest, body.Union());
 }
 
@@ -134,12 +134,14 @@ bus::Buffer joinRaftRequest(uint64_t id, uint64_t cluster, const std::string& li
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<swarmapi::RaftPeer>> peers;
   peers.push_back(swarmapi::CreateRaftPeerDirect(fbb, 1, "127.0.0.1:1", peerKey.c_str()));
-  auto body = swarmapi::CreateJoinRaftRequestDirect(fbb, id, cluster, listen.c_str(), advertise.c_str(), &peers);
+  auto body = swarmapi::CreateJoinRaftRequestDirect(fbb, id, cluster, listen.c_str(),
+                                                    advertise.c_str(), &peers);
   return bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::JoinRaftRequest, body.Union());
 }
 
 // A worker Node as dispatcherd would have written it at a join.
-std::string workerNode(const std::string& id, const std::string& hostname, objects::NodeState state) {
+std::string workerNode(const std::string& id, const std::string& hostname,
+                       objects::NodeState state) {
   objects::NodeT n;
   n.id = id;
   n.meta = std::make_unique<objects::Meta>();
@@ -209,12 +211,14 @@ class Raftd {
   std::unique_ptr<objects::NodeT> node(const std::string& id) {
     auto got = store_.get(ObjectKind::Node, id);
     REQUIRE_MESSAGE(got.ok(), (got ? "" : got.error().message));
-    return std::unique_ptr<objects::NodeT>(flatbuffers::GetRoot<objects::Node>(got->data.data())->UnPack());
+    return std::unique_ptr<objects::NodeT>(
+        flatbuffers::GetRoot<objects::Node>(got->data.data())->UnPack());
   }
   std::unique_ptr<objects::ClusterT> cluster(const std::string& id) {
     auto got = store_.get(ObjectKind::Cluster, id);
     REQUIRE_MESSAGE(got.ok(), (got ? "" : got.error().message));
-    return std::unique_ptr<objects::ClusterT>(flatbuffers::GetRoot<objects::Cluster>(got->data.data())->UnPack());
+    return std::unique_ptr<objects::ClusterT>(
+        flatbuffers::GetRoot<objects::Cluster>(got->data.data())->UnPack());
   }
 
  private:
@@ -233,24 +237,30 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
 
   // Before init: an inactive node, and nothing a manager serves.
   CHECK(raftd.info().value("LocalNodeState", "") == "inactive");
-  CHECK(contains(raftd.refusal(joinTokenRequest(objects::NodeRole::Worker, false)), "not part of a swarm"));
+  CHECK(contains(raftd.refusal(joinTokenRequest(objects::NodeRole::Worker, false)),
+                 "not part of a swarm"));
 
   // Bad input is refused, says what was wrong, and leaves no node.json behind.
   CHECK(contains(raftd.refusal(initRequest({.advertise = "no such thing!"})), "--advertise-addr"));
-  CHECK(contains(raftd.refusal(initRequest({.advertise = "0.0.0.0"})), "not an address other nodes can reach"));
+  CHECK(contains(raftd.refusal(initRequest({.advertise = "0.0.0.0"})),
+                 "not an address other nodes can reach"));
   CHECK(contains(raftd.refusal(initRequest({.advertise = advertise, .pools = {"10.0.0.1/8"}})),
                  "did you mean 10.0.0.0/8?"));
-  CHECK(contains(raftd.refusal(initRequest({.advertise = advertise, .pools = {"10.0.0.0/8"}, .subnetSize = 31})),
+  CHECK(contains(raftd.refusal(initRequest(
+                     {.advertise = advertise, .pools = {"10.0.0.0/8"}, .subnetSize = 31})),
                  "subnet size /31"));
-  CHECK(contains(raftd.refusal(initRequest({.advertise = advertise, .heartbeat = 50'000'000})), "heartbeat"));
+  CHECK(contains(raftd.refusal(initRequest({.advertise = advertise, .heartbeat = 50'000'000})),
+                 "heartbeat"));
   CHECK(contains(raftd.refusal(initRequest({.advertise = advertise, .certExpiry = 60 * kSecond})),
                  "the minimum is 1h0m0s"));
   CHECK_FALSE(raftd.nodeJsonExists());
 
   // JoinRaft checks what the join reply gave before raft sees it.
   auto key = curve::generate().publicKey;
-  CHECK(contains(raftd.refusal(joinRaftRequest(0, 9, "127.0.0.1:1", "127.0.0.1:1", key)), "raft id is 0"));
-  CHECK(contains(raftd.refusal(joinRaftRequest(5, 9, "127.0.0.1:1", "127.0.0.1:1", "bad")), "no valid public key"));
+  CHECK(contains(raftd.refusal(joinRaftRequest(0, 9, "127.0.0.1:1", "127.0.0.1:1", key)),
+                 "raft id is 0"));
+  CHECK(contains(raftd.refusal(joinRaftRequest(5, 9, "127.0.0.1:1", "127.0.0.1:1", "bad")),
+                 "no valid public key"));
   CHECK(contains(raftd.refusal(joinRaftRequest(5, 9, "127.0.0.1:1", "127.0.0.1:1", key)),
                  "not part of a swarm"));
 
@@ -260,7 +270,8 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
   auto* reply = initialized->as<swarmapi::Envelope>()->body_as_InitReply();
   REQUIRE(reply);
   std::string nodeId = reply->node_id()->str(), clusterId = reply->cluster_id()->str();
-  std::string workerToken = reply->worker_token()->str(), managerToken = reply->manager_token()->str();
+  std::string workerToken = reply->worker_token()->str(),
+              managerToken = reply->manager_token()->str();
   CHECK(isValidId(nodeId));
   CHECK(isValidId(clusterId));
   CHECK(identity::parseJoinToken(workerToken).ok());
@@ -300,13 +311,16 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
   CHECK(self->manager_status->leader);
   CHECK(self->manager_status->raft_id == (*config)->raft->id);
   CHECK(self->manager_status->addr == "127.0.0.1:" + std::to_string(port + 1));
-  auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
   auto cert = ca->verify(self->certificate, now);
   REQUIRE_MESSAGE(cert.ok(), (cert ? "" : cert.error().message));
   CHECK(cert->nodeId == nodeId);
   CHECK(cert->role == identity::Role::Manager);
   CHECK(identity::curveKeyToZ85(cert->curvePublicKey) == dir->key().publicKey);
-  CHECK(self->curve_public_key == std::vector<uint8_t>(cert->curvePublicKey.begin(), cert->curvePublicKey.end()));
+  CHECK(self->curve_public_key ==
+        std::vector<uint8_t>(cert->curvePublicKey.begin(), cert->curvePublicKey.end()));
 
   // A second init is refused and changes nothing.
   uint64_t clusterVersion = cluster->meta->version(), selfVersion = self->meta->version();
@@ -326,7 +340,8 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
     auto got = raftd.call(joinTokenRequest(objects::NodeRole::Worker, false));
     REQUIRE(got.ok());
     CHECK(got->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->token()->str() == workerToken);
-    CHECK(got->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->manager_addr()->str() == advertise);
+    CHECK(got->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->manager_addr()->str() ==
+          advertise);
     auto rotated = raftd.call(joinTokenRequest(objects::NodeRole::Worker, true));
     REQUIRE(rotated.ok());
     std::string fresh = rotated->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->token()->str();
@@ -335,7 +350,8 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
     auto stored = raftd.cluster(clusterId);
     CHECK(stored->root_ca->join_tokens->worker == fresh);
     CHECK(stored->root_ca->join_tokens->manager == managerToken);
-    identity::JoinTokens tokens{stored->root_ca->join_tokens->worker, stored->root_ca->join_tokens->manager};
+    identity::JoinTokens tokens{stored->root_ca->join_tokens->worker,
+                                stored->root_ca->join_tokens->manager};
     CHECK_FALSE(tokens.admits(workerToken).has_value());
     CHECK(tokens.admits(fresh) == identity::Role::Worker);
   }
@@ -354,11 +370,14 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
 
   SUBCASE("nodes: update, promote, demote, rm") {
     std::string w1 = newId(), w2 = newId();
-    REQUIRE(raftd.store().txn({{ObjectKind::Node, objects::Operation::Create, w1, 0,
-                                workerNode(w1, "w1", objects::NodeState::Ready)}}).ok());
+    REQUIRE(raftd.store()
+                .txn({{ObjectKind::Node, objects::Operation::Create, w1, 0,
+                       workerNode(w1, "w1", objects::NodeState::Ready)}})
+                .ok());
 
     // Availability and labels, naming the node by hostname.
-    auto updated = raftd.call(nodeUpdateRequest({.node = "w1", .availability = 2, .add = {{"zone", "a"}, {"disk", "ssd"}}}));
+    auto updated = raftd.call(nodeUpdateRequest(
+        {.node = "w1", .availability = 2, .add = {{"zone", "a"}, {"disk", "ssd"}}}));
     REQUIRE_MESSAGE(updated.ok(), (updated ? "" : updated.error().message));
     CHECK(updated->as<swarmapi::Envelope>()->body_as_NodeReply()->node_id()->str() == w1);
     auto n = raftd.node(w1);
@@ -371,10 +390,13 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
     uint64_t version = n->meta->version();
 
     // Refusals change nothing.
-    CHECK(contains(raftd.refusal(nodeUpdateRequest({.node = w1.substr(0, 6), .availability = 0, .rm = {"nope"}})),
+    CHECK(contains(raftd.refusal(nodeUpdateRequest(
+                       {.node = w1.substr(0, 6), .availability = 0, .rm = {"nope"}})),
                    "has no label \"nope\""));
-    CHECK(contains(raftd.refusal(nodeUpdateRequest({.node = "w1", .add = {{"bad key", "x"}}})), "label key"));
-    CHECK(contains(raftd.refusal(nodeUpdateRequest({.node = "w1", .availability = 9})), "not active, pause or drain"));
+    CHECK(contains(raftd.refusal(nodeUpdateRequest({.node = "w1", .add = {{"bad key", "x"}}})),
+                   "label key"));
+    CHECK(contains(raftd.refusal(nodeUpdateRequest({.node = "w1", .availability = 9})),
+                   "not active, pause or drain"));
     CHECK(contains(raftd.refusal(nodeUpdateRequest({.node = "nobody"})), "shoal node ls"));
     CHECK(contains(raftd.refusal(nodeRemoveRequest("w1", false)), "is not down (it is ready)"));
     CHECK(raftd.node(w1)->meta->version() == version);
@@ -408,15 +430,18 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
     CHECK_FALSE(n->manager_status);
 
     // Two nodes with one hostname: the name is ambiguous, the error lists both.
-    REQUIRE(raftd.store().txn({{ObjectKind::Node, objects::Operation::Create, w2, 0,
-                                workerNode(w2, "w1", objects::NodeState::Down)}}).ok());
+    REQUIRE(raftd.store()
+                .txn({{ObjectKind::Node, objects::Operation::Create, w2, 0,
+                       workerNode(w2, "w1", objects::NodeState::Down)}})
+                .ok());
     auto ambiguous = raftd.refusal(nodeRemoveRequest("w1", false));
     CHECK(contains(ambiguous, w1));
     CHECK(contains(ambiguous, w2));
 
     // rm: a Down worker goes; a Ready one only with --force.
     REQUIRE(raftd.call(nodeRemoveRequest(w2, false)).ok());
-    CHECK(store::codeOf(raftd.store().get(ObjectKind::Node, w2).error()) == wire::ErrorCode::NotFound);
+    CHECK(store::codeOf(raftd.store().get(ObjectKind::Node, w2).error()) ==
+          wire::ErrorCode::NotFound);
     REQUIRE(raftd.call(nodeRemoveRequest("w1", true)).ok());
     CHECK_FALSE(raftd.store().get(ObjectKind::Node, w1).ok());
     CHECK(raftd.store().list(ObjectKind::Node)->objects.size() == 1);
@@ -424,8 +449,10 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
 
   SUBCASE("--force-new-cluster: this manager alone, with the store it had") {
     std::string m2 = newId();
-    REQUIRE(raftd.store().txn({{ObjectKind::Node, objects::Operation::Create, m2, 0,
-                                managerNode(m2, "m2", 77, "127.0.0.3:" + std::to_string(port + 1))}}).ok());
+    REQUIRE(raftd.store()
+                .txn({{ObjectKind::Node, objects::Operation::Create, m2, 0,
+                       managerNode(m2, "m2", 77, "127.0.0.3:" + std::to_string(port + 1))}})
+                .ok());
     CHECK(contains(raftd.refusal(initRequest({.pools = {"10.0.0.0/8"}, .force = true})),
                    "keeps the cluster's settings"));
     CHECK(contains(raftd.refusal(initRequest({.advertise = "127.0.0.1:1", .force = true})),
@@ -458,12 +485,14 @@ TEST_CASE("swarm init on a real raftd, and the cluster operations after it") {
     CHECK(raftd.info().value("LocalNodeState", "") == "active");
     REQUIRE(raftd.call(leaveRequest(true)).ok());
     // agentd forgets node.json after raftd left; until then a new init is refused.
-    CHECK(contains(raftd.refusal(initRequest({.advertise = advertise})), "already part of a swarm"));
+    CHECK(
+        contains(raftd.refusal(initRequest({.advertise = advertise})), "already part of a swarm"));
     REQUIRE(dir->clear());
     CHECK(raftd.info().value("LocalNodeState", "") == "inactive");
     auto again = raftd.call(initRequest({.advertise = advertise}));
     REQUIRE_MESSAGE(again.ok(), (again ? "" : again.error().message));
-    std::string newCluster = again->as<swarmapi::Envelope>()->body_as_InitReply()->cluster_id()->str();
+    std::string newCluster =
+        again->as<swarmapi::Envelope>()->body_as_InitReply()->cluster_id()->str();
     CHECK(newCluster != clusterId);
     CHECK(raftd.store().list(ObjectKind::Node)->objects.size() == 1);
   }

@@ -74,7 +74,8 @@ TEST_CASE("init: addresses") {
     CHECK(contains(l.error().message, "0.0.0.0 is not an address other nodes can reach"));
   }
   SUBCASE("garbage, host names and IPv6 are refused and named") {
-    for (const char* bad : {"no such thing!", "example.com", "[::1]:2377", "1.2.3.4:0", "1.2.3.4:99999", ":2377"}) {
+    for (const char* bad :
+         {"no such thing!", "example.com", "[::1]:2377", "1.2.3.4:0", "1.2.3.4:99999", ":2377"}) {
       in.advertiseAddr = bad;
       auto l = validateInit(in, noDefaultRoute);
       CHECK_MESSAGE(!l.ok(), bad);
@@ -178,7 +179,8 @@ TEST_CASE("a node is named by id, hostname or unique id prefix") {
   CHECK(*resolveNode("bb", nodes) == "bbbb3333333333333333333333");
   auto twoNames = resolveNode("w1", nodes);
   REQUIRE_FALSE(twoNames.ok());
-  CHECK(contains(twoNames.error().message, "aaab2222222222222222222222, bbbb3333333333333333333333"));
+  CHECK(
+      contains(twoNames.error().message, "aaab2222222222222222222222, bbbb3333333333333333333333"));
   auto twoIds = resolveNode("aa", nodes);
   REQUIRE_FALSE(twoIds.ok());
   CHECK(contains(twoIds.error().message, "ambiguous"));
@@ -257,7 +259,8 @@ TEST_CASE("quorum: docs/cluster.md's rule") {
         "demoting m2 would lose quorum: 1 of the 2 managers would remain, and 2 must agree on "
         "the change; promote another node first");
 
-  std::vector<ManagerView> three{{"m1", 1, true, true}, {"m2", 2, true, true}, {"m3", 3, true, true}};
+  std::vector<ManagerView> three{
+      {"m1", 1, true, true}, {"m2", 2, true, true}, {"m3", 3, true, true}};
   CHECK(keepsQuorum(three, 3, "demoting m3", "").ok());
   three[1].reachable = false;
   auto lost = keepsQuorum(three, 3, "demoting m3", "bring m2 back first");
@@ -272,8 +275,11 @@ TEST_CASE("quorum: docs/cluster.md's rule") {
   std::vector<ManagerView> learner{{"m1", 1, true, true}, {"m2", 2, false, false}};
   CHECK(keepsQuorum(learner, 2, "demoting m2", "").ok());
   // Five managers, two down: removing a third reachable one leaves 2 of 5, short of 3.
-  std::vector<ManagerView> five{{"a", 1, true, true}, {"b", 2, true, true}, {"c", 3, true, true},
-                                {"d", 4, true, false}, {"e", 5, true, false}};
+  std::vector<ManagerView> five{{"a", 1, true, true},
+                                {"b", 2, true, true},
+                                {"c", 3, true, true},
+                                {"d", 4, true, false},
+                                {"e", 5, true, false}};
   CHECK_FALSE(keepsQuorum(five, 1, "demoting a", "").ok());
   CHECK(keepsQuorum(five, 4, "demoting d", "").ok());
 }
