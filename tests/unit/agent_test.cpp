@@ -7,10 +7,12 @@
 
 #include "common/ids.h"
 #include "common/identity.h"
+#include "common/protocols.h"
 #include "services/agentd/failover.h"
 #include "services/agentd/join.h"
 #include "services/agentd/manager_replies.h"
 #include "services/agentd/node_description.h"
+#include "services/agentd/session.h"
 #include "services/agentd/swarm_agent.h"
 
 namespace shoal::agentd {
@@ -390,6 +392,114 @@ TEST_CASE("the swarm state Info shows") {
   CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Active))) == "active");
   CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Refused))) == "error");
   CHECK(std::string(swarmStateName(swarmState(false, true, false, SessionState::Stopped))) == "error");
+}
+
+// A dispatcher as the session meets it: CURVE on loopback, answering as `answer` says.
+struct TestDispatcher {
+  enum class Mode { Serve, Redirect, FailHeartbeats, Removed };
+  bus::Server server;
+  curve::KeyPair key = curve::generate();
+  std::string id = newId();
+  Mode mode = Mode::Serve;
+  node::Manager redirectTo;
+  std::vector<node::Manager> managers;
+  int opens = 0, heartbeats = 0;
+
+  TestDispatcher(Loop& loop, zmq::context_t& ctx) : server(loop, ctx) {
+    server.setCurve({key.publicKey, key.secretKey});
+    server.serve(kDispatchProtocol, [this](bus::Call call) { answer(call); });
+    REQUIRE(server.bind("tcp://127.0.0.1:*").ok());
+  }
+  node::Manager manager() const {
+    std::string ep = server.endpoint();
+    return {id, ep.substr(ep.rfind('/') + 1), key.publicKey};
+  }
+  void answer(bus::Call& call) {
+    auto type = call.as<dispatch::Envelope>()->body_type();
+    if (type == dispatch::Body::OpenSessionRequest) ++opens;
+    if (type == dispatch::Body::HeartbeatRequest) ++heartbeats;
+    flatbuffers::FlatBufferBuilder fbb;
+    if (mode == Mode::Removed)
+      return call.fail(wire::ErrorCode::NotFound, "this node was removed from the swarm");
+    if (mode == Mode::FailHeartbeats && type == dispatch::Body::HeartbeatRequest)
+      return call.fail(wire::ErrorCode::NotLeader, "not the leader any more");
+    if (mode == Mode::Redirect) {
+      auto leader = dispatch::CreateManagerDirect(fbb, redirectTo.nodeId.c_str(),
+                                                  redirectTo.addr.c_str(),
+                                                  redirectTo.publicKey.c_str());
+      auto body = dispatch::CreateRedirect(fbb, leader);
+      return call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::Redirect, body.Union()));
+    }
+    std::vector<flatbuffers::Offset<dispatch::Manager>> list;
+    for (const auto& m : managers)
+      list.push_back(dispatch::CreateManagerDirect(fbb, m.nodeId.c_str(), m.addr.c_str(),
+                                                   m.publicKey.c_str()));
+    auto body = dispatch::CreateSessionReply(fbb, fbb.CreateString("s-" + id), 0,
+                                             200'000'000, fbb.CreateVector(list));
+    call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::SessionReply, body.Union()));
+  }
+};
+
+template <class F>
+bool runUntil(Loop& loop, F done, std::chrono::milliseconds limit) {
+  auto end = Loop::Clock::now() + limit;
+  while (!done() && Loop::Clock::now() < end) loop.runOnce(10ms);
+  return done();
+}
+
+TEST_CASE("the session: a redirect to the leader, heartbeats, failover on a lost leader, a "
+          "removed node held at the longest backoff") {
+  Loop loop;
+  zmq::context_t ctx(1);
+  TestDispatcher follower(loop, ctx), leader(loop, ctx);
+  follower.mode = TestDispatcher::Mode::Redirect;
+  follower.redirectTo = leader.manager();
+  leader.managers = {leader.manager(), follower.manager()};
+  int replies = 0, listChanges = 0, stateChanges = 0;
+  Session session(loop, ctx, curve::generate(), describeNode({"n1", "x86_64", 1, 1 << 30}, "t"),
+                  {[&](const std::vector<node::Manager>&) { ++listChanges; },
+                   [&](const dispatch::SessionReply&) { ++replies; }, [&] { ++stateChanges; }});
+  session.start({follower.manager()}, "127.0.0.1", 5s);
+  CHECK(session.state() == SessionState::Connecting);
+
+  REQUIRE_MESSAGE(runUntil(loop, [&] { return session.state() == SessionState::Active; }, 5s),
+                  session.json().dump());
+  CHECK(follower.opens == 1);
+  CHECK(leader.opens == 1);
+  CHECK(session.json().value("manager", "") == leader.manager().addr);
+  CHECK(session.period() == 200ms);
+  // The leader's list replaced the one the session made of its start and the redirect.
+  REQUIRE(session.managers().size() == 2);
+  CHECK(session.managers()[0].addr == leader.manager().addr);
+  CHECK(listChanges == 1);
+
+  // Heartbeats every 200 ms ± 10 %: 4 or 5 in a second.
+  int before = leader.heartbeats;
+  runUntil(loop, [] { return false; }, 1000ms);
+  CHECK(leader.heartbeats - before >= 4);
+  CHECK(leader.heartbeats - before <= 6);
+  CHECK(replies == 1 + leader.heartbeats);
+
+  // The leader stops leading: the session goes round the list, and is redirected back.
+  leader.mode = TestDispatcher::Mode::FailHeartbeats;
+  REQUIRE(runUntil(loop, [&] { return session.state() == SessionState::Connecting; }, 2s));
+  CHECK(contains(session.json().value("last_error", ""), "not the leader any more"));
+  leader.mode = TestDispatcher::Mode::Serve;
+  REQUIRE(runUntil(loop, [&] { return session.state() == SessionState::Active; }, 5s));
+  CHECK(follower.opens == 2);
+
+  // Removed: refused everywhere, asked again only every 8 s.
+  leader.mode = follower.mode = TestDispatcher::Mode::Removed;
+  REQUIRE(runUntil(loop, [&] { return session.state() == SessionState::Refused; }, 5s));
+  CHECK(session.json().value("backoff_ms", 0) == 8000);
+  CHECK(contains(session.refusal(), "removed"));
+  int opens = leader.opens + follower.opens;
+  runUntil(loop, [] { return false; }, 1500ms);
+  CHECK(leader.opens + follower.opens == opens);
+  CHECK(stateChanges >= 4);
+
+  session.stop();
+  CHECK(session.state() == SessionState::Stopped);
 }
 
 }  // namespace
