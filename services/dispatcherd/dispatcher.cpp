@@ -372,21 +372,11 @@ void Dispatcher::tick() {
 
 void Dispatcher::flush(Clock::time_point now) {
   if (!store_ || refreshing_ || !writes_.due(now)) return;
-  std::vector<store::ChangeSpec> changes;
-  std::vector<NodeRecord> written;
-  for (auto& [id, update] : writes_.take(now)) {
-    auto* node = nodes_.byId(id);
-    if (!node) continue;
-    auto updated = applyUpdate(*node, update);
-    if (!updated) continue;
-    changes.push_back({objects::ObjectKind::Node, objects::Operation::Update, id, node->version,
-                       buildNode(*updated)});
-    written.push_back(std::move(*updated));
-  }
-  if (changes.empty()) return writes_.succeeded();
+  Batch batch = buildBatch(nodes_, writes_.take(now));
+  if (batch.changes.empty()) return writes_.succeeded();
   uint64_t gen = writeGeneration_;
-  store_->txn(std::move(changes), {kWriteTimeout},
-              [this, gen, written = std::move(written)](Result<uint64_t> r) mutable {
+  store_->txn(std::move(batch.changes), {kWriteTimeout},
+              [this, gen, written = std::move(batch.written)](Result<uint64_t> r) mutable {
                 if (gen != writeGeneration_) return;
                 if (r) {
                   ++counters_.writeTxns;

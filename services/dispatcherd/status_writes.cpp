@@ -35,6 +35,20 @@ std::optional<NodeRecord> applyUpdate(const NodeRecord& node, const NodeUpdate& 
   return out;
 }
 
+Batch buildBatch(const NodeTable& nodes, const std::vector<std::pair<std::string, NodeUpdate>>& updates) {
+  Batch out;
+  for (auto& [id, update] : updates) {
+    auto* node = nodes.byId(id);
+    if (!node) continue;
+    auto updated = applyUpdate(*node, update);
+    if (!updated) continue;
+    out.changes.push_back({objects::ObjectKind::Node, objects::Operation::Update, id, node->version,
+                           buildNode(*updated)});
+    out.written.push_back(std::move(*updated));
+  }
+  return out;
+}
+
 void StatusWrites::add(const std::string& nodeId, const NodeUpdate& update) {
   pending_[nodeId].merge(update);
 }

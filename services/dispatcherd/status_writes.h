@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/store_client.h"
 #include "services/dispatcherd/records.h"
 #include "services/dispatcherd/sessions.h"
 
@@ -40,6 +41,15 @@ struct NodeUpdate {
 
 // The node with the update applied, or nothing when the update changes nothing in it.
 std::optional<NodeRecord> applyUpdate(const NodeRecord& node, const NodeUpdate& update);
+
+// One transaction's changes for a batch: an Update per node that the update changes, expecting
+// the version the view holds; nodes no longer in the view and updates that change nothing are
+// left out. `written` holds the new records, for the view once the write is applied.
+struct Batch {
+  std::vector<store::ChangeSpec> changes;
+  std::vector<NodeRecord> written;
+};
+Batch buildBatch(const NodeTable& nodes, const std::vector<std::pair<std::string, NodeUpdate>>& updates);
 
 class StatusWrites {
  public:

@@ -271,6 +271,34 @@ TEST_CASE("applyUpdate changes only what differs, and never installs a certifica
   CHECK(withCert->certificateExpiry == 42);
 }
 
+TEST_CASE("a batch is one Update per changed node, expecting the version the view holds") {
+  NodeTable nodes;
+  nodes.put(worker(kA, 1));
+  NodeRecord b = worker(kB, 2);
+  b.version = 17;
+  nodes.put(b);
+  std::vector<std::pair<std::string, NodeUpdate>> updates = {
+      {kA, stateUpdate(objects::NodeState::Ready)},                     // no change: left out
+      {kB, stateUpdate(objects::NodeState::Down, "heartbeat failure")},
+      {kC, stateUpdate(objects::NodeState::Down, "heartbeat failure")},  // deleted meanwhile
+  };
+  Batch batch = buildBatch(nodes, updates);
+  REQUIRE(batch.changes.size() == 1);
+  auto& c = batch.changes[0];
+  CHECK(c.kind == objects::ObjectKind::Node);
+  CHECK(c.operation == objects::Operation::Update);
+  CHECK(c.id == kB);
+  CHECK(c.expectedVersion == 17);
+  auto written = parseNode(c.object);
+  REQUIRE(written);
+  CHECK(written->state == objects::NodeState::Down);
+  CHECK(written->message == "heartbeat failure");
+  CHECK(written->curveKey == b.curveKey);
+  REQUIRE(batch.written.size() == 1);
+  CHECK(batch.written[0].state == objects::NodeState::Down);
+  CHECK(buildBatch(nodes, {}).changes.empty());
+}
+
 // --- join verdicts ---------------------------------------------------------------------------
 
 TEST_CASE("a join token admits the role it was made for, against the current tokens only") {
