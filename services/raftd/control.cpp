@@ -941,32 +941,19 @@ void Control::info(Req r) {
 
 std::vector<control::ManagerView> Control::managerViews(
     const std::vector<std::unique_ptr<objects::NodeT>>& nodes) const {
-  auto members = node_.inCluster() ? node_.members() : std::vector<RaftNode::MemberState>{};
-  bool leads = node_.inCluster() && node_.role() == raft::Role::Leader;
-  auto memberOf = [&](uint64_t id) {
-    return std::find_if(members.begin(), members.end(), [&](auto& m) { return m.id == id; });
-  };
-  // The leader knows whom it heard from; a follower knows the leader and itself, and takes
-  // the rest from the manager status the leader writes.
-  auto reachable = [&](uint64_t id, bool stored) {
-    if (id == node_.id() || id == node_.leader()) return true;
-    auto m = memberOf(id);
-    if (leads && m != members.end()) return m->reachable;
-    return stored;
-  };
-  std::vector<control::ManagerView> out;
-  for (const auto& n : nodes) {
-    uint64_t id = raftIdOf(*n);
-    if (!isManager(*n) || id == 0) continue;
-    auto m = memberOf(id);
-    bool voter = members.empty() ? true : m != members.end() && m->voter;
-    bool stored = n->manager_status->reachability == objects::Reachability::Reachable;
-    out.push_back({control::nodeLabel(*n), id, voter, reachable(id, stored)});
+  std::vector<control::StoredManager> stored;
+  for (const auto& n : nodes)
+    if (isManager(*n) && raftIdOf(*n) != 0)
+      stored.push_back({control::nodeLabel(*n), raftIdOf(*n),
+                        n->manager_status->reachability == objects::Reachability::Reachable});
+  control::RaftView view;
+  if (node_.inCluster()) {
+    view.self = node_.id();
+    view.leader = node_.leader();
+    view.leads = node_.role() == raft::Role::Leader;
+    for (const auto& m : node_.members()) view.members.push_back({m.id, m.voter, m.reachable});
   }
-  for (const auto& m : members)
-    if (std::none_of(out.begin(), out.end(), [&](auto& v) { return v.raftId == m.id; }))
-      out.push_back({fmt::format("raft member {:x}", m.id), m.id, m.voter, reachable(m.id, false)});
-  return out;
+  return control::managerViews(stored, view);
 }
 
 bool Control::inRaftConfig(uint64_t raftId) const {

@@ -8,6 +8,8 @@
 #include <map>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "common/curve.h"
 #include "common/ids.h"
 #include "common/units.h"
@@ -320,6 +322,31 @@ Status applyNodeChanges(objects::NodeT& node, const NodeChanges& changes) {
   }
   if (changes.availability) node.spec->availability = *changes.availability;
   return {};
+}
+
+std::vector<ManagerView> managerViews(std::span<const StoredManager> stored, const RaftView& raft) {
+  auto memberOf = [&](uint64_t id) {
+    return std::find_if(raft.members.begin(), raft.members.end(),
+                        [&](const RaftMember& m) { return m.raftId == id; });
+  };
+  auto reachable = [&](uint64_t id, bool storedReachable) {
+    if (id == raft.self || id == raft.leader) return true;
+    auto m = memberOf(id);
+    if (raft.leads && m != raft.members.end()) return m->reachable;
+    return storedReachable;
+  };
+  std::vector<ManagerView> out;
+  for (const auto& s : stored) {
+    if (s.raftId == 0) continue;
+    auto m = memberOf(s.raftId);
+    bool voter = raft.members.empty() || (m != raft.members.end() && m->voter);
+    out.push_back({s.name, s.raftId, voter, reachable(s.raftId, s.storedReachable)});
+  }
+  for (const auto& m : raft.members)
+    if (std::none_of(out.begin(), out.end(), [&](auto& v) { return v.raftId == m.raftId; }))
+      out.push_back({fmt::format("raft member {:x}", m.raftId), m.raftId, m.voter,
+                     reachable(m.raftId, false)});
+  return out;
 }
 
 Status keepsQuorum(std::span<const ManagerView> managers, uint64_t raftId,

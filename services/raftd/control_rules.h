@@ -130,6 +130,32 @@ struct ManagerView {
   bool voter = true;  // a learner does not count toward quorum
   bool reachable = false;
 };
+// A manager Node as the store holds it: storedReachable is its manager_status's reachability
+// (the leader writes it).
+struct StoredManager {
+  std::string name;
+  uint64_t raftId = 0;
+  bool storedReachable = false;
+};
+// Raft's configuration as this raftd sees it (RaftNode::members): reachable is meaningful only
+// on the leader. members empty: not known here.
+struct RaftMember {
+  uint64_t raftId = 0;
+  bool voter = false;
+  bool reachable = false;
+};
+struct RaftView {
+  uint64_t self = 0;
+  uint64_t leader = 0;
+  bool leads = false;
+  std::vector<RaftMember> members;
+};
+// The managers for the quorum rule: every stored manager (a voter when the configuration has
+// it as one; every one when the configuration is not known) and every member the store does
+// not name. Reachable: this raftd and the leader; the rest as the leader heard them when this
+// raftd leads, else as the stored manager status says.
+std::vector<ManagerView> managerViews(std::span<const StoredManager> stored, const RaftView& raft);
+
 // Refused when the voters that stay reachable after `raftId` leaves would be fewer than a
 // majority of the current voters. `action` starts the message ("demoting m2"), `advice` ends
 // it ("promote another node first").

@@ -284,5 +284,54 @@ TEST_CASE("quorum: docs/cluster.md's rule") {
   CHECK(keepsQuorum(five, 4, "demoting d", "").ok());
 }
 
+TEST_CASE("the managers the quorum rule counts: raft's view and the store's") {
+  std::vector<StoredManager> stored{{"m1", 1, true}, {"m2", 2, true}, {"m3", 3, false}};
+
+  SUBCASE("on the leader, reachability is what it heard") {
+    RaftView raft{1, 1, true, {{1, true, true}, {2, true, false}, {3, true, true}}};
+    auto v = managerViews(stored, raft);
+    REQUIRE(v.size() == 3);
+    CHECK(v[0].reachable);
+    CHECK_FALSE(v[1].reachable);  // the store said reachable; the leader knows better
+    CHECK(v[2].reachable);
+  }
+  SUBCASE("on a follower, the leader and itself, the rest from the store") {
+    RaftView raft{2, 1, false, {{1, true, true}, {2, true, false}, {3, true, false}}};
+    auto v = managerViews(stored, raft);
+    REQUIRE(v.size() == 3);
+    CHECK(v[0].reachable);  // the leader
+    CHECK(v[1].reachable);  // itself
+    CHECK_FALSE(v[2].reachable);
+  }
+  SUBCASE("a learner has no vote; a stored manager raft does not have has none either") {
+    RaftView raft{1, 1, true, {{1, true, true}, {2, false, true}}};
+    auto v = managerViews(stored, raft);
+    REQUIRE(v.size() == 3);
+    CHECK(v[0].voter);
+    CHECK_FALSE(v[1].voter);
+    CHECK_FALSE(v[2].voter);
+    // So demoting the leader of one voter and one learner loses quorum.
+    CHECK_FALSE(keepsQuorum(v, 1, "demoting m1", "").ok());
+  }
+  SUBCASE("a member the store does not name still counts") {
+    RaftView raft{
+        1, 1, true, {{1, true, true}, {2, true, true}, {3, true, true}, {0xab, true, false}}};
+    auto v = managerViews(stored, raft);
+    REQUIRE(v.size() == 4);
+    CHECK(v[3].name == "raft member ab");
+    CHECK(v[3].voter);
+    CHECK_FALSE(v[3].reachable);
+    // 4 voters, one unreachable: removing a reachable one leaves 2, short of 3.
+    CHECK_FALSE(keepsQuorum(v, 2, "demoting m2", "").ok());
+  }
+  SUBCASE("when raft's configuration is not known, every stored manager votes") {
+    auto v = managerViews(stored, RaftView{});
+    REQUIRE(v.size() == 3);
+    for (auto& m : v) CHECK(m.voter);
+    CHECK(v[0].reachable);
+    CHECK_FALSE(v[2].reachable);
+  }
+}
+
 }  // namespace
 }  // namespace shoal::raftd::control
