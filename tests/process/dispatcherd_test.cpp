@@ -4,7 +4,8 @@
 // heartbeats, the node Down after 3 missed periods of 1 s, a key the store does not know, a
 // renewal, and garbage on both endpoints answered with errors while Status goes on answering.
 // Then a manager's join and a promotion, a second manager whose dispatcher (a follower)
-// redirects to the leader's, and a worker's node dir where it idles.
+// redirects to the leader's, three managers losing their leader's raftd (a survivor's
+// dispatcher takes over without a restart), and a worker's node dir where it idles.
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
@@ -603,19 +604,13 @@ TEST_CASE("a manager joins with the manager token; a promoted worker gets its ma
   }, 3s));
 }
 
-TEST_CASE("a follower's dispatcher sends joins and sessions to the leader's") {
-  Swarm s;
-  Agent w(s.serverKey, s.port);
-  auto wj = w.join(s.init.worker_token, "w1");
-  REQUIRE_MESSAGE(wj.ok(), errorOf(wj));
-
-  // A second manager on 127.0.0.2 (the same ports, another loopback address), joined as
-  // agentd would: the join with its node key, node.json, JoinRaft, Reload.
-  Manager b;
+// Joins `b` as a manager at `host` (another loopback address, the same ports) as agentd would:
+// the join with its node key at the first manager's dispatcher, node.json, JoinRaft, Reload.
+void joinManager(Swarm& s, Manager& b, const std::string& host, const std::string& hostname) {
   auto bDir = node::NodeDir::open(b.nodeDir);
   REQUIRE(bDir.ok());
   Agent bAgent(s.serverKey, s.port, bDir->key());
-  auto bj = bAgent.join(s.init.manager_token, "m2", "127.0.0.2");
+  auto bj = bAgent.join(s.init.manager_token, hostname, host);
   REQUIRE_MESSAGE(bj.ok(), errorOf(bj), s.m.logs());
   auto* jr = bj->as<dispatch::Envelope>()->body_as_JoinReply();
   REQUIRE(jr);
@@ -626,27 +621,38 @@ TEST_CASE("a follower's dispatcher sends joins and sessions to the leader's") {
   bc.manager = true;
   bc.certificate.assign(jr->certificate()->begin(), jr->certificate()->end());
   bc.ca = s.ca->savePublic();
-  bc.advertiseHost = "127.0.0.2";
-  bc.listenHost = "127.0.0.2";
+  bc.advertiseHost = host;
+  bc.listenHost = host;
   bc.port = static_cast<uint16_t>(s.port);
   bc.raft = node::RaftIdentity{jr->raft()->raft_id(), jr->raft()->raft_cluster_id()};
   REQUIRE(bDir->save(bc).ok());
-  {
-    flatbuffers::FlatBufferBuilder fbb;
-    std::vector<flatbuffers::Offset<swarmapi::RaftPeer>> peers;
-    for (unsigned i = 0; i < jr->raft()->peers_raft_ids()->size(); ++i)
-      peers.push_back(swarmapi::CreateRaftPeerDirect(fbb, jr->raft()->peers_raft_ids()->Get(i),
-                                                     jr->raft()->peers_addrs()->Get(i)->c_str(),
-                                                     jr->raft()->peers_keys()->Get(i)->c_str()));
-    std::string raftB = "127.0.0.2:" + std::to_string(s.port + 1);
-    auto body = swarmapi::CreateJoinRaftRequestDirect(fbb, bc.raft->id, bc.raft->clusterId, raftB.c_str(),
-                                                      raftB.c_str(), &peers);
-    auto joinedRaft = callOn<swarmapi::Envelope>(b.socket("raftd"),
-                                                 bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::JoinRaftRequest, body.Union()), 20s);
-    REQUIRE_MESSAGE(joinedRaft.ok(), errorOf(joinedRaft), b.logs());
-  }
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<swarmapi::RaftPeer>> peers;
+  for (unsigned i = 0; i < jr->raft()->peers_raft_ids()->size(); ++i)
+    peers.push_back(swarmapi::CreateRaftPeerDirect(fbb, jr->raft()->peers_raft_ids()->Get(i),
+                                                   jr->raft()->peers_addrs()->Get(i)->c_str(),
+                                                   jr->raft()->peers_keys()->Get(i)->c_str()));
+  std::string raftAddr = host + ":" + std::to_string(s.port + 1);
+  auto body = swarmapi::CreateJoinRaftRequestDirect(fbb, bc.raft->id, bc.raft->clusterId, raftAddr.c_str(),
+                                                    raftAddr.c_str(), &peers);
+  auto joinedRaft = callOn<swarmapi::Envelope>(b.socket("raftd"),
+                                               bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::JoinRaftRequest, body.Union()), 20s);
+  REQUIRE_MESSAGE(joinedRaft.ok(), errorOf(joinedRaft), b.logs());
   auto reloaded = b.reload();
   REQUIRE_MESSAGE(reloaded.ok(), errorOf(reloaded), b.logs());
+}
+
+TEST_CASE("a follower's dispatcher sends joins and sessions to the leader's") {
+  Swarm s;
+  Agent w(s.serverKey, s.port);
+  auto wj = w.join(s.init.worker_token, "w1");
+  REQUIRE_MESSAGE(wj.ok(), errorOf(wj));
+
+  // A second manager on 127.0.0.2 (the same ports, another loopback address).
+  Manager b;
+  auto bDir = node::NodeDir::open(b.nodeDir);
+  REQUIRE(bDir.ok());
+  joinManager(s, b, "127.0.0.2", "m2");
   // B follows: it knows the leader's Node, and is not active.
   REQUIRE_MESSAGE(waitFor([&] {
     auto d = b.status()["dispatcher"];
@@ -679,6 +685,64 @@ TEST_CASE("a follower's dispatcher sends joins and sessions to the leader's") {
                                        bus::message<dispatch::Envelope>(hfbb, dispatch::Body::HelloRequest, hreq.Union()));
   REQUIRE_MESSAGE(hr.ok(), errorOf(hr));
   CHECK(hr->as<dispatch::Envelope>()->body_as_HelloReply()->addr()->str() == "127.0.0.2:" + std::to_string(s.port));
+}
+
+TEST_CASE("when the leader's raftd dies, a survivor's dispatcher becomes active without a restart") {
+  Swarm s;
+  Manager b, c;
+  joinManager(s, b, "127.0.0.2", "m2");
+  joinManager(s, c, "127.0.0.3", "m3");
+  // Both learners are promoted to voters once caught up: three voters, one may die.
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto st = s.store.status();
+    if (!st) return false;
+    int voters = 0;
+    for (auto& member : (*st)["members"]) voters += member.value("suffrage", "") == "voter";
+    return voters == 3;
+  }, 20s), s.store.status()->dump(), s.m.logs());
+  auto bKey = node::NodeDir::open(b.nodeDir)->key().publicKey;
+  auto cKey = node::NodeDir::open(c.nodeDir)->key().publicKey;
+
+  s.m.raftd->signal(SIGKILL);
+  s.m.raftd->wait(3s);
+  auto activeOf = [](Manager& m) { return m.status()["dispatcher"].value("active", false); };
+  REQUIRE_MESSAGE(waitFor([&] { return activeOf(b) || activeOf(c); }, 15s),
+                  b.status().dump(), c.status().dump(), b.logs(), c.logs());
+  Manager& leader = activeOf(b) ? b : c;
+  const std::string leaderHost = &leader == &b ? "127.0.0.2" : "127.0.0.3";
+  const std::string followerHost = &leader == &b ? "127.0.0.3" : "127.0.0.2";
+  const std::string leaderKey = &leader == &b ? bKey : cKey;
+  const std::string followerKey = &leader == &b ? cKey : bKey;
+
+  // The old leader's dispatcher, its raftd gone, serves no session and says why.
+  REQUIRE(waitFor([&] { return !s.m.status()["dispatcher"]["leadership"].value("known", true); }, 10s));
+  CHECK(contains(s.m.status()["dispatcher"].value("why", ""), "not known"));
+  Agent atOld(s.serverKey, s.port);
+  auto old = atOld.join(s.init.worker_token);
+  REQUIRE_FALSE(old.ok());
+  CHECK(contains(errorOf(old), "try another manager"));
+
+  // A worker joins at the new leader; the follower sends it there.
+  Agent w(leaderKey, s.port, curve::generate(), leaderHost);
+  auto joined = w.join(s.init.worker_token, "w1");
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined), leader.logs());
+  auto opened = w.open("w1");
+  REQUIRE_MESSAGE(opened.ok(), errorOf(opened));
+  CHECK(opened->as<dispatch::Envelope>()->body_as_SessionReply()->managers()->size() == 3);
+  Agent viaFollower(followerKey, s.port, w.key, followerHost);
+  REQUIRE(waitFor([&] {
+    auto r = viaFollower.open("w1");
+    auto* redirect = r ? r->as<dispatch::Envelope>()->body_as_Redirect() : nullptr;
+    return redirect && redirect->leader()->addr()->str() == leaderHost + ":" + std::to_string(s.port);
+  }, 10s));
+  // The dead manager's node, whose agent never opened a session here, is Down 3 periods after
+  // the new leader took over.
+  store::SyncClient survivor;
+  REQUIRE(survivor.connect(store::endpointIn(leader.run)));
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto n = nodeOf(survivor, s.init.node_id);
+    return n && n->status->state == objects::NodeState::Down;
+  }, 15s), leader.status().dump());
 }
 
 TEST_CASE("dispatcherd on a worker's node dir idles and says why; a damaged node.json is named") {
