@@ -12,7 +12,6 @@
 
 #include "common/identity.h"
 #include "common/ids.h"
-#include "common/units.h"
 #include "services/raftd/protocols.h"
 
 namespace shoal::raftd {
