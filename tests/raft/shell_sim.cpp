@@ -82,11 +82,14 @@ struct Plan {
   // proposal sequences of a node's young lives start alike.
   bool bouncy = false;
   Clock::duration faults{};     // how long the nemesis acts
-  Clock::duration tail = 3s;    // clients go on after healing
+  // Clients go on after healing: first until what was in flight then has ended (a request or
+  // a raft message lost in the last partition leaves its caller waiting out the client's
+  // timeout, kClientTimeout), then 3 s in which a write must succeed (checkLiveness).
+  Clock::duration tail = 3s + 3s;
   Clock::duration settle = 7s;  // then nothing new, and everything in flight ends
 };
 
-constexpr auto kClientTimeout = 3s;
+constexpr auto kClientTimeout = 3s;  // Plan::tail counts it
 constexpr auto kRequestTimeout = 2s;  // NodeOptions::requestTimeout, below the client's
 
 Plan drawPlan(uint64_t seed, const Options& opt) {
@@ -1170,11 +1173,15 @@ void SeedRun::checkLiveness(int64_t healedStamp) {
                           j.value("commit", uint64_t{0}), j.value("applied", uint64_t{0}),
                           j.value("pending", nlohmann::json::object()).dump());
   }
+  // What the clients did from a second before healing on: (invoke, complete) in ms after it.
   std::string outcomes;
   for (auto& op : clients_.history())
-    if (op.kind == lincheck::Operation::Txn && op.invoke > healedStamp)
-      outcomes += fmt::format(" {}", op.outcome == Outcome::Ok ? "ok" : op.outcome == Outcome::Unknown ? "unknown" : "failed");
-  result_.failures.add(fmt::format("no write succeeded in the {}s after healing (writes since:{}); nodes:{}",
+    if (op.client != 0 && op.complete > healedStamp - 1'000'000'000)
+      outcomes += fmt::format(" c{} {} {:.0f}..{:.0f} {};", op.client, op.kind == lincheck::Operation::Txn ? "txn" : "read",
+                              static_cast<double>(op.invoke - healedStamp) / 1e6,
+                              static_cast<double>(op.complete - healedStamp) / 1e6,
+                              op.outcome == Outcome::Ok ? "ok" : op.outcome == Outcome::Unknown ? "unknown" : "failed");
+  result_.failures.add(fmt::format("no write succeeded in the {}s after healing (operations since a second before:{}); nodes:{}",
                                    std::chrono::duration<double>(plan_.tail).count(), outcomes, states));
 }
 
