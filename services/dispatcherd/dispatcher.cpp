@@ -358,9 +358,9 @@ void Dispatcher::tick() {
     sessions_.observe(id, effectiveState(node) == objects::NodeState::Down, now, period());
   for (auto& id : sessions_.expire(now)) {
     auto* node = nodes_.byId(id);
-    spdlog::info("node {}{} missed {} heartbeats: down", id,
+    spdlog::info("node {}{}: no heartbeat for {} periods of {} ms: down", id,
                  node && !node->description.hostname.empty() ? " (" + node->description.hostname + ")" : "",
-                 kMissedPeriods);
+                 kMissedPeriods, msOf(period()));
     ++counters_.downs;
     NodeUpdate down;
     down.state = objects::NodeState::Down;
