@@ -86,6 +86,7 @@ void Session::stop() {
   // Not destroyed here: stop() may be called from inside one of its callbacks. Nothing it
   // sends back is taken (every callback checks its client is the current one).
   retired_ = std::move(client_);
+  rotation_ = ManagerRotation();
   sessionId_.clear();
   refusal_.clear();
   lastError_.clear();

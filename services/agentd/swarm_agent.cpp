@@ -147,10 +147,13 @@ void SwarmAgent::join(bus::Call call) {
 }
 
 void SwarmAgent::onJoined(Result<JoinOutcome> result) {
-  // The flow ends inside one of its clients' callbacks: it goes once that has returned.
+  // The flow ends inside one of its clients' callbacks: it goes once that has returned (a new
+  // join may have begun by then, in join_).
+  finishedJoin_ = std::move(join_);
+  if (joinCleanup_) daemon_.loop().cancel(joinCleanup_);
   joinCleanup_ = daemon_.loop().after(0ms, [this] {
     joinCleanup_ = 0;
-    join_.reset();
+    finishedJoin_.reset();
   });
   if (!result) {
     spdlog::warn("join failed: {}", result.error().message);

@@ -92,6 +92,7 @@ class SwarmAgent {
   Busy busy_ = Busy::None;
   std::optional<bus::Call> pending_;  // the Join or Leave being served
   std::unique_ptr<JoinFlow> join_;
+  std::unique_ptr<JoinFlow> finishedJoin_;  // destroyed from a timer, outside its callbacks
   std::optional<JoinOutcome> joined_;
   Loop::TimerId joinCleanup_ = 0;
 
