@@ -141,8 +141,14 @@ bool waitFor(F done, std::chrono::milliseconds limit, std::chrono::milliseconds 
 // before, no mount, no dir, none of its processes.
 inline void checkGone(const std::string& name, const std::vector<pid_t>& pids,
                       const std::set<std::string>& linksBefore) {
-  CHECK_MESSAGE(netnsOf(name).empty(), ipOut({"netns", "list"}));
-  CHECK_MESSAGE(rootLinks() == linksBefore, ipOut({"-o", "link", "show"}));
+  // Every message is made before its check: doctest evaluates a message lazily, inside its
+  // reporter's lock, where a REQUIRE of ours (in ipOut) would deadlock.
+  const auto netns = netnsOf(name);
+  const std::string allNetns = ipOut({"netns", "list"});
+  CHECK_MESSAGE(netns.empty(), allNetns);
+  const auto links = rootLinks();
+  const std::string allLinks = ipOut({"-o", "link", "show"});
+  CHECK_MESSAGE(links == linksBefore, allLinks);
   std::string mounts;
   for (auto& m : mountsOf(name)) mounts += m + "\n";
   CHECK_MESSAGE(mounts.empty(), mounts);
