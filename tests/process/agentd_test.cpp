@@ -465,6 +465,21 @@ TEST_CASE("a manager joins: raft and the dispatcher start on it; leaving alone w
     return voters == 2;
   }, 30s), m1.status("raftd").dump() << m1.logs() << m2.logs());
 
+  // A join aimed at the follower m2 is redirected to the leader m1.
+  Node w(tmp.path(), "w1");
+  w.start("agentd");
+  auto workerToken = callOn<swarmapi::Envelope>(m1.socketOf("raftd"), [] {
+    flatbuffers::FlatBufferBuilder b;
+    auto req = swarmapi::CreateJoinTokenRequest(b, objects::NodeRole::Worker);
+    return bus::message<swarmapi::Envelope>(b, swarmapi::Body::JoinTokenRequest, req.Union());
+  }(), 10s);
+  REQUIRE(workerToken.ok());
+  auto viaFollower = w.join(workerToken->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->token()->str(),
+                            self, "127.0.0.1");
+  REQUIRE_MESSAGE(viaFollower.ok(), errorOf(viaFollower) << m2.logs() << w.logs());
+  CHECK(contains(readFile(w.logOf("agentd")), "is not the leader; going to 127.0.0.1:" + std::to_string(port)));
+  CHECK(waitFor([&] { return w.swarmState() == "active"; }, 20s));
+
   auto refused = m2.leave();
   REQUIRE_FALSE(refused.ok());
   CHECK_MESSAGE(contains(errorOf(refused), "quorum"), errorOf(refused));

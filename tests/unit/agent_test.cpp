@@ -419,6 +419,11 @@ struct TestDispatcher {
     if (type == dispatch::Body::OpenSessionRequest) ++opens;
     if (type == dispatch::Body::HeartbeatRequest) ++heartbeats;
     flatbuffers::FlatBufferBuilder fbb;
+    if (type == dispatch::Body::RenewRequest) {
+      std::vector<uint8_t> cert = {1, 2, 3};
+      auto body = dispatch::CreateRenewReply(fbb, fbb.CreateVector(cert));
+      return call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::RenewReply, body.Union()));
+    }
     if (mode == Mode::Removed)
       return call.fail(wire::ErrorCode::NotFound, "this node was removed from the swarm");
     if (mode == Mode::FailHeartbeats && type == dispatch::Body::HeartbeatRequest)
@@ -480,6 +485,13 @@ TEST_CASE("the session: a redirect to the leader, heartbeats, failover on a lost
   CHECK(leader.heartbeats - before <= 6);
   CHECK(replies == 1 + leader.heartbeats);
 
+  // A renewal goes on the open session; its certificate is the caller's to check.
+  std::optional<Result<std::vector<uint8_t>>> renewed;
+  session.renew([&](Result<std::vector<uint8_t>> r) { renewed = std::move(r); });
+  REQUIRE(runUntil(loop, [&] { return renewed.has_value(); }, 2s));
+  REQUIRE(renewed->ok());
+  CHECK(renewed->value() == std::vector<uint8_t>{1, 2, 3});
+
   // The leader stops leading: the session goes round the list, and is redirected back.
   leader.mode = TestDispatcher::Mode::FailHeartbeats;
   REQUIRE(runUntil(loop, [&] { return session.state() == SessionState::Connecting; }, 2s));
@@ -498,8 +510,14 @@ TEST_CASE("the session: a redirect to the leader, heartbeats, failover on a lost
   CHECK(leader.opens + follower.opens == opens);
   CHECK(stateChanges >= 4);
 
+  renewed.reset();
+  session.renew([&](Result<std::vector<uint8_t>> r) { renewed = std::move(r); });
+  REQUIRE(renewed.has_value());
+  CHECK(contains(renewed->error().message, "no session is open"));
+
   session.stop();
   CHECK(session.state() == SessionState::Stopped);
+  CHECK(session.managers().empty());
 }
 
 }  // namespace
