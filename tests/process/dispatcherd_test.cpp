@@ -249,7 +249,10 @@ TEST_CASE("dispatcherd beside raftd: hello, joins, a session, Down after 3 misse
   auto init = m.init(port);
   auto reloaded = m.reload();
   REQUIRE_MESSAGE(reloaded.ok(), errorOf(reloaded), m.logs());
-  REQUIRE_MESSAGE(waitFor([&] { return m.status()["dispatcher"].value("active", false); }, 10s),
+  REQUIRE_MESSAGE(waitFor([&] {
+      auto d = m.status()["dispatcher"];
+      return d.value("active", false) && d["store_view"].value("loaded", false);
+    }, 10s),
                   m.status().dump(), m.logs());
   CHECK(m.status()["dispatcher"].value("heartbeat_period_ms", 0) == 1000);
 
@@ -488,7 +491,10 @@ struct Swarm {
     init = m.init(port);
     auto reloaded = m.reload();
     REQUIRE_MESSAGE(reloaded.ok(), errorOf(reloaded), m.logs());
-    REQUIRE_MESSAGE(waitFor([&] { return m.status()["dispatcher"].value("active", false); }, 10s),
+    REQUIRE_MESSAGE(waitFor([&] {
+      auto d = m.status()["dispatcher"];
+      return d.value("active", false) && d["store_view"].value("loaded", false);
+    }, 10s),
                     m.status().dump(), m.logs());
     flatbuffers::FlatBufferBuilder fbb;
     auto req = dispatch::CreateHelloRequest(fbb);
@@ -705,7 +711,11 @@ TEST_CASE("when the leader's raftd dies, a survivor's dispatcher becomes active 
 
   s.m.raftd->signal(SIGKILL);
   s.m.raftd->wait(3s);
-  auto activeOf = [](Manager& m) { return m.status()["dispatcher"].value("active", false); };
+  // Active, with its view of the store read (until then it asks agents to retry shortly).
+  auto activeOf = [](Manager& m) {
+    auto d = m.status()["dispatcher"];
+    return d.value("active", false) && d["store_view"].value("loaded", false);
+  };
   REQUIRE_MESSAGE(waitFor([&] { return activeOf(b) || activeOf(c); }, 15s),
                   b.status().dump(), c.status().dump(), b.logs(), c.logs());
   Manager& leader = activeOf(b) ? b : c;
