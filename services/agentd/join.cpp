@@ -29,7 +29,8 @@ int64_t unixNow() {
 Result<std::string> sourceAddressTowards(std::string_view managerHost) {
   std::string host(managerHost);
   in6_addr any;
-  if (::inet_pton(AF_INET, host.c_str(), &any) == 1 || ::inet_pton(AF_INET6, host.c_str(), &any) == 1)
+  if (::inet_pton(AF_INET, host.c_str(), &any) == 1 ||
+      ::inet_pton(AF_INET6, host.c_str(), &any) == 1)
     return node::sourceAddressFor(host);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -169,7 +170,8 @@ void JoinFlow::hello() {
   auto body = dispatch::CreateHelloRequest(fbb);
   spdlog::info("join: asking {} (hello) which CA and manager to trust", addr);
   client.call(bus::message<dispatch::Envelope>(fbb, dispatch::Body::HelloRequest, body.Union()),
-              std::min(left(), kHelloTimeout), [this](Result<bus::Frame> r) { onHello(std::move(r)); });
+              std::min(left(), kHelloTimeout),
+              [this](Result<bus::Frame> r) { onHello(std::move(r)); });
 }
 
 void JoinFlow::onHello(Result<bus::Frame> r) {

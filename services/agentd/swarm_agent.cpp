@@ -408,7 +408,8 @@ void SwarmAgent::becameManager(const RaftJoinInfo& raft) {
   RaftStart start{raft, node::joinHostPort(config_->listenHost, node::raftPort(config_->port)),
                   node::joinHostPort(config_->advertiseHost, node::raftPort(config_->port))};
   local_.joinRaft(start, [this](Status st) {
-    if (!st) spdlog::error("promoted, but the local raftd did not start raft: {}", st.error().message);
+    if (!st)
+      spdlog::error("promoted, but the local raftd did not start raft: {}", st.error().message);
     local_.reloadDispatcher([](Status reloaded) {
       if (!reloaded) spdlog::error("promoted: {}", reloaded.error().message);
     });
@@ -417,7 +418,8 @@ void SwarmAgent::becameManager(const RaftJoinInfo& raft) {
 
 void SwarmAgent::becameWorker() {
   local_.leaveRaft(true, [this](Status st) {
-    if (!st) spdlog::error("demoted, but the local raftd did not stop raft: {}", st.error().message);
+    if (!st)
+      spdlog::error("demoted, but the local raftd did not stop raft: {}", st.error().message);
     local_.reloadDispatcher([](Status reloaded) {
       if (!reloaded) spdlog::error("demoted: {}", reloaded.error().message);
     });

@@ -117,7 +117,8 @@ struct Node {
     auto r = callOn<control::Envelope>(
         socketOf(daemon),
         bus::message<control::Envelope>(fbb, control::Body::ReloadRequest, body.Union()), 10s);
-    REQUIRE_MESSAGE(r.ok(), name << "'s " << daemon << ": Reload: " << (r ? "" : r.error().message));
+    REQUIRE_MESSAGE(r.ok(),
+                    name << "'s " << daemon << ": Reload: " << (r ? "" : r.error().message));
   }
   // Info's JSON, or {"call_error": why}. No assertion in here: failure messages call it.
   nlohmann::json info() const {
@@ -307,11 +308,15 @@ TEST_CASE("agentd with node.json: pending while no manager answers, backing off;
     return s.value("state", "") == "connecting" && s.value("backoff_ms", 0) >= 100 &&
            contains(s.value("last_error", ""), config.managers[0].addr);
   }, 10s));
-  CHECK_FALSE(a.status()["swarm"].value("certificate", nlohmann::json::object()).value("expires_at", "").empty());
+  CHECK_FALSE(a.status()["swarm"]
+                  .value("certificate", nlohmann::json::object())
+                  .value("expires_at", "")
+                  .empty());
 
   auto again = a.join(strangerToken(), "127.0.0.1:2377");
   REQUIRE_FALSE(again.ok());
-  CHECK(contains(errorOf(again), "this node is already part of a swarm; use `shoal swarm leave` first"));
+  CHECK(contains(errorOf(again),
+                 "this node is already part of a swarm; use `shoal swarm leave` first"));
 
   auto left = a.leave();
   REQUIRE_MESSAGE(left.ok(), errorOf(left));
@@ -392,7 +397,8 @@ TEST_CASE("a worker joins with a token, and after a restart is the same node wit
 
   // Heartbeats go on (the period is 1 s): the last one is recent.
   auto beat = w.status()["swarm"]["session"].value("last_heartbeat", "");
-  CHECK(waitFor([&] { return w.status()["swarm"]["session"].value("last_heartbeat", "") != beat; }, 5s));
+  CHECK(waitFor([&] { return w.status()["swarm"]["session"].value("last_heartbeat", "") != beat; },
+                5s));
 
   w.stop("agentd");
   w.start("agentd");
@@ -445,7 +451,8 @@ TEST_CASE("a manager joins: raft and the dispatcher start on it; leaving alone w
   std::string self = "127.0.0.2:" + std::to_string(port);
   auto joined = m2.join(token, "127.0.0.1:" + std::to_string(port), "127.0.0.2", self);
   REQUIRE_MESSAGE(joined.ok(), errorOf(joined) << m1.logs() << m2.logs());
-  CHECK(joined->as<agentapi::Envelope>()->body_as_JoinReply()->role() == objects::NodeRole::Manager);
+  CHECK(joined->as<agentapi::Envelope>()->body_as_JoinReply()->role() ==
+        objects::NodeRole::Manager);
   REQUIRE_MESSAGE(waitFor([&] { return m2.swarmState() == "active"; }, 20s),
                   m2.status().dump() << m1.logs() << m2.logs());
   CHECK(m2.info().value("ControlAvailable", false));
@@ -457,7 +464,9 @@ TEST_CASE("a manager joins: raft and the dispatcher start on it; leaving alone w
   CHECK((*config)->port == port);
   CHECK((*config)->advertiseHost == "127.0.0.2");
   CHECK((*config)->listenHost == "127.0.0.2");
-  CHECK(waitFor([&] { return m2.status("raftd").value("raft_id", uint64_t{0}) == (*config)->raft->id; }, 10s));
+  CHECK(waitFor(
+      [&] { return m2.status("raftd").value("raft_id", uint64_t{0}) == (*config)->raft->id; },
+      10s));
   CHECK_MESSAGE(waitFor([&] {
     size_t voters = 0;
     for (auto& x : m1.status("raftd").value("members", nlohmann::json::array()))
@@ -474,10 +483,12 @@ TEST_CASE("a manager joins: raft and the dispatcher start on it; leaving alone w
     return bus::message<swarmapi::Envelope>(b, swarmapi::Body::JoinTokenRequest, req.Union());
   }(), 10s);
   REQUIRE(workerToken.ok());
-  auto viaFollower = w.join(workerToken->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->token()->str(),
-                            self, "127.0.0.1");
+  auto viaFollower =
+      w.join(workerToken->as<swarmapi::Envelope>()->body_as_JoinTokenReply()->token()->str(), self,
+             "127.0.0.1");
   REQUIRE_MESSAGE(viaFollower.ok(), errorOf(viaFollower) << m2.logs() << w.logs());
-  CHECK(contains(readFile(w.logOf("agentd")), "is not the leader; going to 127.0.0.1:" + std::to_string(port)));
+  CHECK(contains(readFile(w.logOf("agentd")),
+                 "is not the leader; going to 127.0.0.1:" + std::to_string(port)));
   CHECK(waitFor([&] { return w.swarmState() == "active"; }, 20s));
 
   auto refused = m2.leave();

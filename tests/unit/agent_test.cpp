@@ -80,7 +80,8 @@ TEST_CASE("backoff: 100 ms doubling to 8 s, reset by a session, held at 8 s when
 }
 
 node::Manager m(const std::string& id, int port) {
-  return {id, "10.0.0.1:" + std::to_string(port), std::string(40, static_cast<char>('a' + port % 26))};
+  return {id, "10.0.0.1:" + std::to_string(port),
+          std::string(40, static_cast<char>('a' + port % 26))};
 }
 
 TEST_CASE("manager rotation: round the list, redirects first, a new list keeps the current") {
@@ -161,8 +162,9 @@ TEST_CASE("the join's plan: token, manager address, advertise and listen address
   CHECK(contains(planJoin({token, "", "", ""}, source10).error().message, "manager's address"));
   CHECK(contains(planJoin({token, "10.0.0.1:0", "", ""}, source10).error().message,
                  "the manager address"));
-  CHECK(contains(planJoin({token, "10.0.0.1", "10.0.0.2:1", "10.0.0.2:2"}, source10).error().message,
-                 "one port"));
+  CHECK(
+      contains(planJoin({token, "10.0.0.1", "10.0.0.2:1", "10.0.0.2:2"}, source10).error().message,
+               "one port"));
   CHECK(contains(planJoin({token, "10.0.0.1", "no such host!", ""}, source10).error().message,
                  "--advertise-addr"));
   auto local = sourceAddressTowards("localhost");  // by name: resolved, then routed
@@ -229,13 +231,15 @@ TEST_CASE("hello: the token's CA, a manager's certificate signed by it, its key"
                                         shortDigest(other.ca.digest())));
   CHECK(contains(r.error().message, shortDigest(c.ca.digest())));
 
-  auto worker = hello(c.ca.savePublic(), c.certificate(newId(), identity::Role::Worker, c.managerKey));
+  auto worker =
+      hello(c.ca.savePublic(), c.certificate(newId(), identity::Role::Worker, c.managerKey));
   r = checkHello(asHello(worker), parsed(c.token()), "10.0.0.1:2379", c.now);
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "is a worker"));
 
   // A certificate of another CA shown beside this CA.
-  auto forged = hello(c.ca.savePublic(), other.certificate(mgr1, identity::Role::Manager, c.managerKey));
+  auto forged =
+      hello(c.ca.savePublic(), other.certificate(mgr1, identity::Role::Manager, c.managerKey));
   r = checkHello(asHello(forged), parsed(c.token()), "10.0.0.1:2379", c.now);
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "does not vouch"));
@@ -386,12 +390,18 @@ TEST_CASE("a join reply: a certificate for this key and node, the role it says, 
 }
 
 TEST_CASE("the swarm state Info shows") {
-  CHECK(std::string(swarmStateName(swarmState(false, false, false, SessionState::Stopped))) == "inactive");
-  CHECK(std::string(swarmStateName(swarmState(false, false, true, SessionState::Stopped))) == "pending");
-  CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Connecting))) == "pending");
-  CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Active))) == "active");
-  CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Refused))) == "error");
-  CHECK(std::string(swarmStateName(swarmState(false, true, false, SessionState::Stopped))) == "error");
+  CHECK(std::string(swarmStateName(swarmState(false, false, false, SessionState::Stopped))) ==
+        "inactive");
+  CHECK(std::string(swarmStateName(swarmState(false, false, true, SessionState::Stopped))) ==
+        "pending");
+  CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Connecting))) ==
+        "pending");
+  CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Active))) ==
+        "active");
+  CHECK(std::string(swarmStateName(swarmState(true, false, false, SessionState::Refused))) ==
+        "error");
+  CHECK(std::string(swarmStateName(swarmState(false, true, false, SessionState::Stopped))) ==
+        "error");
 }
 
 // A dispatcher as the session meets it: CURVE on loopback, answering as `answer` says.
@@ -422,7 +432,8 @@ struct TestDispatcher {
     if (type == dispatch::Body::RenewRequest) {
       std::vector<uint8_t> cert = {1, 2, 3};
       auto body = dispatch::CreateRenewReply(fbb, fbb.CreateVector(cert));
-      return call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::RenewReply, body.Union()));
+      return call.reply(
+          bus::message<dispatch::Envelope>(fbb, dispatch::Body::RenewReply, body.Union()));
     }
     if (mode == Mode::Removed)
       return call.fail(wire::ErrorCode::NotFound, "this node was removed from the swarm");
@@ -433,7 +444,8 @@ struct TestDispatcher {
                                                   redirectTo.addr.c_str(),
                                                   redirectTo.publicKey.c_str());
       auto body = dispatch::CreateRedirect(fbb, leader);
-      return call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::Redirect, body.Union()));
+      return call.reply(
+          bus::message<dispatch::Envelope>(fbb, dispatch::Body::Redirect, body.Union()));
     }
     std::vector<flatbuffers::Offset<dispatch::Manager>> list;
     for (const auto& m : managers)
