@@ -678,7 +678,14 @@ TEST_CASE("bad input: a clear error each, and the store unchanged") {
   CHECK_MESSAGE(again.err.find("already") != std::string::npos, said(again));
   unchanged("a second swarm init");
 
-  // The same w2, the right token: it joins (the refusals were the input's fault).
+  // The same w2, the right token: it joins (the refusals were the input's fault) once its old
+  // Node is removed, as the refusal of a known key says.
+  auto known = l.shoal("w2", {"swarm", "join", "--token", token, target}, 40s);
+  CHECK_MESSAGE(known.status.code != 0, said(known));
+  CHECK_MESSAGE(known.err.find("node rm") != std::string::npos, said(known));
+  unchanged("a join of a key the swarm knows");
+  auto rm = l.shoal("m1", {"node", "rm", "w2"});
+  CHECK_MESSAGE(rm.status.code == 0, said(rm));
   auto good = l.shoal("w2", {"swarm", "join", "--token", token, target}, 40s);
   CHECK_MESSAGE(good.status.code == 0, said(good));
 
