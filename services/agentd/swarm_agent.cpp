@@ -13,7 +13,8 @@ using namespace std::chrono_literals;
 
 std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
 
-// The wire code an error carries, or `otherwise` when it carries none (an errno, or 0).
+// The wire code of an error from the bus (or set here), `otherwise` for one without. Errors
+// with an errno are given an explicit code before they get here: the ranges overlap.
 wire::ErrorCode wireCode(const Error& e, wire::ErrorCode otherwise) {
   if (e.code > 0 && e.code <= static_cast<int>(wire::ErrorCode::MAX))
     return static_cast<wire::ErrorCode>(e.code);
@@ -246,7 +247,9 @@ void SwarmAgent::leave(bus::Call call) {
 
 void SwarmAgent::finishLeave(bool wasManager) {
   session_.stop();
-  if (auto st = dir_.clear(); !st) return replyToPending(st.error(), {});
+  if (auto st = dir_.clear(); !st)  // an errno: not a wire code
+    return replyToPending(Error{st.error().message, static_cast<int>(wire::ErrorCode::Internal)},
+                          {});
   std::string nodeId = config_ ? config_->nodeId : std::string("?");
   forget();
   spdlog::info("left the swarm (this was {} node {})", roleText(wasManager), nodeId);
