@@ -11,8 +11,12 @@
 
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -39,14 +43,35 @@ namespace shoal::testing {
 
 inline std::string raftdPath() { return daemonPath("raftd"); }
 
-// A port P whose P+1 was free a moment ago: the member's dispatcher port, whose raft peer
-// port is P+1 (docs/cluster.md "Ports").
+// Whether a TCP port on 127.0.0.1 can be bound now.
+inline bool loopbackPortFree(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A port P whose P+1 is free now: the member's dispatcher port, whose raft peer port is P+1
+// (docs/cluster.md "Ports"). Drawn below the kernel's ephemeral range (ip_local_port_range),
+// because raftd binds P+1 only at init or JoinRaft, long after this choice: meanwhile every
+// outgoing connection of the test's processes takes an ephemeral port, and one of those
+// would have taken a port that freePort() handed out.
 inline uint16_t freeRaftPort() {
-  for (int i = 0; i < 20; ++i) {
-    int p = freePort();
-    if (p > 1024) return static_cast<uint16_t>(p);
+  int low = 32768;
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) range >> low;
+  static std::mt19937 rng(std::random_device{}());
+  int top = std::max(low - 2, 10002);
+  std::uniform_int_distribution<int> pick(10000, top);
+  for (int i = 0; i < 200; ++i) {
+    int p = pick(rng);
+    if (loopbackPortFree(p + 1)) return static_cast<uint16_t>(p);
   }
-  FAIL("no free port above 1024");
+  FAIL("no free port between 10000 and " << top);
   return 0;
 }
 

@@ -105,6 +105,26 @@ LocalCluster::~LocalCluster() {
   }
 }
 
+Result<uint16_t> freeRaftPort() {
+  int low = 32768;
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) range >> low;
+  static std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(10001, std::max(low - 1, 10002));
+  for (int i = 0; i < 200; ++i) {
+    int p = pick(rng);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errnoError("cannot make a socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(p));
+    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (ok) return static_cast<uint16_t>(p);
+  }
+  return Error{"no free port on 127.0.0.1 below the ephemeral range (" + std::to_string(low) + ")"};
+}
+
 Status LocalCluster::start(std::chrono::seconds timeout) {
   if (options_.nodes < 1) return Error{"--nodes must be at least 1"};
   if (::access(options_.raftd.c_str(), X_OK) != 0)
@@ -114,14 +134,16 @@ Status LocalCluster::start(std::chrono::seconds timeout) {
   if (!::mkdtemp(tmpl.data())) return errnoError("cannot create a temp dir under " + options_.parentDir);
   dir_ = tmpl;
 
-  // Find all ports first, holding none: distinct raft ports (P+1) for distinct members.
+  // Find all ports first, holding none: distinct raft ports (P+1) for distinct members. Below
+  // the kernel's ephemeral range: raftd binds them only at init or JoinRaft, and meanwhile
+  // outgoing connections take ephemeral ports, one of which could be a port handed out here.
   members_.resize(static_cast<size_t>(options_.nodes));
   for (size_t i = 0; i < members_.size(); ++i) {
     for (int attempt = 0;; ++attempt) {
-      auto port = freeLoopbackPort();
+      auto port = freeRaftPort();
       if (!port) return port.error();
       std::string addr = "127.0.0.1:" + std::to_string(*port);
-      bool taken = *port < 1025;
+      bool taken = false;
       for (size_t j = 0; j < i; ++j) taken |= members_[j].address == addr;
       if (!taken) {
         members_[i].address = addr;

@@ -111,6 +111,9 @@ std::pair<uint64_t, uint64_t> machineJiffies();
 
 // A port on 127.0.0.1 the kernel reports free (bound to port 0, then released).
 Result<uint16_t> freeLoopbackPort();
+// A free port on 127.0.0.1 below the kernel's ephemeral range (ip_local_port_range), for a
+// port bound long after it is chosen: no outgoing connection takes it meanwhile.
+Result<uint16_t> freeRaftPort();
 // raftd next to this executable in a build tree, else the installed one.
 std::string defaultRaftdPath();
 
