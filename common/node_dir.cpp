@@ -251,9 +251,11 @@ Status NodeDir::save(const NodeConfig& c) const {
 }
 
 Status NodeDir::clear() const {
-  std::string file = path_ + "/node.json";
-  if (::unlink(file.c_str()) != 0 && errno != ENOENT)
-    return Error{"cannot remove " + file + ": " + std::strerror(errno), errno};
+  for (const char* name : {"node.json", "node.key"}) {
+    std::string file = path_ + "/" + name;
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT)
+      return Error{"cannot remove " + file + ": " + std::strerror(errno), errno};
+  }
   return {};
 }
 

@@ -80,7 +80,9 @@ class NodeDir {
   Result<std::optional<NodeConfig>> load() const;
   // Writes node.json atomically (temporary file, fsync, rename, fsync of the dir).
   Status save(const NodeConfig& config) const;
-  // Forgets the swarm (swarm leave): removes node.json, keeps the key.
+  // Forgets the swarm (swarm leave): removes node.json and node.key. As in Swarm, a node that
+  // left and joins again is a new node: the next open() makes a new key, which is what the
+  // daemons use from then on (they open the dir again when they bind or join).
   Status clear() const;
 
  private:

@@ -59,6 +59,8 @@ class Session {
   // reached at `addr`. A running session is closed first.
   void start(std::vector<node::Manager> managers, std::string addr, Nanos period);
   void stop();
+  // The node's key changed (a leave makes a new one); used from the next session on.
+  void setNodeKey(curve::KeyPair key) { nodeKey_ = std::move(key); }
 
   // Renews the node's certificate on the open session (dispatch RenewRequest).
   using RenewFn = std::function<void(Result<std::vector<uint8_t>>)>;

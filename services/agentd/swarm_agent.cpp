@@ -252,6 +252,13 @@ void SwarmAgent::finishLeave(bool wasManager) {
                           {});
   std::string nodeId = config_ ? config_->nodeId : std::string("?");
   forget();
+  // A node that joins again is a new node, with a new key (node_dir.h).
+  if (auto fresh = node::NodeDir::open(dir_.path())) {
+    dir_ = std::move(fresh).value();
+    session_.setNodeKey(dir_.key());
+  } else {
+    spdlog::warn("after the leave: {}", fresh.error().message);
+  }
   spdlog::info("left the swarm (this was {} node {})", roleText(wasManager), nodeId);
   auto done = [this] {
     replyToPending({}, [](flatbuffers::FlatBufferBuilder& fbb) {

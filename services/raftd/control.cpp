@@ -603,6 +603,10 @@ void Control::initNew(Req r, control::InitSettings s) {
   if (!ca) return fail(r, ErrorCode::Internal, "cannot make the cluster CA: " + ca.error().message);
   auto random = identity::systemRandom();
   auto tokens = identity::JoinTokens::make(*ca, random);
+  // The key may have changed since start: a leave makes a new one (node_dir.h).
+  auto reopened = node::NodeDir::open(dir_.path());
+  if (!reopened) return fail(r, ErrorCode::Internal, reopened.error().message);
+  dir_ = std::move(reopened).value();
   auto key = identity::curveKeyFromZ85(dir_.key().publicKey);
   if (!key) return fail(r, ErrorCode::Internal, dir_.path() + "/node.key: " + key.error().message);
   int64_t now = unixSeconds();

@@ -45,6 +45,10 @@ int64_t DaemonHost::unixNanos() {
 
 Status DaemonHost::listenPeers(const std::string& listenAddr, const std::string& advertiseAddr) {
   closePeers();
+  // The key may have changed since start: a leave makes a new one (node_dir.h).
+  auto dir = node::NodeDir::open(daemon_.nodeDir());
+  if (!dir) return Error{"cannot open the node dir: " + dir.error().message, dir.error().code};
+  key_ = dir->key();
   auto server = std::make_unique<bus::Server>(daemon_.loop(), daemon_.zmq());
   server->setCurve({key_.publicKey, key_.secretKey}, kPeerDomain);
   // node_ is null while RaftNode::open runs a node from its state: nothing arrives before
