@@ -11,6 +11,12 @@ Millis Backoff::next() {
   return wait;
 }
 
+Millis failoverWait(Millis backoff, Nanos period, std::optional<Nanos> sinceLastHeartbeat) {
+  if (!sinceLastHeartbeat || *sinceLastHeartbeat >= 3 * period) return backoff;
+  Millis cap = std::max(Backoff::kFirst, std::chrono::duration_cast<Millis>(period / 4));
+  return std::min(backoff, cap);
+}
+
 const node::Manager* ManagerRotation::current() const {
   if (managers_.empty()) return nullptr;
   return &managers_[index_ % managers_.size()];

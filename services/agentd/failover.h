@@ -73,6 +73,13 @@ Millis heartbeatDelay(Nanos period, double unit);
 // so the agent has gone to another manager well before that.
 Millis heartbeatTimeout(Nanos period);
 
+// The wait before the next attempt after a failure: the backoff's, but while the node's last
+// heartbeat is less than 3 periods old (the dispatcher's limit before it marks the node Down)
+// at most a quarter period, so that a live node finds the new leader's dispatcher before that
+// one gives up on it. After a failover the new leader gives every node 3 periods; a backoff
+// grown to seconds while there was no leader would miss them.
+Millis failoverWait(Millis backoff, Nanos period, std::optional<Nanos> sinceLastHeartbeat);
+
 // A period from a manager, or the default 5 s when it sent none or nonsense (a period below
 // 100 ms or above one hour is nonsense for a heartbeat).
 Nanos sanePeriod(int64_t periodNs);

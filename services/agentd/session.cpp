@@ -256,7 +256,9 @@ void Session::lost(const std::string& why, bool advance) {
   sessionId_.clear();
   if (state_ != SessionState::Refused) state_ = SessionState::Connecting;
   if (advance) rotation_.advance();
-  lastBackoff_ = backoff_.next();
+  std::optional<Nanos> sinceHeartbeat;
+  if (lastHeartbeat_) sinceHeartbeat = SystemClock::now() - *lastHeartbeat_;
+  lastBackoff_ = failoverWait(backoff_.next(), period_, sinceHeartbeat);
   retryTimer_ = loop_.after(lastBackoff_, [this] {
     retryTimer_ = 0;
     attempt();

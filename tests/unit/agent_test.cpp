@@ -79,6 +79,22 @@ TEST_CASE("backoff: 100 ms doubling to 8 s, reset by a session, held at 8 s when
   CHECK(b.next() == 8000ms);
 }
 
+TEST_CASE("failover after a lost session waits at most a quarter period while the node is live") {
+  using namespace std::chrono;
+  const Nanos period = seconds(1);
+  // The lab's failover: a leaderless second made the backoff grow; the node's last heartbeat
+  // was 1.5 s ago, so the dispatcher of the new leader would mark it Down 1.5 s from now.
+  CHECK(failoverWait(3200ms, period, Nanos(milliseconds(1500))) == 250ms);
+  CHECK(failoverWait(200ms, period, Nanos(milliseconds(1500))) == 200ms);
+  // 3 periods without a heartbeat: the node is Down already; the backoff spares the managers.
+  CHECK(failoverWait(3200ms, period, Nanos(seconds(3))) == 3200ms);
+  CHECK(failoverWait(3200ms, period, std::nullopt) == 3200ms);
+  // A short period never makes the wait shorter than the first backoff step.
+  CHECK(failoverWait(3200ms, milliseconds(200), Nanos(milliseconds(100))) == 100ms);
+  // Swarm's default period: at most 1.25 s.
+  CHECK(failoverWait(6400ms, seconds(5), Nanos(seconds(4))) == 1250ms);
+}
+
 node::Manager m(const std::string& id, int port) {
   return {id, "10.0.0.1:" + std::to_string(port),
           std::string(40, static_cast<char>('a' + port % 26))};
