@@ -124,7 +124,8 @@ void Session::attempt() {
   spdlog::debug("session: opening at {} (manager {})", m->addr, m->nodeId);
   client_->call(
       bus::message<dispatch::Envelope>(fbb, dispatch::Body::OpenSessionRequest, body.Union()),
-      kOpenTimeout, [this, c](Result<bus::Frame> r) { onOpen(c, std::move(r)); });
+      std::min(kOpenTimeout, heartbeatTimeout(period_)),
+      [this, c](Result<bus::Frame> r) { onOpen(c, std::move(r)); });
 }
 
 void Session::onOpen(const bus::Client* c, Result<bus::Frame> r) {

@@ -46,7 +46,10 @@ class Session {
     std::function<void()> stateChanged;
   };
   // How long an OpenSession may wait for its answer: a live dispatcher answers at once, and a
-  // dead one should not hold the node's failover back.
+  // dead one should not hold the node's failover back. Never more than one heartbeat timeout
+  // (failover.h): after a leader's node dies, the rotation may try that dead manager again,
+  // and a 3 s wait there used up the 3 periods a new leader gives every node with a 1 s
+  // heartbeat (the lab saw every survivor marked Down).
   static constexpr Millis kOpenTimeout{3000};
 
   Session(Loop& loop, zmq::context_t& ctx, curve::KeyPair nodeKey, NodeDescription description,
