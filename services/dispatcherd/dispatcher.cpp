@@ -477,7 +477,19 @@ bool Dispatcher::refuseUnlessActive(bus::Call& call) {
 }
 
 const NodeRecord* Dispatcher::knownNode(bus::Call& call) {
-  if (auto* node = nodes_.byKey(call.peerKey())) return node;
+  if (auto* node = nodes_.byKey(call.peerKey())) {
+    // A certificate that expired was not renewed in time (agentd renews between 50 % and 80 %
+    // of its life): as in Swarm, the node must join again. NotFound, like a removed node, so
+    // that agentd asks again only slowly.
+    int64_t nowNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    if (auto why = certificateRefusal(node->certificateExpiry, nowNs)) {
+      call.fail(wire::ErrorCode::NotFound, *why);
+      return nullptr;
+    }
+    return node;
+  }
   call.fail(wire::ErrorCode::NotFound,
             "this node was removed from the swarm (its key is not one of the swarm's nodes); "
             "join again with a token: `shoal swarm leave`, then `shoal swarm join --token ...`");

@@ -1,6 +1,7 @@
 #include "services/dispatcherd/join.h"
 
 #include <cstring>
+#include <ctime>
 
 #include "common/node_dir.h"
 
@@ -29,6 +30,18 @@ Status checkKeyFree(const NodeTable& nodes, const std::string& keyZ85) {
                  ": the node is in the swarm already. To join again as a new node, run `shoal "
                  "swarm leave` on it and `shoal node rm " + n->id + "` on a manager first"};
   return {};
+}
+
+std::optional<std::string> certificateRefusal(int64_t expiryNs, int64_t nowNs) {
+  if (expiryNs <= 0 || nowNs < expiryNs) return std::nullopt;
+  std::time_t t = static_cast<std::time_t>(expiryNs / 1'000'000'000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string("this node's certificate expired at ") + when +
+         " and was not renewed in time (was the node off that long, or is a clock wrong?); "
+         "join again with a token: `shoal swarm leave`, then `shoal swarm join --token ...`";
 }
 
 Result<std::string> advertiseHost(std::string_view addr) {

@@ -25,6 +25,10 @@ Result<identity::Role> judgeToken(std::string_view token, const identity::JoinTo
 // new node (Swarm's rule), after `node rm` of the old one.
 Status checkKeyFree(const NodeTable& nodes, const std::string& keyZ85);
 
+// Why a node whose certificate ends at expiryNs (ns since the epoch; 0 = unknown, not
+// refused) may not hold a session at nowNs: none while it is valid.
+std::optional<std::string> certificateRefusal(int64_t expiryNs, int64_t nowNs);
+
 // The joiner's advertise host from a JoinRequest or OpenSession: an IP address or a host name
 // (a port, if one is given, is dropped: the node's addresses derive from the cluster's port).
 Result<std::string> advertiseHost(std::string_view addr);

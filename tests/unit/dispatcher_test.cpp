@@ -68,6 +68,17 @@ const std::string kC = "ccccccccccccccccccccccccc";
 
 // --- sessions and heartbeat expiry -------------------------------------------------------------
 
+TEST_CASE("a node whose certificate expired holds no session; it must join again") {
+  constexpr int64_t kS = 1'000'000'000;
+  const int64_t expiry = int64_t{1'800'000'000} * kS;  // 2027-01-15T08:00:00Z
+  CHECK_FALSE(certificateRefusal(expiry, expiry - 1).has_value());
+  CHECK_FALSE(certificateRefusal(0, expiry).has_value());  // no expiry recorded: not refused
+  auto why = certificateRefusal(expiry, expiry);
+  REQUIRE(why.has_value());
+  CHECK(why->find("expired at 2027-01-15T08:00:00Z") != std::string::npos);
+  CHECK(why->find("shoal swarm join --token") != std::string::npos);
+}
+
 TEST_CASE("a node first seen gets 3 periods, and is down just when they are over") {
   TestClock clock;
   SessionTable t;
