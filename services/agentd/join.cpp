@@ -139,6 +139,7 @@ JoinFlow::JoinFlow(Loop& loop, zmq::context_t& ctx, curve::KeyPair nodeKey, Join
 
 JoinFlow::~JoinFlow() {
   if (timer_) loop_.cancel(timer_);
+  if (timer2_) loop_.cancel(timer2_);
 }
 
 std::chrono::milliseconds JoinFlow::left() const {
@@ -218,6 +219,20 @@ void JoinFlow::onJoin(Result<bus::Frame> r) {
       return finish(Error{who + " did not answer the join (CURVE on port " +
                           target_.addr.substr(target_.addr.rfind(':') + 1) + "): " +
                           r.error().message + "; is that port reachable from this node?"});
+    // NotLeader and Unavailable say that nothing was done and that the answer will change
+    // shortly: a leader is being elected, or a follower does not know the leader's node yet,
+    // or a new leader's dispatcher is still reading the store. Ask again while time is left.
+    bool transient = r.error().code == static_cast<int>(wire::ErrorCode::NotLeader) ||
+                     r.error().code == static_cast<int>(wire::ErrorCode::Unavailable);
+    if (transient && left() > kTransientRetry * 2 && ++transientRetries_ <= kMaxTransientRetries) {
+      spdlog::info("join: {} cannot take it yet ({}); asking again in {} ms", target_.addr,
+                   r.error().message, kTransientRetry.count());
+      timer2_ = loop_.after(kTransientRetry, [this, target = target_] {
+        timer2_ = 0;
+        join(target);
+      });
+      return;
+    }
     return finish(Error{who + " refused the join: " + r.error().message, r.error().code});
   }
   auto* env = r->as<dispatch::Envelope>();
@@ -247,7 +262,8 @@ void JoinFlow::finish(Result<JoinOutcome> result) {
   if (finished_) return;
   finished_ = true;
   if (timer_) loop_.cancel(timer_);
-  timer_ = 0;
+  if (timer2_) loop_.cancel(timer2_);
+  timer_ = timer2_ = 0;
   done_(std::move(result));
 }
 

@@ -103,10 +103,15 @@ class JoinFlow {
   Loop::Clock::time_point deadline_;
   Done done_;
   Loop::TimerId timer_ = 0;
+  Loop::TimerId timer2_ = 0;  // the next try after a transient refusal
   std::vector<std::unique_ptr<bus::Client>> clients_;
   std::optional<identity::ClusterCA> ca_;
   node::Manager target_;  // the dispatcher the join goes to now
   int redirects_ = 0;
+  // NotLeader / Unavailable: nothing was done, the manager says to retry shortly.
+  static constexpr std::chrono::milliseconds kTransientRetry{200};
+  static constexpr int kMaxTransientRetries = 25;
+  int transientRetries_ = 0;
   bool finished_ = false;
 };
 
