@@ -27,6 +27,7 @@
 #include "common/node_dir.h"
 #include "common/protocols.h"
 #include "tests/support/daemons.h"
+#include "tests/support/node_daemons.h"
 #include "tests/support/process.h"
 #include "tests/support/raft_members.h"
 #include "tests/support/tempdir.h"
@@ -40,65 +41,21 @@ using testing::TempDir;
 using testing::callOn;
 using testing::daemonPath;
 using testing::freePort;
+using testing::readFile;
 using testing::waitFor;
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// One node's daemons under root/name: a state dir each, one run dir and one node dir.
-struct Node {
-  std::string name, run, nodeDir;
-  std::filesystem::path root;
-  std::map<std::string, std::unique_ptr<Process>> procs;
-
-  Node(const std::filesystem::path& r, std::string n) : name(std::move(n)), root(r) {
-    run = root / (name + "/run");
-    nodeDir = root / (name + "/node");
-    std::filesystem::create_directories(root / name);
-  }
-  ~Node() {
-    for (auto& [daemon, proc] : procs) proc->signal(SIGTERM);
-    for (auto& [daemon, proc] : procs) proc->wait(10s);
-  }
-  std::string logOf(const std::string& daemon) const {
-    return (root / (name + "-" + daemon + ".log")).string();
-  }
-  std::string socketOf(const std::string& daemon) const {
-    return "ipc://" + run + "/" + daemon + ".sock";
-  }
-  std::string logs() const {
-    std::string out;
-    for (auto& [daemon, proc] : procs) {
-      std::string text = readFile(logOf(daemon));
-      if (text.size() > 6000) text = text.substr(text.size() - 6000);
-      out += "--- " + name + " " + daemon + "\n" + text + proc->err();
-    }
-    return out;
-  }
+// One node's daemons (tests/support/node_daemons.h) and what this test asks of them.
+struct Node : testing::NodeDaemons {
+  using NodeDaemons::NodeDaemons;
 
   void start(const std::string& daemon) {
-    std::vector<std::string> argv = {daemonPath(daemon), "--foreground",
-                                     "--state-dir", (root / (name + "/" + daemon)).string(),
-                                     "--run-dir", run, "--node-dir", nodeDir,
-                                     "--log-file", logOf(daemon), "--log-level", "debug"};
-    if (daemon == "agentd") argv.insert(argv.end(), {"--hostname", name});
-    procs[daemon] = std::make_unique<Process>(argv);
+    NodeDaemons::start(daemon, {"--log-level", "debug"});
     REQUIRE_MESSAGE(waitFor([&] { return !status(daemon).empty(); }, 20s),
                     name << "'s " << daemon << " does not answer: " << logs());
-  }
-  void stop(const std::string& daemon) {
-    auto it = procs.find(daemon);
-    if (it == procs.end()) return;
-    it->second->signal(SIGTERM);
-    auto st = it->second->wait(10s);
-    CHECK_MESSAGE(st.has_value(), name << "'s " << daemon << " did not stop on SIGTERM in 10 s");
-    procs.erase(it);
   }
 
   nlohmann::json status(const std::string& daemon = "agentd") const {

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/daemons.h"
+#include "tests/support/node_daemons.h"
 #include "tests/support/process.h"
 #include "tests/support/tempdir.h"
 
@@ -39,48 +40,11 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
+// One node's daemons (tests/support/node_daemons.h) and its CLI.
+struct Node : testing::NodeDaemons {
+  using NodeDaemons::NodeDaemons;
 
-// One node's daemons under root/name: a state dir each, one run dir and one node dir.
-struct Node {
-  std::string name, run, nodeDir;
-  std::filesystem::path root;
-  std::map<std::string, std::unique_ptr<Process>> procs;
-
-  Node(const std::filesystem::path& r, std::string n) : name(std::move(n)), root(r) {
-    run = (root / name / "run").string();
-    nodeDir = (root / name / "node").string();
-    std::filesystem::create_directories(root / name);
-  }
-  ~Node() {
-    for (auto& [daemon, proc] : procs) proc->signal(SIGTERM);
-    for (auto& [daemon, proc] : procs) proc->wait(10s);
-  }
-  std::string logOf(const std::string& daemon) const {
-    return (root / (name + "-" + daemon + ".log")).string();
-  }
-  std::string logs() const {
-    std::string out;
-    for (auto& [daemon, proc] : procs) {
-      std::string text = readFile(logOf(daemon));
-      if (text.size() > 4000) text = text.substr(text.size() - 4000);
-      out += "--- " + name + " " + daemon + "\n" + text + proc->err();
-    }
-    return out;
-  }
-  void start(const std::string& daemon) {
-    std::vector<std::string> argv = {daemonPath(daemon), "--foreground",
-                                     "--state-dir", (root / name / daemon).string(),
-                                     "--run-dir", run, "--node-dir", nodeDir,
-                                     "--log-file", logOf(daemon)};
-    if (daemon == "agentd") argv.insert(argv.end(), {"--hostname", name});
-    procs[daemon] = std::make_unique<Process>(argv);
-    REQUIRE_MESSAGE(waitFor([&] { return std::filesystem::exists(run + "/" + daemon + ".sock"); }, 20s),
-                    name << "'s " << daemon << " made no socket: " << logs());
-  }
+  std::string logs() const { return NodeDaemons::logs(4000); }
   // `shoal --run-dir <this node's> args...`
   RunResult shoal(std::vector<std::string> args, std::chrono::milliseconds timeout = 40s) const {
     std::vector<std::string> argv = {buildDir() + "/tools/shoal/shoal", "--run-dir", run};
