@@ -1,0 +1,28 @@
+#pragma once
+// The orchestrators (DESIGN.md §6, docs/services.md "Orchestration"; SwarmKit's
+// manager/orchestrator): they decide which tasks should exist. Pure: a Plan in, changes out.
+//
+// - replicated: slots 1..replicas, one live task per slot (live = desired_state <= RUNNING);
+//   a scale down shuts the highest slots down (desired SHUTDOWN), preferring tasks that are not
+//   running and nodes that run the most tasks of the service;
+// - global: one live task per eligible node (ready, not drained, constraints and platform
+//   met); following nodes that join, leave, are drained or change labels;
+// - replicated-job / global-job: tasks run to completion (restart condition on-failure);
+//   replicated-job runs total_completions tasks, at most max_concurrent at once;
+// - restarts: a task that ended (COMPLETE, FAILED, REJECTED, or SHUTDOWN not asked for), or
+//   whose node is DOWN, is replaced in its slot when the restart policy allows (condition,
+//   max attempts within window), the replacement waiting `delay` (desired READY with
+//   Task.not_before until then); the old one gets desired SHUTDOWN;
+// - tasks of a service that is gone get desired REMOVE, and are deleted once they stopped
+//   (or never reached a node);
+// - the reaper keeps the newest `task_history_retention_limit` (default 5) tasks per slot.
+// New tasks are created in NEW with the service's current spec, spec_version and
+// spec_digest; the allocator and scheduler take them on in the same pass.
+
+#include "services/schedulerd/plan.h"
+
+namespace shoal::schedulerd {
+
+void orchestrate(Plan& plan);
+
+}  // namespace shoal::schedulerd
