@@ -7,6 +7,7 @@
 #include "control_generated.h"
 #include "dispatch_generated.h"
 #include "store_generated.h"
+#include "service_generated.h"
 #include "swarm_generated.h"
 
 namespace shoal {
@@ -34,6 +35,10 @@ inline const bus::Protocol kDispatchProtocol = bus::makeProtocol<dispatch::Envel
 inline const bus::Protocol kAgentProtocol = bus::makeProtocol<agentapi::Envelope>(
     "agent", 1, agentapi::EnvelopeIdentifier(), agentapi::VerifyEnvelopeBuffer);
 
+// raftd's service API (schemas/service.fbs) on raftd.sock: service create, update, rm.
+inline const bus::Protocol kServiceProtocol = bus::makeProtocol<serviceapi::Envelope>(
+    "service", 1, serviceapi::EnvelopeIdentifier(), serviceapi::VerifyEnvelopeBuffer);
+
 }  // namespace shoal
 
 template <>
@@ -55,4 +60,8 @@ inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::dispatch::Envel
 template <>
 inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::agentapi::Envelope>() {
   return shoal::kAgentProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::serviceapi::Envelope>() {
+  return shoal::kServiceProtocol;
 }
