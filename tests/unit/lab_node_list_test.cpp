@@ -78,6 +78,25 @@ TEST_CASE("formed: every node once and Ready, managers Leader or Reachable, one 
   CHECK(notFormedBecause(twoLeaders, {"m1", "m2"}, {"w1"}) == "2 managers are Leader");
 }
 
+TEST_CASE("formed with fake nodes: the named nodes as above, and exactly that many others Ready workers") {
+  auto nodes = parseNodeList(kFormed);
+  auto fake = [](const std::string& host, const std::string& status) {
+    SwarmNode n;
+    n.id = "id-" + host;
+    n.hostname = host;
+    n.status = status;
+    n.availability = "Active";
+    return n;
+  };
+  nodes.push_back(fake("w2-1", "Ready"));
+  nodes.push_back(fake("w2-2", "Ready"));
+  CHECK(notFormedBecause(nodes, {"m1", "m2"}, {"w1"}, 2) == "");
+  CHECK(notFormedBecause(nodes, {"m1", "m2"}, {"w1"}, 3) == "2 fake nodes are listed, 3 expected");
+  CHECK(notFormedBecause(nodes, {"m1", "m2"}, {"w1", "w3"}, 2) == "3 nodes are listed, 4 expected");
+  nodes[4].status = "Unknown";
+  CHECK(notFormedBecause(nodes, {"m1", "m2"}, {"w1"}, 2) == "1 of 2 fake nodes are Ready (fake node w2-2 is Unknown)");
+}
+
 TEST_CASE("the join token in what join-token -q printed") {
   const std::string token = "SWMTKN-1-" + std::string(50, '0') + "-" + std::string(25, 'a');
   CHECK(findJoinToken(token + "\n") == token);

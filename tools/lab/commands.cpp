@@ -157,6 +157,11 @@ std::vector<std::string> daemonArgv(const Lab& lab, const Node& n, const std::st
   if (d == "agentd") {
     argv.push_back("--hostname");
     argv.push_back(n.name);
+    argv.insert(argv.end(), lab.agentdArgs.begin(), lab.agentdArgs.end());
+    if (n.fakeNodes > 0) {
+      argv.push_back("--fake-nodes");
+      argv.push_back(std::to_string(n.fakeNodes));
+    }
   }
   return argv;
 }
@@ -228,11 +233,20 @@ std::string commandLine(const std::vector<std::string>& argv) {
   return line;
 }
 
+// How long the swarm may take to hold every node: a fake nodes' host joins them one by one.
+std::chrono::milliseconds fakeNodesTime(const Lab& lab) {
+  int fakes = 0;
+  for (auto& n : lab.nodes) fakes += n.fakeNodes;
+  return std::chrono::milliseconds(100) * fakes;
+}
+
 // Runs `shoal ARGS...` in node n; its stdout, or LabError with everything it said.
 std::string shoalIn(const Lab& lab, const Node& n, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {lab.binaries.at("shoal")};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto r = runInNode(lab, n, argv, kSwarmCommand);
+  auto bound = std::chrono::duration_cast<std::chrono::milliseconds>(kSwarmCommand) +
+               (n.fakeNodes > 0 ? fakeNodesTime(lab) : std::chrono::milliseconds(0));
+  auto r = runInNode(lab, n, argv, bound);
   if (r.code != 0)
     throw LabError("`" + commandLine(argv) + "` in " + n.name + " failed (exit " + std::to_string(r.code) +
                    "):\n" + r.out + r.err + "(the node's daemons log to " + lab.nodeDir(n) + "/log)");
@@ -286,7 +300,14 @@ std::vector<std::string> namesOf(const Lab& lab, bool managers) {
 void waitForCluster(const Lab& lab) {
   const Node& first = lab.nodes.front();
   auto managers = namesOf(lab, true), workers = namesOf(lab, false);
-  auto end = Clock::now() + kClusterReady;
+  int fakes = 0;
+  for (auto& n : lab.nodes)
+    if (n.fakeNodes > 0) {
+      fakes += n.fakeNodes;
+      workers.erase(std::find(workers.begin(), workers.end(), n.name));  // counted among the fakes
+    }
+  auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(kClusterReady) + fakeNodesTime(lab);
+  auto end = Clock::now() + limit;
   std::string why = "m1 was not asked";
   while (Clock::now() < end) {
     auto r = runInNode(lab, first, {lab.binaries.at("shoal"), "node", "ls", "--format", "json"}, 10s);
@@ -294,7 +315,8 @@ void waitForCluster(const Lab& lab) {
       why = "`shoal node ls` in " + first.name + " failed: " + r.out + r.err;
     } else {
       try {
-        why = notFormedBecause(parseNodeList(r.out), managers, workers);
+        why = fakes > 0 ? notFormedBecause(parseNodeList(r.out), managers, workers, fakes)
+                        : notFormedBecause(parseNodeList(r.out), managers, workers);
         if (why.empty()) return;
       } catch (const LabError& e) {
         why = e.what();
@@ -302,7 +324,8 @@ void waitForCluster(const Lab& lab) {
     }
     std::this_thread::sleep_for(200ms);
   }
-  throw LabError("the swarm did not form within 60 s: in m1's `shoal node ls`, " + why);
+  throw LabError("the swarm did not form within " + std::to_string(limit.count() / 1000) +
+                 " s: in m1's `shoal node ls`, " + why);
 }
 
 void printUsage(const Lab& lab) {
@@ -390,6 +413,27 @@ bool teardown(const std::string& name) {
   return hadDir || !namespaces.empty();
 }
 
+// --executor, --fake-delay and --fake-nodes, checked before anything is made.
+void checkExecutorOptions(const UpOptions& o) {
+  static const std::regex duration("([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+");
+  if (!o.executor.empty() && o.executor != "fake" && o.executor != "runc")
+    throw LabError("bad --executor '" + o.executor + "': give fake or runc");
+  if (!o.fakeDelay.empty() && !std::regex_match(o.fakeDelay, duration))
+    throw LabError("bad --fake-delay '" + o.fakeDelay + "': give a duration such as 10ms or 1s");
+  if ((!o.fakeDelay.empty() || o.fakeNodes != 0) && o.executor != "fake")
+    throw LabError("--fake-delay and --fake-nodes need --executor fake");
+  if (o.fakeNodes < 0 || o.fakeNodes > 100000)
+    throw LabError("--fake-nodes must be 0 to 100000, not " + std::to_string(o.fakeNodes));
+}
+
+// What every agentd of the lab is given besides its node's own flags.
+std::vector<std::string> agentdArgs(const UpOptions& o) {
+  std::vector<std::string> args;
+  if (!o.executor.empty()) args.insert(args.end(), {"--executor", o.executor});
+  if (!o.fakeDelay.empty()) args.insert(args.end(), {"--fake-delay", o.fakeDelay});
+  return args;
+}
+
 }  // namespace
 
 int up(const UpOptions& o) {
@@ -402,6 +446,7 @@ int up(const UpOptions& o) {
   static const std::regex duration("([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+");
   if (!o.heartbeat.empty() && !std::regex_match(o.heartbeat, duration))
     throw LabError("bad --heartbeat '" + o.heartbeat + "': give a duration such as 1s or 500ms");
+  checkExecutorOptions(o);
   auto binaries = findBinaries(o.binDir);
   Lab lab;
   {
@@ -412,6 +457,8 @@ int up(const UpOptions& o) {
       throw LabError("a lab named " + o.name + " exists: `shoal-lab ls --name " + o.name +
                      "` shows it, `shoal-lab down --name " + o.name + "` removes it");
     lab = plan(o.name, freeIndex(), o.managers, o.workers);
+    if (o.fakeNodes > 0) addFakeHost(lab, o.fakeNodes);
+    lab.agentdArgs = agentdArgs(o);
     lab.binaries = binaries;
     fs::create_directories(lab.dir);
     save(lab);  // from here on, a failure or a crash leaves something `down` can find

@@ -14,6 +14,9 @@ struct UpOptions {
   int workers = 2;
   std::string binDir;  // where the daemons and the shoal CLI are; empty: beside shoal-lab
   std::string heartbeat;  // `swarm init --dispatcher-heartbeat`; empty: the cluster's default
+  std::string executor;   // agentd --executor (fake | runc); empty: agentd's default
+  std::string fakeDelay;  // agentd --fake-delay (with --executor fake); empty: agentd's default
+  int fakeNodes = 0;      // > 0: one more worker whose agentd poses as this many nodes
 };
 
 int up(const UpOptions& options);

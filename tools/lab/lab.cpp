@@ -33,6 +33,7 @@ nlohmann::json Lab::toJson() const {
   j["dir"] = dir;
   j["hub_netns"] = hubNetns;
   j["binaries"] = binaries;
+  j["agentd_args"] = agentdArgs;
   j["nodes"] = nlohmann::json::array();
   for (auto& n : nodes) {
     nlohmann::json jn = {{"name", n.name},          {"role", n.role},
@@ -40,6 +41,7 @@ nlohmann::json Lab::toJson() const {
                          {"hub_port", n.hubPort},   {"partition", n.partition},
                          {"run_dir", runDir(n)},    {"dir", nodeDir(n)},
                          {"daemons", nlohmann::json::object()}};
+    if (n.fakeNodes > 0) jn["fake_nodes"] = n.fakeNodes;
     for (auto& [d, r] : n.daemons)
       jn["daemons"][d] = {{"argv", r.argv}, {"pid", r.pid}, {"start_time", r.startTime}};
     j["nodes"].push_back(jn);
@@ -54,6 +56,7 @@ Lab Lab::fromJson(const nlohmann::json& j) {
   lab.dir = j.at("dir").get<std::string>();
   lab.hubNetns = j.at("hub_netns").get<std::string>();
   lab.binaries = j.value("binaries", std::map<std::string, std::string>{});
+  lab.agentdArgs = j.value("agentd_args", std::vector<std::string>{});
   for (auto& jn : j.at("nodes")) {
     Node n;
     n.name = jn.at("name").get<std::string>();
@@ -62,6 +65,7 @@ Lab Lab::fromJson(const nlohmann::json& j) {
     n.address = jn.at("address").get<std::string>();
     n.hubPort = jn.at("hub_port").get<std::string>();
     n.partition = jn.value("partition", 0);
+    n.fakeNodes = jn.value("fake_nodes", 0);
     auto daemons = jn.value("daemons", nlohmann::json::object());
     for (auto& [d, jr] : daemons.items()) {
       DaemonRecord r;
@@ -112,6 +116,22 @@ Lab plan(const std::string& name, int index, int managers, int workers) {
   for (int i = 1; i <= managers; ++i) add("m" + std::to_string(i), "manager", i);
   for (int i = 1; i <= workers; ++i) add("w" + std::to_string(i), "worker", 100 + i);
   return lab;
+}
+
+void addFakeHost(Lab& lab, int fakeNodes) {
+  int workers = 0;
+  for (auto& n : lab.nodes) workers += n.manager() ? 0 : 1;
+  if (workers + 1 > kMaxWorkers)
+    throw LabError("a lab has at most " + std::to_string(kMaxWorkers) +
+                   " workers, the fake nodes' host included: ask for fewer --workers");
+  Node n;
+  n.name = "w" + std::to_string(workers + 1);
+  n.role = "worker";
+  n.netns = netnsPrefix(lab.name) + n.name;
+  n.address = "198.18." + std::to_string(lab.index) + "." + std::to_string(100 + workers + 1);
+  n.hubPort = n.name;
+  n.fakeNodes = fakeNodes;
+  lab.nodes.push_back(n);
 }
 
 std::optional<Lab> load(const std::string& name) {

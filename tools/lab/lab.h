@@ -50,6 +50,7 @@ struct Node {
   std::string address;  // without the prefix length
   std::string hubPort;  // its veth's end in the hub namespace
   int partition = 0;    // 0: on the lab's bridge; n: cut off with the others of group n
+  int fakeNodes = 0;    // > 0: its agentd poses as this many fake nodes (agentd --fake-nodes)
   std::map<std::string, DaemonRecord> daemons;
 
   bool manager() const { return role == "manager"; }
@@ -62,6 +63,8 @@ struct Lab {
   std::string hubNetns;
   std::map<std::string, std::string> binaries;  // daemon or "shoal" -> path
   std::vector<Node> nodes;
+  // Added to every agentd's command line (shoal-lab up --executor, --fake-delay).
+  std::vector<std::string> agentdArgs;
 
   std::string subnet() const;  // 198.18.<index>.0/24
   std::string nodeDir(const Node& n) const { return dir + "/" + n.name; }
@@ -93,6 +96,9 @@ bool ownsNetns(const std::string& name, const std::string& netns);
 
 // A new lab's description: nodes, addresses, names. Nothing is created.
 Lab plan(const std::string& name, int index, int managers, int workers);
+// Adds to a planned lab one more worker, w<workers + 1>, whose agentd poses as fakeNodes
+// nodes of the swarm (a scale test's many nodes on one process).
+void addFakeHost(Lab& lab, int fakeNodes);
 
 std::optional<Lab> load(const std::string& name);
 void save(const Lab& lab);

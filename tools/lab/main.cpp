@@ -36,6 +36,13 @@ int main(int argc, char** argv) {
   upc->add_option("--heartbeat", upo.heartbeat,
                   "The swarm's dispatcher heartbeat period (swarm init --dispatcher-heartbeat), e.g. 1s; "
                   "default: the cluster's (5s)");
+  upc->add_option("--executor", upo.executor,
+                  "Every agentd's executor: fake (tasks walk to RUNNING without containers) or runc; "
+                  "default: agentd's");
+  upc->add_option("--fake-delay", upo.fakeDelay,
+                  "With --executor fake: the time between a fake task's steps (agentd --fake-delay), e.g. 10ms");
+  upc->add_option("--fake-nodes", upo.fakeNodes,
+                  "With --executor fake: one more worker whose agentd poses as this many nodes (agentd --fake-nodes)");
   upc->callback([&] { code = up(upo); });
 
   std::string name = defaultName();

@@ -1,6 +1,7 @@
 #include "tools/lab/node_list.h"
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -108,6 +109,31 @@ std::string notFormedBecause(const std::vector<SwarmNode>& nodes, const std::vec
   for (auto& w : workers)
     if (auto why = check(w, false); !why.empty()) return why;
   if (leaders != 1) return std::to_string(leaders) + " managers are Leader";
+  return "";
+}
+
+std::string notFormedBecause(const std::vector<SwarmNode>& nodes, const std::vector<std::string>& managers,
+                             const std::vector<std::string>& workers, int fakeNodes) {
+  std::set<std::string> named(managers.begin(), managers.end());
+  named.insert(workers.begin(), workers.end());
+  std::vector<SwarmNode> real;
+  int fakes = 0, fakesReady = 0;
+  std::string notReady;
+  for (auto& n : nodes) {
+    if (named.count(n.hostname)) {
+      real.push_back(n);
+      continue;
+    }
+    ++fakes;
+    if (n.status == "Ready" && n.managerStatus.empty()) ++fakesReady;
+    else if (notReady.empty())
+      notReady = "fake node " + n.hostname + " is " + (n.managerStatus.empty() ? n.status : "a manager");
+  }
+  if (auto why = notFormedBecause(real, managers, workers); !why.empty()) return why;
+  if (fakes != fakeNodes)
+    return std::to_string(fakes) + " fake nodes are listed, " + std::to_string(fakeNodes) + " expected";
+  if (fakesReady != fakeNodes)
+    return std::to_string(fakesReady) + " of " + std::to_string(fakeNodes) + " fake nodes are Ready (" + notReady + ")";
   return "";
 }
 

@@ -36,6 +36,12 @@ std::optional<std::string> soleLeader(const std::vector<SwarmNode>& nodes);
 std::string notFormedBecause(const std::vector<SwarmNode>& nodes, const std::vector<std::string>& managers,
                              const std::vector<std::string>& workers);
 
+// The same for a lab whose fake nodes' host (shoal-lab up --fake-nodes) poses as fakeNodes
+// nodes: the hostnames in managers and workers as above, and besides them exactly fakeNodes
+// more nodes (whatever their names, the host's own included), every one Ready and a worker.
+std::string notFormedBecause(const std::vector<SwarmNode>& nodes, const std::vector<std::string>& managers,
+                             const std::vector<std::string>& workers, int fakeNodes);
+
 // The join token in what `shoal swarm join-token -q` printed: the one word that starts with
 // "SWMTKN-"; nothing when there is none or more than one.
 std::optional<std::string> findJoinToken(std::string_view text);
