@@ -25,4 +25,15 @@ namespace shoal::schedulerd {
 
 void orchestrate(Plan& plan);
 
+// Shared with the updater, which also creates tasks and must agree on what "live" means.
+// A live task is one the cluster wants running (desired_state <= RUNNING).
+bool isLive(const objects::TaskT& task);
+// A new task of the service in NEW: a copy of its TaskSpec, spec_version, `digest`, slot (or
+// node for global services), name, desired RUNNING. It joins the plan.
+objects::TaskT& createServiceTask(Plan& plan, const objects::ServiceT& service, uint64_t slot,
+                                  const std::string& nodeId, uint64_t digest);
+// Whether the node may run tasks of the service: not down, not drained, constraints and
+// platforms met (a paused node keeps its tasks but takes no new ones: see Plan's callers).
+bool nodeEligible(const objects::NodeT& node, const objects::ServiceT& service);
+
 }  // namespace shoal::schedulerd
