@@ -1,0 +1,75 @@
+#pragma once
+// The rules of raftd's service API (schemas/service.fbs, docs/services.md "The service API"):
+// Swarm's defaults, the checks of a ServiceSpec against the objects the store holds, and the
+// changes a create, update or rollback makes to a Service. Pure: the shell
+// (service_control.h) reads the objects, calls these, and writes what they made.
+//
+// A refusal is an Error whose code is a wire::ErrorCode (InvalidArgument, Conflict, NotFound)
+// and whose message names the CLI flag or field and quotes the value, e.g.
+// `invalid --constraint "node.labels.zone=b": ...`.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "objects_generated.h"
+
+namespace shoal::raftd::service_rules {
+
+inline constexpr int64_t kSecond = 1'000'000'000;
+// Swarm's defaults, filled in where the CLI left a field zero or a table out.
+inline constexpr int64_t kDefaultRestartDelay = 5 * kSecond;
+inline constexpr int64_t kDefaultMonitor = 5 * kSecond;
+inline constexpr int64_t kDefaultStopGrace = 10 * kSecond;
+// Docker refuses a memory limit under 4 MiB: a container cannot start in less.
+inline constexpr int64_t kMinMemoryLimit = 4 << 20;
+inline constexpr size_t kMaxNameLength = 63;
+
+// What a spec is checked against: the store's objects, as read just before.
+struct Objects {
+  std::vector<std::unique_ptr<objects::ServiceT>> services;
+  std::vector<std::unique_ptr<objects::NetworkT>> networks;
+  std::vector<std::unique_ptr<objects::SecretT>> secrets;
+  std::vector<std::unique_ptr<objects::ConfigT>> configs;
+};
+
+// Fills Swarm's defaults the CLI leaves to the manager: restart policy (condition any, delay
+// 5 s), update and rollback configs (parallelism 1, monitor 5 s, failure action pause; a
+// present config with monitor 0 gets 5 s), stop grace period 10 s.
+void fillDefaults(objects::ServiceSpecT& spec);
+
+// Checks `spec` (defaults filled) against `objects`, and resolves names in it: network targets
+// and secret and config references become ids (and their names are filled in). `self` is the
+// service being updated, null for a create: its own name and ports do not clash with it, and
+// its mode kind and name must stay.
+Status validate(objects::ServiceSpecT& spec, const Objects& objects,
+                const objects::ServiceT* self);
+
+// The service `query` names: its id, its name (without case, as the store's name index), or
+// a unique prefix of its id. NotFound or InvalidArgument (ambiguous) otherwise.
+Result<const objects::ServiceT*> resolveService(
+    std::string_view query, const std::vector<std::unique_ptr<objects::ServiceT>>& services);
+
+// A new Service: spec_version 1, a zero meta (the store fills it in).
+std::unique_ptr<objects::ServiceT> newService(std::string id,
+                                              std::unique_ptr<objects::ServiceSpecT> spec);
+
+// An update of `service` to `spec`: the old spec kept as previous_spec, spec_version bumped,
+// and, when what the tasks run changed (templateChanged: schedulerd::taskSpecDigest differs),
+// update_status = Updating "update in progress". A change of replicas alone is a scale and
+// leaves update_status as it was.
+void applyUpdate(objects::ServiceT& service, std::unique_ptr<objects::ServiceSpecT> spec,
+                 bool templateChanged, int64_t now);
+
+// `service rollback`: spec and previous_spec swap, spec_version bumped, update_status =
+// RollbackStarted "manually requested rollback". Refused (InvalidArgument) without a previous
+// spec; the caller validates the spec that comes back before writing.
+Status applyRollback(objects::ServiceT& service, int64_t now);
+
+// The service's name, or its id when it has none.
+std::string nameOf(const objects::ServiceT& service);
+
+}  // namespace shoal::raftd::service_rules
