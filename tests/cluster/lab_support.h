@@ -13,6 +13,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -154,6 +155,20 @@ inline void checkGone(const std::string& name, const std::vector<pid_t>& pids,
   CHECK_MESSAGE(mounts.empty(), mounts);
   CHECK_FALSE(std::filesystem::exists("/var/lib/shoal-lab/" + name));
   for (pid_t p : pids) CHECK_MESSAGE(!alive(p), "pid " << p << " of lab " << name << " still runs");
+}
+
+// A CLI's `--format json` output: one JSON object per line (docker's), blank lines skipped.
+// Throws on a line that is not JSON, naming it.
+inline std::vector<nlohmann::json> jsonLines(const std::string& text) {
+  std::vector<nlohmann::json> rows;
+  std::stringstream in(text);
+  for (std::string l; std::getline(in, l);) {
+    if (l.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto j = nlohmann::json::parse(l, nullptr, false);
+    if (j.is_discarded()) throw std::runtime_error("not a JSON line: " + l.substr(0, 200));
+    rows.push_back(std::move(j));
+  }
+  return rows;
 }
 
 inline void requireRoot() {

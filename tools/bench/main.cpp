@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/bench/cluster.h"
+#include "tools/bench/converge.h"
 #include "tools/bench/failover.h"
 #include "tools/bench/raft_bench.h"
 
@@ -65,6 +66,32 @@ int main(int argc, char** argv) {
   labFailover->add_flag("--keep", fo.keep, "Leave the lab up at the end");
 
   int code = 0;
+  shoal::bench::ConvergeOptions co;
+  co.shoalLab = shoal::bench::defaultShoalLabPath();
+  co.binDir = shoal::bench::defaultBinDir();
+  auto* converge = app.add_subcommand(
+      "converge", "On a shoal-lab of 3 managers and 2 workers with the fake executor (needs root): "
+                  "time from `service create -d` of N replicas to N RUNNING, and from `service rm` to no task");
+  converge->add_option("--executor", co.executor, "agentd's executor (fake)")->capture_default_str();
+  converge->add_option("--replicas", co.replicas, "Replicas of the service")
+      ->capture_default_str()->check(CLI::Range(1, 1000000));
+  converge->add_option("--fake-nodes", co.fakeNodes, "One more agentd posing as this many nodes")
+      ->capture_default_str()->check(CLI::Range(0, 100000));
+  converge->add_option("--fake-delay", co.fakeDelay, "agentd --fake-delay: between a fake task's steps, e.g. 10ms");
+  converge->add_option("--lab-name", co.labName, "The lab's name")->capture_default_str();
+  converge->add_option("--shoal-lab", co.shoalLab, "The shoal-lab executable")->capture_default_str();
+  converge->add_option("--bin-dir", co.binDir, "shoal-lab up --bin-dir: where the daemons and shoal are")
+      ->capture_default_str();
+  converge->add_option("--poll-ms", co.pollMs, "How often the tasks are counted")
+      ->capture_default_str()->check(CLI::Range(5, 5000));
+  converge->add_option("--timeout", co.timeoutS, "Seconds each phase may take")
+      ->capture_default_str()->check(CLI::Range(1, 3600));
+  converge->add_flag("--keep", co.keep, "Leave the lab up at the end");
+  converge->callback([&] {
+    shoal::bench::installInterruptHandlers();
+    code = shoal::bench::runConverge(co);
+  });
+
   labFailover->callback([&] {
     shoal::bench::installInterruptHandlers();
     code = shoal::bench::runLabFailover(fo);
