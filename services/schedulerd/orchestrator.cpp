@@ -1,13 +1,14 @@
 #include "services/schedulerd/orchestrator.h"
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/constraints.h"
 
 // Decisions taken here, beyond what SwarmKit's orchestrators do (docs/services.md):
 // - A node in state Unknown or Disconnected keeps its tasks and is eligible for global tasks:
@@ -62,71 +63,30 @@ objects::NodeAvailability availabilityOf(const objects::NodeT& n) {
   return n.spec ? n.spec->availability : objects::NodeAvailability::Active;
 }
 
-// ---- constraints (DESIGN.md §6). common/constraints.h will hold the scheduler's parser; this
-// is the same grammar: `key==value` or `key!=value`, values compared ignoring case as Swarm
-// does. A constraint that does not parse (the control API refuses those) is not met.
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
-
-bool equalFold(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-const std::string* labelOf(const std::vector<std::unique_ptr<objects::KeyValueT>>& labels,
-                           std::string_view key) {
-  for (auto& kv : labels)
-    if (kv && kv->key == key) return &kv->value;
-  return nullptr;
-}
-
-// The node's value for a constraint key; nullopt when the node has none (a missing label).
-std::optional<std::string> nodeValue(const objects::NodeT& n, std::string_view key) {
-  auto* d = n.description.get();
-  if (key == "node.id") return n.id;
-  if (key == "node.hostname") return d ? d->hostname : std::string();
-  if (key == "node.role") return n.role == objects::NodeRole::Manager ? "manager" : "worker";
-  if (key == "node.platform.os") return d && d->platform ? d->platform->os : std::string();
-  if (key == "node.platform.arch") return d && d->platform ? d->platform->architecture : std::string();
-  const std::string* v = nullptr;
-  if (key.starts_with("node.labels.") && n.spec && n.spec->annotations)
-    v = labelOf(n.spec->annotations->labels, key.substr(12));
-  else if (key.starts_with("engine.labels.") && d && d->engine)
-    v = labelOf(d->engine->labels, key.substr(14));
-  if (v) return *v;
-  return std::nullopt;
-}
-
-bool constraintMet(const objects::NodeT& n, std::string_view c) {
-  auto eq = c.find("==");
-  auto ne = c.find("!=");
-  bool equal = eq != std::string_view::npos && (ne == std::string_view::npos || eq < ne);
-  auto at = equal ? eq : ne;
-  if (at == std::string_view::npos) return false;
-  auto key = trim(c.substr(0, at));
-  auto want = trim(c.substr(at + 2));
-  auto have = nodeValue(n, key);
-  bool same = have && equalFold(*have, want);
-  return equal ? same : !same;
-}
-
-bool platformMet(const objects::NodeT& n, const objects::PlacementT& p) {
-  if (p.platforms.empty()) return true;
-  auto* np = n.description ? n.description->platform.get() : nullptr;
-  for (auto& want : p.platforms) {
-    if (!want) continue;
-    bool os = want->os.empty() || (np && equalFold(want->os, np->os));
-    bool arch = want->architecture.empty() || (np && equalFold(want->architecture, np->architecture));
-    if (os && arch) return true;
+// Who may run a service's tasks: a node not down, not drained, meeting the constraints and
+// platforms (common/constraints.h, the scheduler's own matchers). Parsed once per service; a
+// constraint that does not parse (the service API refuses those) is met by no node.
+class Eligibility {
+ public:
+  explicit Eligibility(const objects::ServiceT& s) {
+    placement_ = s.spec && s.spec->task ? s.spec->task->placement.get() : nullptr;
+    if (!placement_) return;
+    auto parsed = constraints::parseConstraints(placement_->constraints);
+    valid_ = parsed.ok();
+    if (valid_) constraints_ = std::move(parsed).value();
   }
-  return false;
-}
+  bool operator()(const objects::NodeT& n) const {
+    if (nodeDown(&n) || availabilityOf(n) == objects::NodeAvailability::Drain || !valid_) return false;
+    if (!placement_) return true;
+    return constraints::matchesAll(constraints_, n) &&
+           constraints::platformMatches(placement_->platforms, n);
+  }
+
+ private:
+  const objects::PlacementT* placement_ = nullptr;
+  std::vector<constraints::Constraint> constraints_;
+  bool valid_ = true;
+};
 
 // ---- the restart policy (docs/services.md "Restarts")
 
@@ -296,13 +256,14 @@ void reconcileReplicated(Plan& plan, const objects::ServiceT& s) {
 // Global and global-job: one task per eligible node; for a job, one that completed counts.
 void reconcileGlobal(Plan& plan, const objects::ServiceT& s) {
   auto slots = slotsOf(plan, s);
+  Eligibility eligible(s);
   for (auto& [key, ids] : slots) {
     auto* node = plan.view().node(key.second);
-    if (node && nodeEligible(*node, s)) continue;
+    if (node && eligible(*node)) continue;
     for (auto* t : liveIn(plan, ids)) stopTask(plan, *t, TaskState::Shutdown);
   }
   for (auto& [id, node] : plan.view().nodes()) {
-    if (!nodeEligible(*node, s) || availabilityOf(*node) == objects::NodeAvailability::Pause)
+    if (!eligible(*node) || availabilityOf(*node) == objects::NodeAvailability::Pause)
       continue;
     bool covered = false;
     for (auto& tid : slots[SlotKey{0, id}]) {
@@ -417,12 +378,7 @@ void orchestrateService(Plan& plan, const objects::ServiceT& s) {
 bool isLive(const objects::TaskT& task) { return task.desired_state <= TaskState::Running; }
 
 bool nodeEligible(const objects::NodeT& node, const objects::ServiceT& service) {
-  if (nodeDown(&node) || availabilityOf(node) == objects::NodeAvailability::Drain) return false;
-  auto* placement = service.spec && service.spec->task ? service.spec->task->placement.get() : nullptr;
-  if (!placement) return true;
-  for (auto& c : placement->constraints)
-    if (!constraintMet(node, c)) return false;
-  return platformMet(node, *placement);
+  return Eligibility(service)(node);
 }
 
 objects::TaskT& createServiceTask(Plan& plan, const objects::ServiceT& s, uint64_t slot,
