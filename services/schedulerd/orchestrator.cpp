@@ -11,8 +11,10 @@
 #include "common/constraints.h"
 
 // Decisions taken here, beyond what SwarmKit's orchestrators do (docs/services.md):
-// - A node in state Unknown or Disconnected keeps its tasks and is eligible for global tasks:
-//   only Down (dispatcherd's verdict after 3 missed heartbeats) or a removed Node moves tasks.
+// - A node in state Unknown or Disconnected keeps its tasks: only Down (dispatcherd's verdict
+//   after 3 missed heartbeats) or a removed Node moves tasks. New tasks of a global service go
+//   only to Ready and active nodes (the scheduler's first filter); a paused node keeps its
+//   tasks, and a global task that ends there is not restarted until the node is active.
 // - A task whose node went Down or was drained is shut down and its slot filled again at once,
 //   without the restart delay and without counting a restart attempt: the task did not fail.
 // - A task that ended and may not be restarted (condition none, on-failure after COMPLETE, max
@@ -87,6 +89,11 @@ class Eligibility {
   std::vector<constraints::Constraint> constraints_;
   bool valid_ = true;
 };
+
+bool takesNewTasks(const objects::NodeT& n, const Eligibility& eligible) {
+  return eligible(n) && n.status && n.status->state == objects::NodeState::Ready &&
+         availabilityOf(n) == objects::NodeAvailability::Active;
+}
 
 // ---- the restart policy (docs/services.md "Restarts")
 
@@ -206,9 +213,9 @@ void superviseEnded(Plan& plan, const objects::ServiceT& s, const objects::TaskT
     return;
   }
   if (!conditionAllows(s, t)) return;
-  if (isGlobal(s)) {  // a global task restarts only where it may still run
+  if (isGlobal(s)) {  // a global task restarts only where a new one may go
     auto* node = plan.view().node(t.node_id);
-    if (!node || !nodeEligible(*node, s)) return;
+    if (!node || !takesNewTasks(*node, Eligibility(s))) return;
   }
   restartTask(plan, s, t, slotTasks);
 }
@@ -263,8 +270,7 @@ void reconcileGlobal(Plan& plan, const objects::ServiceT& s) {
     for (auto* t : liveIn(plan, ids)) stopTask(plan, *t, TaskState::Shutdown);
   }
   for (auto& [id, node] : plan.view().nodes()) {
-    if (!eligible(*node) || availabilityOf(*node) == objects::NodeAvailability::Pause)
-      continue;
+    if (!takesNewTasks(*node, eligible)) continue;
     bool covered = false;
     for (auto& tid : slots[SlotKey{0, id}]) {
       auto* t = plan.view().task(tid);

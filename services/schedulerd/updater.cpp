@@ -155,16 +155,20 @@ std::string failureText(const objects::ServiceT& s, const objects::TaskT& t) {
   return what + " within the monitor window";
 }
 
+// A task created for this update (or rollback): it runs the spec the update brings in, in
+// that spec version or a later one (a scale during the update). Tasks that ran the same spec
+// before, e.g. the old ones a rollback returns to, have an older version.
+bool ofThisUpdate(const objects::ServiceT& s, const objects::TaskT& t, uint64_t digest) {
+  return t.spec_digest == digest && t.spec_version >= s.update_status->spec_version;
+}
+
 // The new tasks of this update that failed; the latest first.
 std::vector<const objects::TaskT*> failuresOf(const Plan& plan, const objects::ServiceT& s,
                                               uint64_t digest) {
   std::vector<const objects::TaskT*> out;
-  Time since = s.update_status->started_at;
   for (auto& id : plan.view().tasksOf(s.id)) {
     auto* t = plan.view().task(id);
-    if (!t || t->spec_digest != digest || !isFailure(*t)) continue;
-    if (t->meta && t->meta->created_at() < since) continue;
-    out.push_back(t);
+    if (t && isFailure(*t) && ofThisUpdate(s, *t, digest)) out.push_back(t);
   }
   std::sort(out.begin(), out.end(), [](auto* a, auto* b) {
     return std::make_pair(a->status->timestamp, a->id) > std::make_pair(b->status->timestamp, b->id);
@@ -258,9 +262,7 @@ void startBatch(Plan& plan, const objects::ServiceT& s, const std::map<std::stri
 bool batchStarted(const Plan& plan, const objects::ServiceT& s, uint64_t digest) {
   for (auto& id : plan.view().tasksOf(s.id)) {
     auto* t = plan.view().task(id);
-    if (t && t->spec_digest == digest &&
-        (!t->meta || t->meta->created_at() >= s.update_status->started_at))
-      return true;
+    if (t && ofThisUpdate(s, *t, digest)) return true;
   }
   return false;
 }
@@ -286,12 +288,14 @@ void advance(Plan& plan, const objects::ServiceT& s) {
     dirty = dirty || slot.clean.empty();
   }
   if (busy) return;
+  // The batch in flight is all up now: recorded only when something waits for it (the delay,
+  // the last monitor window), since the next batch would clear it at once.
   Time doneAt = s.update_status->batch_done_at;
-  if (doneAt == 0 && batchStarted(plan, s, digest)) {
-    doneAt = plan.now();
-    plan.editService(s.id).update_status->batch_done_at = doneAt;
-  }
+  bool justDone = doneAt == 0 && batchStarted(plan, s, digest);
+  if (justDone) doneAt = plan.now();
   Time next = doneAt == 0 ? plan.now() : doneAt + (dirty ? c.delay : c.monitor);
+  if (justDone && (next > plan.now() || !dirty))
+    plan.editService(s.id).update_status->batch_done_at = doneAt;
   if (next > plan.now()) return plan.wakeAt(next);
   if (dirty)
     startBatch(plan, s, slots, c, digest);

@@ -619,8 +619,10 @@ class Runner {
     std::vector<const objects::TaskT*> all;
     for (auto& [id, t] : tasks_) all.push_back(t.get());
     std::sort(all.begin(), all.end(), [](auto* a, auto* b) {
-      return std::make_tuple(a->service_id, a->slot, a->node_id, idNumber(a->id)) <
-             std::make_tuple(b->service_id, b->slot, b->node_id, idNumber(b->id));
+      auto key = [](const objects::TaskT* t) {  // a slot, or a global service's node
+        return std::make_tuple(t->service_id, t->slot, t->slot ? "" : t->node_id, idNumber(t->id));
+      };
+      return key(a) < key(b);
     });
     char line[512];
     std::snprintf(line, sizeof line, "%-14s %-5s %-5s %-9s %-9s %s\n", "NAME", "SLOT", "NODE",
