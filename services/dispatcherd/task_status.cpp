@@ -100,6 +100,7 @@ Report TaskStatusWrites::report(const std::string& nodeId, const std::string& ta
   if (status->state < task->state) return verdict(Report::Backwards);
   if (auto p = pending_.find(taskId); p != pending_.end() && status->state < p->second.status->state)
     return verdict(Report::Backwards);
+  if (auto b = busy_.find(taskId); b != busy_.end() && status->state < b->second) return verdict(Report::Backwards);
   if (!pending_.count(taskId) && !busy_.count(taskId) && sameAsStored(*task, *status))
     return verdict(Report::Unchanged);
   pending_[taskId] = Pending{nodeId, std::move(status)};
@@ -161,7 +162,7 @@ std::vector<TaskStatusWrites::Txn> TaskStatusWrites::take(Clock::time_point now,
     }
     out.back().changes.push_back(std::move(change).value());
     out.back().taskIds.push_back(it->first);
-    busy_.insert(it->first);
+    busy_[it->first] = it->second.status->state;
     inFlight_[out.back().id].emplace(it->first, std::move(it->second));
     it = pending_.erase(it);
   }

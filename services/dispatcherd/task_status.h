@@ -105,7 +105,7 @@ class TaskStatusWrites {
 
   std::map<std::string, Pending> pending_;
   std::map<uint64_t, std::map<std::string, Pending>> inFlight_;
-  std::set<std::string> busy_;                   // task ids in flight
+  std::map<std::string, objects::TaskState> busy_;  // in flight: task id -> its state there
   std::map<std::string, uint64_t> written_;      // task id -> version our write gave it
   uint64_t nextTxn_ = 1;
   std::optional<Clock::time_point> lastWrite_;

@@ -4,13 +4,18 @@
 // to the store.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <memory>
 #include <random>
+#include <set>
 
+#include "common/protocols.h"
+#include "services/dispatcherd/assignments.h"
 #include "services/dispatcherd/join.h"
 #include "services/dispatcherd/records.h"
 #include "services/dispatcherd/sessions.h"
 #include "services/dispatcherd/status_writes.h"
+#include "services/dispatcherd/task_status.h"
 
 namespace shoal::dispatcherd {
 namespace {
@@ -541,6 +546,520 @@ TEST_CASE("the cluster's heartbeat period and certificate expiry, with Swarm's d
   c->nodeCertExpiryNs = 0;
   CHECK(certExpiryNs(&*c) == kDefaultCertExpiryNs);
   CHECK_FALSE(parseCluster("not a cluster"));
+}
+
+// --- assignments (assignments.h) ------------------------------------------------------------
+
+namespace {
+
+using objects::TaskState;
+
+// A Task as the store holds it: meta.version set, a name of `pad` bytes to make it large.
+std::string taskBytes(const std::string& id, uint64_t version, const std::string& node, TaskState state,
+                      size_t pad = 0, TaskState desired = TaskState::Running) {
+  objects::TaskT t;
+  t.id = id;
+  t.meta = std::make_unique<objects::Meta>(version, 0, 0);
+  t.node_id = node;
+  t.service_id = "svc";
+  t.desired_state = desired;
+  t.status = std::make_unique<objects::TaskStatusT>();
+  t.status->state = state;
+  t.status->message = "as stored";
+  t.annotations = std::make_unique<objects::AnnotationsT>();
+  t.annotations->name = "svc.1" + std::string(pad, 'x');
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(objects::Task::Pack(fbb, &t));
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+TaskEntry taskEntry(const std::string& id, uint64_t version, const std::string& node, TaskState state,
+                    size_t pad = 0, TaskState desired = TaskState::Running) {
+  auto t = readTask(taskBytes(id, version, node, state, pad, desired));
+  REQUIRE(t.ok());
+  return std::move(t).value();
+}
+
+std::string idOf(const std::string& bytes) {
+  return flatbuffers::GetRoot<objects::Task>(bytes.data())->id()->str();
+}
+
+std::set<std::string> idsOf(const std::vector<std::string>& tasks) {
+  std::set<std::string> out;
+  for (auto& b : tasks) out.insert(idOf(b));
+  return out;
+}
+
+// What an agent does with a stream's items: a complete set replaces what it holds, an
+// increment must follow the version it holds (the test fails on a gap).
+struct AgentView {
+  uint64_t version = 0;
+  std::map<std::string, uint64_t> held;
+  void apply(const AssignmentItem& item) {
+    if (item.full) {
+      held.clear();
+    } else {
+      REQUIRE_MESSAGE(item.previous == version, "a gap: item ", item.version, " follows ", item.previous,
+                      ", the agent holds ", version);
+    }
+    for (auto& b : item.updated)
+      held[idOf(b)] = flatbuffers::GetRoot<objects::Task>(b.data())->meta()->version();
+    for (auto& id : item.removed) {
+      CHECK_MESSAGE(held.count(id), "removed ", id, " which the agent does not hold");
+      held.erase(id);
+    }
+    version = item.version;
+  }
+};
+
+// The node's set as the view says it should be: id -> version.
+std::map<std::string, uint64_t> expectedSet(const Assignments& a, const std::string& node) {
+  std::map<std::string, uint64_t> out;
+  if (auto it = a.byNode().find(node); it != a.byNode().end())
+    for (auto& id : it->second) out[id] = a.task(id)->version;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("readTask verifies the bytes and reads id, version, node and state") {
+  auto t = readTask(taskBytes("t1", 42, "n1", TaskState::Running));
+  REQUIRE(t.ok());
+  CHECK(t->id == "t1");
+  CHECK(t->version == 42);
+  CHECK(t->nodeId == "n1");
+  CHECK(t->state == TaskState::Running);
+  auto bad = readTask("not a task at all");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(contains(bad.error().message, "does not verify"));
+  CHECK(isAssigned(TaskState::Assigned));
+  CHECK_FALSE(isAssigned(TaskState::Pending));
+}
+
+TEST_CASE("a stream starts with the complete set, then increments chained by version") {
+  TestClock clock;
+  Assignments a;
+  a.put(taskEntry("t1", 1, "n1", TaskState::Assigned));
+  a.put(taskEntry("t2", 2, "n1", TaskState::Running));
+  a.put(taskEntry("t3", 3, "n2", TaskState::Assigned));
+  a.put(taskEntry("t4", 4, "n1", TaskState::Pending));  // not the node's business yet
+  a.open(1, "n1");
+  CHECK(a.due(1, clock.now));
+  auto first = a.take(1, clock.now, 10);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].full);
+  CHECK(first[0].previous == 0);
+  CHECK(idsOf(first[0].updated) == std::set<std::string>{"t1", "t2"});
+  CHECK(first[0].removed.empty());
+  AgentView agent;
+  agent.apply(first[0]);
+  CHECK_FALSE(a.due(1, clock.now));  // nothing changed
+
+  // Within 100 ms of the complete set a change waits; then it goes.
+  clock.advance(10ms);
+  CHECK(a.put(taskEntry("t1", 5, "n1", TaskState::Accepted)));
+  CHECK_FALSE(a.due(1, clock.now));
+  CHECK(a.nextDue(clock.now) == clock.now + 90ms);
+  clock.advance(90ms);
+  auto second = a.take(1, clock.now, 10);
+  REQUIRE(second.size() == 1);
+  CHECK_FALSE(second[0].full);
+  CHECK(second[0].previous == first[0].version);
+  CHECK(idsOf(second[0].updated) == std::set<std::string>{"t1"});
+  agent.apply(second[0]);
+
+  // A task scheduled to the node, one deleted, one of another node changed: one increment.
+  clock.advance(500ms);
+  a.put(taskEntry("t4", 6, "n1", TaskState::Assigned));
+  a.erase("t2");
+  a.put(taskEntry("t3", 7, "n2", TaskState::Running));
+  CHECK(a.due(1, clock.now));  // idle for 100 ms: at once
+  auto third = a.take(1, clock.now, 10);
+  REQUIRE(third.size() == 1);
+  CHECK(third[0].previous == second[0].version);
+  CHECK(idsOf(third[0].updated) == std::set<std::string>{"t4"});
+  CHECK(third[0].removed == std::vector<std::string>{"t2"});
+  agent.apply(third[0]);
+  CHECK(agent.held == expectedSet(a, "n1"));
+  CHECK(a.versionOf(1) == third[0].version);
+}
+
+TEST_CASE("an item goes on the wire as a dispatch Assignments that verifies") {
+  AssignmentItem item;
+  item.full = false;
+  item.version = 7;
+  item.previous = 6;
+  item.updated = {taskBytes("t1", 3, "n1", TaskState::Running)};
+  item.removed = {"t2"};
+  auto buf = encodeAssignments(item);
+  const bus::Protocol* protocols[] = {&kDispatchProtocol};
+  REQUIRE(bus::verify({buf.data(), buf.size()}, protocols).ok());
+  auto* body = flatbuffers::GetRoot<dispatch::Envelope>(buf.data())->body_as_Assignments();
+  REQUIRE(body);
+  CHECK(body->version() == 7);
+  CHECK(body->previous() == 6);
+  CHECK_FALSE(body->full());
+  REQUIRE(body->updated()->size() == 1);
+  auto* task = body->updated()->Get(0)->task();
+  flatbuffers::Verifier v(task->data(), task->size());
+  REQUIRE(v.VerifyBuffer<objects::Task>(nullptr));
+  CHECK(flatbuffers::GetRoot<objects::Task>(task->data())->id()->str() == "t1");
+  CHECK(body->removed()->Get(0)->str() == "t2");
+}
+
+TEST_CASE("a task leaves the node's set when it moves, is deleted, or its node changes") {
+  TestClock clock;
+  Assignments a;
+  a.put(taskEntry("t1", 1, "n1", TaskState::Running));
+  a.put(taskEntry("t2", 2, "n1", TaskState::Running));
+  a.open(1, "n1");
+  a.open(2, "n2");
+  AgentView one, two;
+  for (auto& i : a.take(1, clock.now, 10)) one.apply(i);
+  for (auto& i : a.take(2, clock.now, 10)) two.apply(i);
+  CHECK(two.held.empty());  // an empty complete set is still a complete set
+  clock.advance(1s);
+  a.put(taskEntry("t1", 3, "n2", TaskState::Assigned));  // not something schedulerd does, but
+  a.erase("t2");
+  auto i1 = a.take(1, clock.now, 10);
+  auto i2 = a.take(2, clock.now, 10);
+  REQUIRE(i1.size() == 1);
+  REQUIRE(i2.size() == 1);
+  CHECK(std::set<std::string>(i1[0].removed.begin(), i1[0].removed.end()) == std::set<std::string>{"t1", "t2"});
+  CHECK(idsOf(i2[0].updated) == std::set<std::string>{"t1"});
+  one.apply(i1[0]);
+  two.apply(i2[0]);
+  CHECK(one.held.empty());
+  CHECK(two.held == expectedSet(a, "n2"));
+  // A task created and deleted before the stream's next item leaves nothing to say.
+  clock.advance(1s);
+  a.put(taskEntry("t9", 9, "n1", TaskState::Assigned));
+  a.erase("t9");
+  CHECK(a.take(1, clock.now, 10).empty());
+  CHECK_FALSE(a.due(1, clock.now));
+}
+
+TEST_CASE("a stream never outruns its credits, and what waited goes as one increment") {
+  TestClock clock;
+  Assignments a;
+  a.open(1, "n1");
+  CHECK(a.take(1, clock.now, 0).empty());
+  a.put(taskEntry("t1", 1, "n1", TaskState::Assigned));
+  auto first = a.take(1, clock.now, 1);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].full);
+  AgentView agent;
+  agent.apply(first[0]);
+  for (int i = 0; i < 5; ++i) {
+    clock.advance(200ms);
+    a.put(taskEntry("t" + std::to_string(i + 2), 10 + i, "n1", TaskState::Assigned));
+    CHECK(a.take(1, clock.now, 0).empty());  // no credits
+  }
+  auto later = a.take(1, clock.now, 5);
+  REQUIRE(later.size() == 1);
+  CHECK(later[0].updated.size() == 5);
+  agent.apply(later[0]);
+  CHECK(agent.held == expectedSet(a, "n1"));
+}
+
+TEST_CASE("an old version of a task (a watch event behind a re-read) is ignored") {
+  Assignments a;
+  CHECK(a.put(taskEntry("t1", 5, "n1", TaskState::Running)));
+  CHECK_FALSE(a.put(taskEntry("t1", 4, "n1", TaskState::Starting)));
+  CHECK_FALSE(a.put(taskEntry("t1", 5, "n1", TaskState::Starting)));
+  CHECK(a.task("t1")->state == TaskState::Running);
+}
+
+TEST_CASE("a set larger than an item goes as a complete set and increments chained to it") {
+  TestClock clock;
+  Assignments a;
+  const size_t pad = Assignments::kMaxItemBytes * 2 / 5;  // two tasks per item
+  for (int i = 0; i < 5; ++i) a.put(taskEntry("t" + std::to_string(i), 1 + i, "n1", TaskState::Assigned, pad));
+  a.open(1, "n1");
+  // One credit at a time: the rest follows at once, not 100 ms later.
+  AgentView agent;
+  std::vector<AssignmentItem> items;
+  for (int i = 0; i < 10 && a.due(1, clock.now); ++i)
+    for (auto& item : a.take(1, clock.now, 1)) items.push_back(std::move(item));
+  REQUIRE(items.size() == 3);
+  CHECK(items[0].full);
+  CHECK_FALSE(items[1].full);
+  CHECK_FALSE(items[2].full);
+  for (auto& item : items) {
+    size_t bytes = 0;
+    for (auto& b : item.updated) bytes += b.size();
+    CHECK(bytes <= Assignments::kMaxItemBytes);
+    agent.apply(item);
+  }
+  CHECK(agent.held == expectedSet(a, "n1"));
+  CHECK(agent.held.size() == 5);
+  // A task larger than an item still goes, alone.
+  clock.advance(1s);
+  a.put(taskEntry("big", 20, "n1", TaskState::Assigned, Assignments::kMaxItemBytes + 10));
+  auto big = a.take(1, clock.now, 5);
+  REQUIRE(big.size() == 1);
+  agent.apply(big[0]);
+  CHECK(agent.held.count("big"));
+}
+
+TEST_CASE("after a resync the streams get the difference, and a reopened stream a complete set") {
+  TestClock clock;
+  Assignments a;
+  a.put(taskEntry("t1", 1, "n1", TaskState::Running));
+  a.put(taskEntry("t2", 2, "n1", TaskState::Running));
+  a.open(1, "n1");
+  AgentView agent;
+  for (auto& i : a.take(1, clock.now, 10)) agent.apply(i);
+  clock.advance(1s);
+  std::vector<TaskEntry> snapshot;
+  snapshot.push_back(taskEntry("t1", 1, "n1", TaskState::Running));   // as it was
+  snapshot.push_back(taskEntry("t3", 30, "n1", TaskState::Assigned));  // new meanwhile
+  a.replaceAll(std::move(snapshot));
+  auto diff = a.take(1, clock.now, 10);
+  REQUIRE(diff.size() == 1);
+  CHECK(idsOf(diff[0].updated) == std::set<std::string>{"t3"});
+  CHECK(diff[0].removed == std::vector<std::string>{"t2"});
+  agent.apply(diff[0]);
+  CHECK(agent.held == expectedSet(a, "n1"));
+
+  a.close(1);
+  CHECK(a.streams().empty());
+  a.open(2, "n1");
+  auto again = a.take(2, clock.now, 10);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].full);
+  CHECK(again[0].version > diff[0].version);  // versions are never reused
+  CHECK(idsOf(again[0].updated) == std::set<std::string>{"t1", "t3"});
+  CHECK(a.streamsOf("n1") == std::vector<Assignments::StreamId>{2});
+}
+
+TEST_CASE("many random changes: every agent's set follows the view without a gap") {
+  TestClock clock;
+  Assignments a;
+  std::mt19937_64 rng(7);
+  const std::vector<std::string> nodes = {"n1", "n2", "n3"};
+  for (Assignments::StreamId s = 1; s <= 3; ++s) a.open(s, nodes[s - 1]);
+  std::map<Assignments::StreamId, AgentView> agents;
+  uint64_t version = 1;
+  for (int round = 0; round < 300; ++round) {
+    for (int i = 0; i < 5; ++i) {
+      std::string id = "t" + std::to_string(rng() % 40);
+      if (rng() % 6 == 0) {
+        a.erase(id);
+        continue;
+      }
+      auto state = std::vector<TaskState>{TaskState::Pending, TaskState::Assigned, TaskState::Running,
+                                          TaskState::Shutdown}[rng() % 4];
+      a.put(taskEntry(id, ++version, nodes[rng() % 3], state));
+    }
+    clock.advance(std::chrono::milliseconds(rng() % 150));
+    for (Assignments::StreamId s = 1; s <= 3; ++s)
+      for (auto& item : a.take(s, clock.now, static_cast<uint32_t>(rng() % 3))) agents[s].apply(item);
+  }
+  clock.advance(1s);
+  for (Assignments::StreamId s = 1; s <= 3; ++s) {
+    for (auto& item : a.take(s, clock.now, 100)) agents[s].apply(item);
+    CHECK(agents[s].held == expectedSet(a, nodes[s - 1]));
+  }
+}
+
+// --- task status (task_status.h) ----------------------------------------------------------------
+
+namespace {
+
+// A TaskStatus as an agent puts it in UpdateTaskStatusRequest.
+std::unique_ptr<objects::TaskStatusT> reported(TaskState state, const std::string& err = {}) {
+  objects::TaskStatusT s;
+  s.state = state;
+  s.message = objects::EnumNameTaskState(state);
+  s.err = err;
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(objects::TaskStatus::Pack(fbb, &s));
+  auto out = reportedStatus(flatbuffers::GetRoot<objects::TaskStatus>(fbb.GetBufferPointer()), "n1", 77);
+  REQUIRE_MESSAGE(out.ok(), (out ? "" : out.error().message));
+  return std::move(out).value();
+}
+
+const objects::Task* written(const store::ChangeSpec& c) {
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(c.object.data()), c.object.size());
+  REQUIRE(v.VerifyBuffer<objects::Task>(nullptr));
+  return flatbuffers::GetRoot<objects::Task>(c.object.data());
+}
+
+}  // namespace
+
+TEST_CASE("a reported status is checked, bounded and stamped with the node") {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto check = [&](objects::TaskStatusT s) {
+    fbb.Clear();
+    fbb.Finish(objects::TaskStatus::Pack(fbb, &s));
+    return reportedStatus(flatbuffers::GetRoot<objects::TaskStatus>(fbb.GetBufferPointer()), "n1", 77);
+  };
+  CHECK(contains(reportedStatus(nullptr, "n1", 0).error().message, "no status"));
+  objects::TaskStatusT s;
+  s.state = TaskState::Assigned;
+  CHECK(contains(check(s).error().message, "not one an agent reports"));
+  s.state = static_cast<TaskState>(300);
+  CHECK_FALSE(check(s).ok());
+  s.state = TaskState::Remove;
+  CHECK_FALSE(check(s).ok());
+  s.state = TaskState::Failed;
+  s.err = std::string(kMaxStatusErr - 1, 'e') + "é";  // cut before the two-byte character
+  s.applied_by = "someone else";
+  auto ok = check(s);
+  REQUIRE(ok.ok());
+  CHECK((*ok)->err == std::string(kMaxStatusErr - 1, 'e'));
+  CHECK((*ok)->applied_by == "n1");
+  CHECK((*ok)->applied_at == 77);
+  for (size_t i = 0; i <= kMaxPortStatus; ++i) s.port_status.push_back(std::make_unique<objects::PortConfigT>());
+  CHECK(contains(check(s).error().message, "port_status"));
+}
+
+TEST_CASE("reports count only for a task of the node that moves forward; the later state wins") {
+  Assignments view;
+  view.put(taskEntry("t1", 10, "n1", TaskState::Assigned));
+  view.put(taskEntry("t2", 11, "n2", TaskState::Assigned));
+  view.put(taskEntry("t3", 12, "n1", TaskState::Running));
+  view.put(taskEntry("t4", 13, "n1", TaskState::Pending));
+  TaskStatusWrites w;
+  CHECK(w.report("n1", "nope", reported(TaskState::Running), view) == Report::UnknownTask);
+  CHECK(w.report("n1", "t2", reported(TaskState::Running), view) == Report::OtherNode);
+  CHECK(w.report("n1", "t4", reported(TaskState::Running), view) == Report::OtherNode);  // not assigned yet
+  CHECK(w.report("n1", "t3", reported(TaskState::Starting), view) == Report::Backwards);
+  CHECK(w.report("n1", "", reported(TaskState::Running), view) == Report::Invalid);
+  CHECK(w.report("n1", "t1", reported(TaskState::Preparing), view) == Report::Accepted);
+  CHECK(w.report("n1", "t1", reported(TaskState::Running), view) == Report::Accepted);
+  CHECK(w.report("n1", "t1", reported(TaskState::Starting), view) == Report::Backwards);
+  auto same = std::make_unique<objects::TaskStatusT>();
+  same->state = TaskState::Running;
+  same->message = "as stored";
+  CHECK(w.report("n1", "t3", std::move(same), view) == Report::Unchanged);
+  CHECK(w.pending() == 1);
+  CHECK(w.counters().received == 9);
+  CHECK(w.counters().accepted == 2);
+
+  auto txns = w.take(Clock::time_point(1s), view);
+  REQUIRE(txns.size() == 1);
+  REQUIRE(txns[0].changes.size() == 1);
+  auto& c = txns[0].changes[0];
+  CHECK(c.kind == objects::ObjectKind::Task);
+  CHECK(c.operation == objects::Operation::Update);
+  CHECK(c.id == "t1");
+  CHECK(c.expectedVersion == 10);
+  auto* t = written(c);
+  CHECK(t->status()->state() == TaskState::Running);
+  CHECK(t->status()->applied_by()->str() == "n1");
+  // Only the status changes: the rest is the stored task's.
+  CHECK(t->annotations()->name()->str() == "svc.1");
+  CHECK(t->desired_state() == TaskState::Running);
+  CHECK(t->node_id()->str() == "n1");
+  CHECK(t->meta()->version() == 0);  // the store fills it in
+}
+
+TEST_CASE("writes: due every 100 ms or at 10,000 pending, in transactions of at most 200") {
+  TestClock clock;
+  Assignments view;
+  for (int i = 0; i < 10'000; ++i)
+    view.put(taskEntry("t" + std::to_string(i), 1 + i, "n1", TaskState::Assigned));
+  TaskStatusWrites w;
+  CHECK_FALSE(w.due(clock.now));
+  w.report("n1", "t0", reported(TaskState::Accepted), view);
+  CHECK(w.due(clock.now));  // nothing written yet: at once
+  CHECK(w.take(clock.now, view).size() == 1);
+  w.report("n1", "t1", reported(TaskState::Accepted), view);
+  clock.advance(99ms);
+  CHECK_FALSE(w.due(clock.now));
+  clock.advance(1ms);
+  CHECK(w.due(clock.now));
+  auto one = w.take(clock.now, view);
+  for (auto& t : one) w.succeeded(t.id, 20'000);
+  w.succeeded(1, 20'001);  // the first one too
+  for (int i = 2; i < 10'000; ++i) w.report("n1", "t" + std::to_string(i), reported(TaskState::Accepted), view);
+  clock.advance(1ms);
+  CHECK_FALSE(w.due(clock.now));  // 9,998 pending: wait
+  w.report("n1", "t0", reported(TaskState::Running), view);
+  w.report("n1", "t1", reported(TaskState::Running), view);
+  CHECK(w.pending() == 10'000);
+  CHECK(w.due(clock.now));  // 10,000: at once
+  auto txns = w.take(clock.now, view);
+  CHECK(txns.size() == TaskStatusWrites::kMaxInFlight);
+  size_t changes = 0;
+  for (auto& t : txns) {
+    CHECK(t.changes.size() <= TaskStatusWrites::kMaxChanges);
+    CHECK(t.changes.size() == t.taskIds.size());
+    changes += t.changes.size();
+  }
+  CHECK(changes == TaskStatusWrites::kMaxInFlight * TaskStatusWrites::kMaxChanges);
+  CHECK_FALSE(w.due(clock.now));  // as many in flight as allowed
+  w.succeeded(txns[0].id, 30'000);
+  clock.advance(100ms);
+  CHECK(w.due(clock.now));
+  // t0 and t1 were written at 20,000 and the view has not seen it: they wait.
+  auto next = w.take(clock.now, view);
+  for (auto& t : next)
+    for (auto& id : t.taskIds) CHECK((id != "t0" && id != "t1"));
+}
+
+TEST_CASE("a failed write goes back under later reports; nothing is lost or moved backwards") {
+  TestClock clock;
+  Assignments view;
+  view.put(taskEntry("t1", 10, "n1", TaskState::Assigned));
+  view.put(taskEntry("t2", 11, "n1", TaskState::Assigned));
+  TaskStatusWrites w;
+  w.report("n1", "t1", reported(TaskState::Starting), view);
+  w.report("n1", "t2", reported(TaskState::Running), view);
+  auto txns = w.take(clock.now, view);
+  REQUIRE(txns.size() == 1);
+  // Meanwhile: t1 moves on; t2 reports an earlier state (out of order), refused.
+  CHECK(w.report("n1", "t1", reported(TaskState::Running), view) == Report::Accepted);
+  CHECK(w.report("n1", "t2", reported(TaskState::Starting), view) == Report::Backwards);
+  w.failed(txns[0].id);
+  CHECK(w.pending() == 2);
+  clock.advance(100ms);
+  auto again = w.take(clock.now, view);
+  REQUIRE(again.size() == 1);
+  std::map<std::string, TaskState> states;
+  for (auto& c : again[0].changes) states[c.id] = written(c)->status()->state();
+  CHECK(states == std::map<std::string, TaskState>{{"t1", TaskState::Running}, {"t2", TaskState::Running}});
+}
+
+TEST_CASE("after a Conflict the write is rebuilt on the re-read task, keeping its other fields") {
+  TestClock clock;
+  Assignments view;
+  view.put(taskEntry("t1", 10, "n1", TaskState::Assigned));
+  TaskStatusWrites w;
+  w.report("n1", "t1", reported(TaskState::Running), view);
+  auto txns = w.take(clock.now, view);
+  REQUIRE(txns.size() == 1);
+  // schedulerd set desired SHUTDOWN meanwhile: the shell re-reads t1 into the view.
+  view.put(taskEntry("t1", 15, "n1", TaskState::Assigned, 0, TaskState::Shutdown));
+  w.failed(txns[0].id);
+  clock.advance(100ms);
+  auto rebuilt = w.take(clock.now, view);
+  REQUIRE(rebuilt.size() == 1);
+  auto& c = rebuilt[0].changes.at(0);
+  CHECK(c.expectedVersion == 15);
+  CHECK(written(c)->desired_state() == TaskState::Shutdown);
+  CHECK(written(c)->status()->state() == TaskState::Running);
+}
+
+TEST_CASE("a pending status whose task was deleted, moved or went further is dropped") {
+  TestClock clock;
+  Assignments view;
+  view.put(taskEntry("t1", 10, "n1", TaskState::Assigned));
+  view.put(taskEntry("t2", 11, "n1", TaskState::Assigned));
+  view.put(taskEntry("t3", 12, "n1", TaskState::Assigned));
+  TaskStatusWrites w;
+  w.report("n1", "t1", reported(TaskState::Running), view);
+  w.report("n1", "t2", reported(TaskState::Running), view);
+  w.report("n1", "t3", reported(TaskState::Running), view);
+  view.erase("t1");
+  view.put(taskEntry("t2", 20, "n2", TaskState::Assigned));
+  view.put(taskEntry("t3", 21, "n1", TaskState::Failed));
+  CHECK(w.take(clock.now, view).empty());
+  CHECK(w.pending() == 0);
+  CHECK(w.counters().dropped == 3);
+  CHECK(w.inFlight() == 0);
 }
 
 }  // namespace shoal::dispatcherd
