@@ -14,7 +14,8 @@
 //   node rm ID
 //   service create NAME [image=] [replicas=] [mode=replicated|global|replicated-job|global-job]
 //                [max-concurrent=] [total-completions=] [constraint=]... [pref=]...
-//                [max-per-node=] [reserve-cpu=] [reserve-mem=] [publish=PUB:TARGET[/host]]
+//                [max-per-node=] [platform=OS/ARCH] [reserve-cpu=] [reserve-mem=]
+//                [publish=[PUB:]TARGET[/host]]
 //                [restart=none|on-failure|any] [delay=] [max-attempts=] [window=]
 //                [update-parallelism=] [update-delay=] [monitor=] [failure-action=]
 //                [max-failure-ratio=] [order=] [rollback-...= the same for the rollback]
@@ -393,6 +394,13 @@ class Runner {
       p->spread_descriptor = v.starts_with("spread=") ? v.substr(7) : v;
       t.placement->preferences.push_back(std::move(p));
     } else if (k == "max-per-node") t.placement->max_replicas = number(v);
+    else if (k == "platform") {
+      auto p = std::make_unique<objects::PlatformT>();
+      auto slash = v.find('/');
+      p->os = v.substr(0, slash);
+      p->architecture = slash == std::string::npos ? "" : v.substr(slash + 1);
+      t.placement->platforms.push_back(std::move(p));
+    }
     else if (k == "reserve-cpu") t.resources->reservations->nano_cpus = static_cast<int64_t>(std::stod(v) * 1e9);
     else if (k == "reserve-mem") t.resources->reservations->memory_bytes = static_cast<int64_t>(parseBytes(v).value());
     else if (k == "publish") setPort(*s.endpoint, v);
