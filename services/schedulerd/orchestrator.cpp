@@ -204,6 +204,27 @@ void restartTask(Plan& plan, const objects::ServiceT& s, const objects::TaskT& o
   }
 }
 
+// Whether the slot's other tasks that were asked to stop have stopped (or their node is down
+// and will not run them). Until then a READY task waits, as SwarmKit's restart supervisor
+// waits for the old task: a stop-first update means stop, then start.
+bool othersStopped(const Plan& plan, const objects::TaskT& self,
+                   const std::vector<std::string>& slotTasks) {
+  for (auto& id : slotTasks) {
+    auto* o = plan.view().task(id);
+    if (!o || o->id == self.id || isLive(*o) || !reachedNode(*o) || ended(*o)) continue;
+    if (!nodeDown(plan.view().node(o->node_id))) return false;
+  }
+  return true;
+}
+
+// A task waiting in READY (a restart's delay, a stop-first update's replacement) is started
+// once its not_before has passed and the slot's old task has stopped.
+void startWhenDue(Plan& plan, const objects::TaskT& t, const std::vector<std::string>& slotTasks) {
+  if (t.desired_state != TaskState::Ready) return;
+  if (t.not_before > plan.now()) return plan.wakeAt(t.not_before);
+  if (othersStopped(plan, t, slotTasks)) plan.editTask(t.id).desired_state = TaskState::Running;
+}
+
 // A task that ended while wanted running: done (a job), restarted, or left as the slot's
 // record when the policy says no more.
 void superviseEnded(Plan& plan, const objects::ServiceT& s, const objects::TaskT& t,
@@ -223,12 +244,7 @@ void superviseEnded(Plan& plan, const objects::ServiceT& s, const objects::TaskT
 void superviseLive(Plan& plan, const objects::ServiceT& s, const objects::TaskT& t,
                    const std::vector<std::string>& slotTasks) {
   if (ended(t)) return superviseEnded(plan, s, t, slotTasks);
-  if (t.desired_state == TaskState::Ready && t.not_before > 0) {
-    if (t.not_before <= plan.now())
-      plan.editTask(t.id).desired_state = TaskState::Running;
-    else
-      plan.wakeAt(t.not_before);
-  }
+  startWhenDue(plan, t, slotTasks);
   if (!reachedNode(t) || isGlobal(s)) return;  // global: the node's eligibility decides
   auto* node = plan.view().node(t.node_id);
   if (nodeDown(node) || availabilityOf(*node) == objects::NodeAvailability::Drain)

@@ -11,8 +11,8 @@
 //  1. failures: new tasks (clean, created since the update started) that ended FAILED,
 //     REJECTED or COMPLETE while the update runs; too many → the failure action;
 //  2. slots in flight: a clean task not up yet, or start-first's overlap; start-first shuts
-//     the old task down once the new one is up; stop-first starts the new task (desired READY
-//     until then) once the old one stopped;
+//     the old task down once the new one is up; stop-first's new task waits in READY until
+//     the old one stopped (the orchestrator starts it);
 //  3. nothing in flight: the batch is done (batch_done_at = now); the next batch of
 //     `parallelism` dirty slots starts `delay` later;
 //  4. no dirty slot, nothing in flight and `monitor` past the last batch: completed.
@@ -108,28 +108,14 @@ bool inFlight(const Slot& slot) {
   return false;
 }
 
-// The old tasks of a slot have stopped (or never ran, or their node is gone for good), so a
-// stop-first replacement may start.
-bool oldStopped(const Plan& plan, const Slot& slot) {
-  for (auto* t : slot.dead) {
-    if (stateOf(*t) < TaskState::Assigned || ended(*t)) continue;
-    auto* n = plan.view().node(t->node_id);
-    if (n && !(n->status && n->status->state == objects::NodeState::Down)) return false;
-  }
-  return true;
-}
-
 // Start-first: once a new task is up (or ended: the slot's outcome is known), the old one
-// goes. Stop-first: the new task waits in READY until the old one stopped.
+// goes. (Stop-first's new task waits in READY; the orchestrator starts it once the old one
+// stopped, also while the update is paused.)
 void advanceSlot(Plan& plan, const Slot& slot) {
   bool newSettled = std::any_of(slot.clean.begin(), slot.clean.end(),
                                 [](auto* t) { return isUp(*t) || ended(*t); });
   if (newSettled)
     for (auto* t : slot.dirty) plan.editTask(t->id).desired_state = TaskState::Shutdown;
-  for (auto* t : slot.clean)
-    if (t->desired_state == TaskState::Ready && t->not_before == 0 && slot.dirty.empty() &&
-        oldStopped(plan, slot))
-      plan.editTask(t->id).desired_state = TaskState::Running;
 }
 
 // ---- failures

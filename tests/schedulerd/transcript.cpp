@@ -21,7 +21,7 @@
 //                [max-failure-ratio=] [order=] [rollback-...= the same for the rollback]
 //   service update NAME [the same keys] [force]   (a scale when only replicas change)
 //   service rollback NAME | service rm NAME | service show NAME
-//   agent TASK STATE [exit=N] [err=TEXT]    TASK: web.1, web.n1 or a task id
+//   agent TASK STATE [exit=N] [err=TEXT]    TASK: web.1, web.n1, a task id or web.1/t3
 //   agent-all running                       every agent converges: runs, readies, stops
 //   tick DURATION                           the clock moves on
 //   pass                                    one runPass; prints its changes, then commits
@@ -444,6 +444,8 @@ class Runner {
 
   // The task an agent reports on: by id, or by name (the newest of that name on a node).
   objects::TaskT* findTask(const std::string& what) {
+    auto slash = what.find('/');  // a label as printed: web.1/t3
+    if (slash != std::string::npos) return findTask(what.substr(slash + 1));
     if (auto it = tasks_.find(what); it != tasks_.end()) return it->second.get();
     objects::TaskT* best = nullptr;
     for (auto& [id, t] : tasks_) {
@@ -528,6 +530,28 @@ class Runner {
     }
     if (!any) out_ += "no changes\n";
     if (result.nextWake) out_ += "wake at " + since(result.nextWake) + "\n";
+    checkInvariants();
+  }
+
+  // After every pass (LogCabin's way: a transcript cannot pass with an invariant broken):
+  // at most one live task per slot, two for a start-first service; none of a removed service.
+  void checkInvariants() {
+    std::map<std::pair<std::string, std::string>, int> live;
+    for (auto& [id, t] : tasks_) {
+      if (t->desired_state > TaskState::Running) continue;
+      auto s = services_.find(t->service_id);
+      if (s == services_.end()) out_ += "INVARIANT BROKEN: live task " + label(*t) + " of a removed service\n";
+      std::string slot = t->slot ? std::to_string(t->slot) : t->node_id;
+      if (s == services_.end() || ++live[{t->service_id, slot}] <= maxLive(*s->second)) continue;
+      out_ += "INVARIANT BROKEN: slot " + t->service_id + "." + slot + " has more live tasks than allowed\n";
+    }
+  }
+
+  static int maxLive(const objects::ServiceT& s) {
+    auto startFirst = [](const std::unique_ptr<objects::UpdateConfigT>& c) {
+      return c && c->order == objects::UpdateOrder::StartFirst;
+    };
+    return startFirst(s.spec->update) || startFirst(s.spec->rollback) ? 2 : 1;
   }
 
   // A store transaction: all or nothing, with the expected versions checked. False on a
