@@ -1,18 +1,48 @@
 // agentd: Runs this node's tasks as OCI containers, and holds the node's place in the swarm
-// (services/agentd/swarm_agent.h).
+// (services/agentd/swarm_agent.h). `--fake-nodes N` makes it pose as N nodes instead
+// (services/agentd/fake_nodes.h).
+#include <cstdio>
+
 #include "common/daemon.h"
+#include "common/units.h"
 #include "services/agentd/swarm_agent.h"
 
 int main(int argc, char** argv) {
   shoal::Daemon daemon("agentd", "Runs this node's tasks as OCI containers");
-  std::string hostname;
+  std::string hostname, executor = "runc", fakeDelay = "10ms";
   daemon.flags().add_option("--hostname", hostname,
                             "The node's name in the swarm (default: this host's name)");
+  daemon.flags()
+      .add_option("--executor", executor,
+                  "How tasks run: runc, or fake (no containers: tasks walk to RUNNING on "
+                  "timers, for tests and benchmarks). The runc executor is not available yet "
+                  "and rejects every task, saying so: use --executor fake")
+      ->capture_default_str();
+  daemon.flags()
+      .add_option("--fake-delay", fakeDelay,
+                  "With --executor fake: the time between a task's steps (ACCEPTED, PREPARING, "
+                  "READY, STARTING, RUNNING), e.g. 10ms, 1s")
+      ->capture_default_str();
   if (auto rc = daemon.parse(argc, argv)) return *rc;
+
+  shoal::agentd::TaskOptions tasks;
+  auto kind = shoal::agentd::parseExecutorKind(executor);
+  auto delay = shoal::parseDuration(fakeDelay);
+  std::string bad = !kind    ? kind.error().message
+                    : !delay ? "--fake-delay: " + delay.error().message
+                    : *delay > std::chrono::hours(1)
+                        ? "--fake-delay: " + fakeDelay + " is longer than the 1h allowed"
+                        : "";
+  if (!bad.empty()) {
+    std::fprintf(stderr, "agentd: %s\n", bad.c_str());
+    return 2;
+  }
+  tasks.executor = *kind;
+  tasks.fakeDelay = std::chrono::duration_cast<std::chrono::milliseconds>(*delay);
 
   std::unique_ptr<shoal::agentd::SwarmAgent> agent;
   return daemon.run([&](shoal::Daemon& d) -> shoal::Status {
-    auto started = shoal::agentd::SwarmAgent::start(d, hostname);
+    auto started = shoal::agentd::SwarmAgent::start(d, hostname, tasks);
     if (!started) return started.error();
     agent = std::move(started).value();
     return {};

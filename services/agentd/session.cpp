@@ -55,7 +55,11 @@ Session::Session(Loop& loop, zmq::context_t& ctx, curve::KeyPair nodeKey,
     : loop_(loop), ctx_(ctx), nodeKey_(std::move(nodeKey)), description_(std::move(description)),
       hooks_(std::move(hooks)), random_(std::random_device{}()) {}
 
-Session::~Session() { cancelTimers(); }
+Session::~Session() {
+  cancelTimers();
+  if (reopenTimer_) loop_.cancel(reopenTimer_);
+  if (reportTimer_) loop_.cancel(reportTimer_);
+}
 
 void Session::cancelTimers() {
   if (retryTimer_) loop_.cancel(retryTimer_);
@@ -80,6 +84,7 @@ void Session::start(std::vector<node::Manager> managers, std::string addr, Nanos
 
 void Session::stop() {
   cancelTimers();
+  resetTaskLink();
   if (state_ == SessionState::Active)
     spdlog::info("session {} at {}: closed", sessionId_, manager_);
   state_ = SessionState::Stopped;
@@ -100,6 +105,7 @@ void Session::changed() {
 }
 
 void Session::attempt() {
+  resetTaskLink();
   retired_.reset();
   const node::Manager* m = rotation_.current();
   if (!m) {
@@ -157,6 +163,9 @@ void Session::onOpen(const bus::Client* c, Result<bus::Frame> r) {
                std::chrono::duration_cast<Millis>(period_).count());
   scheduleHeartbeat();
   if (hooks_.reply) hooks_.reply(*env->body_as_SessionReply());
+  if (state_ != SessionState::Active) return;
+  openAssignments();
+  scheduleReports();
 }
 
 bool Session::accept(const dispatch::Envelope* env, const std::string& manager) {
@@ -193,6 +202,7 @@ bool Session::followRedirect(const dispatch::Envelope* env) {
     return true;
   }
   spdlog::info("session: {} is not the leader; going to {}", manager_, leader->addr);
+  resetTaskLink();
   rotation_.redirectTo(*leader);
   if (++redirectsInARow_ > kImmediateRedirects) {
     lost("redirected " + std::to_string(redirectsInARow_) + " times in a row, last to " +
@@ -245,6 +255,7 @@ void Session::onHeartbeat(const bus::Client* c, Result<bus::Frame> r) {
 void Session::lost(const std::string& why, bool advance) {
   if (state_ == SessionState::Stopped) return;
   cancelTimers();
+  resetTaskLink();
   if (state_ == SessionState::Active) {
     spdlog::warn("session {} at {} lost: {}", sessionId_, manager_, why);
     since_ = SystemClock::now();
@@ -268,6 +279,7 @@ void Session::lost(const std::string& why, bool advance) {
 
 void Session::refused(const std::string& why) {
   cancelTimers();
+  resetTaskLink();
   if (state_ != SessionState::Refused)
     spdlog::error("{}. The managers no longer know this node: was it removed (`shoal node rm`)? "
                   "`shoal swarm leave` here, then join again with a token; asking again every "
@@ -319,7 +331,177 @@ nlohmann::json Session::json() const {
   j["backoff_ms"] = state_ == SessionState::Active ? 0 : lastBackoff_.count();
   j["last_error"] = lastError_;
   if (state_ == SessionState::Refused) j["refused"] = refusal_;
+  if (!worker_) return j;
+  j["assignments"] = {{"version", chain_.version().value_or(0)},
+                      {"stream_open", assignmentsStream_ != 0},
+                      {"items", assignmentItems_},
+                      {"gaps", gaps_},
+                      {"last_error", taskLinkError_}};
+  const ReportQueue& q = worker_->reports();
+  j["reports"] = {{"waiting", q.waiting()}, {"in_flight", q.size() - q.waiting()},
+                  {"sent", reportsSent_}};
   return j;
+}
+
+// ---- the node's tasks (docs/services.md "Assignments")
+
+void Session::attach(Worker* worker) {
+  worker_ = worker;
+  if (worker_) worker_->onReport([this] { scheduleReports(); });
+}
+
+void Session::openAssignments() {
+  if (!worker_ || !client_ || state_ != SessionState::Active || assignmentsStream_) return;
+  chain_.reset();
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = dispatch::CreateAssignmentsRequest(fbb, fbb.CreateString(sessionId_));
+  const bus::Client* c = client_.get();
+  assignmentsStream_ = client_->openStream(
+      bus::message<dispatch::Envelope>(fbb, dispatch::Body::AssignmentsRequest, body.Union()),
+      kAssignmentsWindow, [this, c](const bus::Frame& f) { onAssignments(c, f); },
+      [this, c](Status st) { onAssignmentsEnd(c, st); });
+  spdlog::debug("session {}: assignments stream opened", sessionId_);
+}
+
+void Session::onAssignments(const bus::Client* c, const bus::Frame& frame) {
+  if (c != client_.get() || state_ != SessionState::Active || !worker_) return;
+  auto* a = frame.as<dispatch::Envelope>()->body_as_Assignments();
+  if (!a) {
+    taskLinkError_ = manager_ + " sent an assignments item that is not Assignments";
+    spdlog::warn("session {}: {}; asking for a complete set", sessionId_, taskLinkError_);
+    return reopenAssignments(Millis(0));
+  }
+  ++assignmentItems_;
+  auto held = chain_.version();
+  if (chain_.take(a->full(), a->version(), a->previous()) == AssignmentChain::Verdict::Gap) {
+    ++gaps_;
+    spdlog::info("session {}: assignments {} follow {}, but this node holds {}: asking for a "
+                 "complete set", sessionId_, a->version(), a->previous(),
+                 held ? std::to_string(*held) : std::string("none"));
+    return reopenAssignments(Millis(0));
+  }
+  streamBackoff_.reset();
+  std::vector<AssignedTask> tasks;
+  if (a->updated()) {
+    for (const auto* t : *a->updated()) {
+      if (!t->task()) continue;
+      auto read = readAssignedTask({reinterpret_cast<const char*>(t->task()->data()),
+                                    t->task()->size()});
+      if (!read) {
+        taskLinkError_ = read.error().message;
+        spdlog::warn("session {}: {} from {}; skipped", sessionId_, read.error().message, manager_);
+        continue;
+      }
+      tasks.push_back(std::move(read).value());
+    }
+  }
+  std::vector<std::string> removed;
+  if (a->removed())
+    for (const auto* id : *a->removed()) removed.push_back(id->str());
+  spdlog::debug("session {}: assignments {} ({}): {} tasks, {} removed", sessionId_, a->version(),
+                a->full() ? "complete" : "increment", tasks.size(), removed.size());
+  if (a->full())
+    worker_->replaceAll(std::move(tasks));
+  else
+    worker_->update(std::move(tasks), removed);
+}
+
+void Session::onAssignmentsEnd(const bus::Client* c, const Status& st) {
+  if (c != client_.get() || state_ != SessionState::Active) return;
+  assignmentsStream_ = 0;
+  taskLinkError_ = st ? manager_ + " ended the assignments stream"
+                      : manager_ + " ended the assignments stream: " + st.error().message;
+  Millis wait = streamBackoff_.next();
+  spdlog::info("session {}: {}; opening it again in {} ms", sessionId_, taskLinkError_,
+               wait.count());
+  reopenAssignments(wait);
+}
+
+// Cancels the stream (if any) and opens a new one from a timer: this may run inside the
+// stream's own callback.
+void Session::reopenAssignments(Millis after) {
+  if (assignmentsStream_ && client_) client_->cancel(assignmentsStream_);
+  assignmentsStream_ = 0;
+  chain_.reset();
+  if (reopenTimer_) loop_.cancel(reopenTimer_);
+  reopenTimer_ = loop_.after(after, [this] {
+    reopenTimer_ = 0;
+    openAssignments();
+  });
+}
+
+void Session::resetTaskLink() {
+  if (assignmentsStream_ && client_) client_->cancel(assignmentsStream_);
+  assignmentsStream_ = 0;
+  chain_.reset();
+  if (reopenTimer_) loop_.cancel(reopenTimer_);
+  if (reportTimer_) loop_.cancel(reportTimer_);
+  reopenTimer_ = reportTimer_ = 0;
+  reportInFlight_ = false;
+  if (worker_) worker_->reports().retryAll();
+}
+
+void Session::scheduleReports() {
+  if (!worker_ || reportTimer_ || reportInFlight_ || state_ != SessionState::Active) return;
+  if (worker_->reports().waiting() == 0) return;
+  reportTimer_ = loop_.after(kReportBatch, [this] {
+    reportTimer_ = 0;
+    sendReports();
+  });
+}
+
+void Session::sendReports() {
+  if (!worker_ || !client_ || reportInFlight_ || state_ != SessionState::Active) return;
+  auto batch = worker_->reports().take(kMaxReportsPerMessage);
+  if (batch.empty()) return;
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<dispatch::TaskStatusUpdate>> updates;
+  updates.reserve(batch.size());
+  for (const auto& item : batch) {
+    const Report& r = item.report;
+    auto container = objects::CreateContainerStatus(fbb, 0, 0, r.exitCode);
+    auto status = objects::CreateTaskStatus(fbb, r.timestamp, r.state,
+                                            fbb.CreateString(r.message), fbb.CreateString(r.err),
+                                            container);
+    updates.push_back(dispatch::CreateTaskStatusUpdate(fbb, fbb.CreateString(item.taskId), status));
+  }
+  auto body = dispatch::CreateUpdateTaskStatusRequest(fbb, fbb.CreateString(sessionId_),
+                                                      fbb.CreateVector(updates));
+  reportInFlight_ = true;
+  const bus::Client* c = client_.get();
+  client_->call(
+      bus::message<dispatch::Envelope>(fbb, dispatch::Body::UpdateTaskStatusRequest, body.Union()),
+      heartbeatTimeout(period_),
+      [this, c, batch = std::move(batch)](Result<bus::Frame> r) { onReportsReply(c, r, batch); });
+}
+
+void Session::onReportsReply(const bus::Client* c, const Result<bus::Frame>& r,
+                             const std::vector<ReportQueue::Item>& batch) {
+  if (c != client_.get() || !worker_) return;  // that session is gone: resetTaskLink retried
+  reportInFlight_ = false;
+  ReportQueue& q = worker_->reports();
+  // A refusal of the content would be refused again: dropped, said loudly. Anything else (no
+  // answer, not the leader) is sent again, on this session in a second or on the next one.
+  bool refused = !r && (isCode(r.error(), wire::ErrorCode::InvalidArgument) ||
+                        isCode(r.error(), wire::ErrorCode::BadMessage));
+  if (r || refused) {
+    q.ack(batch);
+    reportsSent_ += batch.size();
+    if (refused) {
+      taskLinkError_ = manager_ + " refused " + std::to_string(batch.size()) +
+                       " task status reports: " + r.error().message;
+      spdlog::error("session {}: {}; they are dropped", sessionId_, taskLinkError_);
+    }
+    if (q.waiting() >= kMaxReportsPerMessage) return sendReports();
+    return scheduleReports();
+  }
+  taskLinkError_ = "task status reports to " + manager_ + " failed: " + r.error().message;
+  spdlog::warn("session {}: {}; sending them again", sessionId_, taskLinkError_);
+  q.retryAll();
+  reportTimer_ = loop_.after(std::chrono::seconds(1), [this] {
+    reportTimer_ = 0;
+    sendReports();
+  });
 }
 
 }  // namespace shoal::agentd

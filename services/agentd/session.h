@@ -4,6 +4,13 @@
 // a redirect, an error or a heartbeat without an answer sends it to the next manager after a
 // backoff (100 ms doubling to 8 s, reset once a session is up). A session refused because the
 // node was removed is shown as such and asked again only every 8 s.
+//
+// With a worker attached (worker.h), an open session also carries the node's tasks
+// (docs/services.md "Assignments"): the assignments stream is opened on the same client once
+// the session is Active, its items are checked against the version chain (a gap cancels the
+// stream and opens it again, which starts with a complete set), and the worker's status
+// reports go back as UpdateTaskStatusRequest, batched, one call in flight. Reports not
+// acknowledged when a session goes are sent again on the next one.
 
 #include <chrono>
 #include <functional>
@@ -23,6 +30,7 @@
 #include "dispatch_generated.h"
 #include "services/agentd/failover.h"
 #include "services/agentd/node_description.h"
+#include "services/agentd/worker.h"
 
 namespace shoal::agentd {
 
@@ -51,6 +59,12 @@ class Session {
   // and a 3 s wait there used up the 3 periods a new leader gives every node with a 1 s
   // heartbeat (the lab saw every survivor marked Down).
   static constexpr Millis kOpenTimeout{3000};
+  // Reports are gathered this long before they go (docs/services.md: at most 100 ms), and a
+  // message carries at most this many (a few thousand, well under the bus's size limit).
+  static constexpr Millis kReportBatch{50};
+  static constexpr size_t kMaxReportsPerMessage = 2000;
+  // Items the dispatcher may push ahead of the agent on the assignments stream.
+  static constexpr uint32_t kAssignmentsWindow = 16;
 
   Session(Loop& loop, zmq::context_t& ctx, curve::KeyPair nodeKey, NodeDescription description,
           Hooks hooks);
@@ -64,6 +78,9 @@ class Session {
   void stop();
   // The node's key changed (a leave makes a new one); used from the next session on.
   void setNodeKey(curve::KeyPair key) { nodeKey_ = std::move(key); }
+  // The node's tasks: assignments go to it and its reports to the dispatcher. Set once,
+  // before start(); the worker outlives the session's use of it (stop() ends that).
+  void attach(Worker* worker);
 
   // Renews the node's certificate on the open session (dispatch RenewRequest).
   using RenewFn = std::function<void(Result<std::vector<uint8_t>>)>;
@@ -74,7 +91,9 @@ class Session {
   Nanos period() const { return period_; }
   // Why the managers refused this node, while state() is Refused.
   const std::string& refusal() const { return refusal_; }
-  // {state, manager, since, last_heartbeat, session_id, backoff_ms, last_error, refused}
+  // {state, manager, since, last_heartbeat, session_id, backoff_ms, last_error, refused}, and
+  // with a worker {assignments: {version, stream_open, items, gaps, last_error}, reports:
+  // {waiting, in_flight, sent}}
   nlohmann::json json() const;
 
  private:
@@ -92,6 +111,18 @@ class Session {
   bool followRedirect(const dispatch::Envelope* env);
   void cancelTimers();
   void changed();
+
+  // ---- the node's tasks (with a worker attached)
+  void openAssignments();
+  void onAssignments(const bus::Client* client, const bus::Frame& frame);
+  void onAssignmentsEnd(const bus::Client* client, const Status& st);
+  void reopenAssignments(Millis after);
+  // The session is gone or going: its stream with it; reports in flight are sent again.
+  void resetTaskLink();
+  void scheduleReports();
+  void sendReports();
+  void onReportsReply(const bus::Client* client, const Result<bus::Frame>& r,
+                      const std::vector<ReportQueue::Item>& batch);
 
   Loop& loop_;
   zmq::context_t& ctx_;
@@ -116,6 +147,16 @@ class Session {
   std::optional<std::chrono::system_clock::time_point> since_, lastHeartbeat_;
   Loop::TimerId retryTimer_ = 0;
   Loop::TimerId heartbeatTimer_ = 0;
+
+  Worker* worker_ = nullptr;
+  AssignmentChain chain_;
+  uint64_t assignmentsStream_ = 0;
+  Backoff streamBackoff_;
+  Loop::TimerId reopenTimer_ = 0;
+  Loop::TimerId reportTimer_ = 0;
+  bool reportInFlight_ = false;
+  uint64_t assignmentItems_ = 0, gaps_ = 0, reportsSent_ = 0;
+  std::string taskLinkError_;
 };
 
 // RFC 3339 in UTC, seconds: how times appear in Status and Info.

@@ -53,21 +53,47 @@ SwarmState swarmState(bool inSwarm, bool configBroken, bool joining, SessionStat
   return SwarmState::Error;
 }
 
-Result<std::unique_ptr<SwarmAgent>> SwarmAgent::start(Daemon& daemon, const std::string& hostname) {
+std::unique_ptr<Executor> makeExecutor(Loop& loop, const TaskOptions& options) {
+  if (options.executor == ExecutorKind::Fake)
+    return std::make_unique<FakeExecutor>(loop, options.fakeDelay);
+  return std::make_unique<UnavailableRuncExecutor>(loop);
+}
+
+bus::Buffer tasksReply(const nlohmann::json& tasks) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = agentapi::CreateTasksReply(fbb, fbb.CreateString(tasks.dump()));
+  return bus::message<agentapi::Envelope>(fbb, agentapi::Body::TasksReply, body.Union());
+}
+
+bus::Buffer fakeTaskReply() {
+  flatbuffers::FlatBufferBuilder fbb;
+  return bus::message<agentapi::Envelope>(fbb, agentapi::Body::FakeTaskReply,
+                                          agentapi::CreateFakeTaskReply(fbb).Union());
+}
+
+int64_t wallClockNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::unique_ptr<SwarmAgent>> SwarmAgent::start(Daemon& daemon, const std::string& hostname,
+                                                      const TaskOptions& tasks) {
   auto facts = probeHost(hostname);
   if (!facts) return Error{"--hostname: " + facts.error().message};
   auto dir = node::NodeDir::open(daemon.nodeDir());
   if (!dir) return dir.error();
   std::unique_ptr<SwarmAgent> agent(
-      new SwarmAgent(daemon, std::move(dir).value(), describeNode(*facts, SHOAL_VERSION)));
+      new SwarmAgent(daemon, std::move(dir).value(), describeNode(*facts, SHOAL_VERSION), tasks));
   SwarmAgent* a = agent.get();
   daemon.server().serve(kAgentProtocol, [a](bus::Call call) { a->serve(std::move(call)); });
   daemon.onReload([a] { return a->reload(); });
   daemon.addStatus([a](nlohmann::json& j) { a->status(j); });
   daemon.onStop([a] { a->session_.stop(); });
   const auto& d = a->description_;
-  spdlog::info("node {}: {}/{}, {} CPUs, {} MiB; node dir {}", d.hostname, d.os, d.architecture,
-               d.nanoCpus / 1'000'000'000, d.memoryBytes >> 20, a->dir_.path());
+  spdlog::info("node {}: {}/{}, {} CPUs, {} MiB; node dir {}; {} executor", d.hostname, d.os,
+               d.architecture, d.nanoCpus / 1'000'000'000, d.memoryBytes >> 20, a->dir_.path(),
+               a->executor_->name());
   // A node.json that cannot be read is shown in Status and Info, not fatal: the operator
   // needs agentd running to `shoal swarm leave --force`.
   if (auto st = a->reload(); !st) spdlog::error("{}", st.error().message);
@@ -75,15 +101,20 @@ Result<std::unique_ptr<SwarmAgent>> SwarmAgent::start(Daemon& daemon, const std:
   return agent;
 }
 
-SwarmAgent::SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description)
+SwarmAgent::SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description,
+                       const TaskOptions& tasks)
     : daemon_(daemon),
       dir_(std::move(dir)),
       description_(std::move(description)),
       local_(daemon.loop(), daemon.zmq(), daemon.runDir()),
+      executor_(makeExecutor(daemon.loop(), tasks)),
+      worker_(*executor_, wallClockNs),
       session_(daemon.loop(), daemon.zmq(), dir_.key(), description_,
                {[this](const std::vector<node::Manager>& m) { onManagersChanged(m); },
                 [this](const dispatch::SessionReply& r) { onSessionReply(r); },
-                [this] { updateStatusText(); }}) {}
+                [this] { updateStatusText(); }}) {
+  session_.attach(&worker_);
+}
 
 SwarmAgent::~SwarmAgent() {
   cancelRenewal();
@@ -98,6 +129,8 @@ void SwarmAgent::serve(bus::Call call) {
     case agentapi::Body::JoinRequest: return join(std::move(call));
     case agentapi::Body::LeaveRequest: return leave(std::move(call));
     case agentapi::Body::InfoRequest: return info(std::move(call));
+    case agentapi::Body::TasksRequest: return tasks(std::move(call));
+    case agentapi::Body::FakeTaskRequest: return fakeTask(std::move(call));
     default:
       call.fail(wire::ErrorCode::Unimplemented,
                 std::string("agent message ") + agentapi::EnumNameBody(env->body_type()) +
@@ -247,6 +280,7 @@ void SwarmAgent::leave(bus::Call call) {
 
 void SwarmAgent::finishLeave(bool wasManager) {
   session_.stop();
+  worker_.clear();  // a node out of the swarm runs nothing (Swarm stops its tasks too)
   if (auto st = dir_.clear(); !st)  // an errno: not a wire code
     return replyToPending(Error{st.error().message, static_cast<int>(wire::ErrorCode::Internal)},
                           {});
@@ -277,6 +311,25 @@ void SwarmAgent::info(bus::Call call) {
   flatbuffers::FlatBufferBuilder fbb;
   auto body = agentapi::CreateInfoReply(fbb, fbb.CreateString(infoJson().dump()));
   call.reply(bus::message<agentapi::Envelope>(fbb, agentapi::Body::InfoReply, body.Union()));
+}
+
+void SwarmAgent::tasks(bus::Call call) {
+  auto list = nlohmann::json::array();
+  worker_.appendJson(list);
+  call.reply(tasksReply(list));
+}
+
+void SwarmAgent::fakeTask(bus::Call call) {
+  auto* fake = dynamic_cast<FakeExecutor*>(executor_.get());
+  if (!fake)
+    return call.fail(wire::ErrorCode::Unimplemented,
+                     "this agentd runs the " + std::string(executor_->name()) +
+                         " executor, which takes no FakeTaskRequest; start agentd with "
+                         "--executor fake");
+  auto st = actOnTask({{&worker_, fake}},
+                      *call.as<agentapi::Envelope>()->body_as_FakeTaskRequest());
+  if (!st) return call.fail(wireCode(st.error(), wire::ErrorCode::Internal), st.error().message);
+  call.reply(fakeTaskReply());
 }
 
 // ---- node.json
@@ -544,6 +597,10 @@ void SwarmAgent::status(nlohmann::json& j) const {
   s["error"] = configError_;
   s["hostname"] = description_.hostname;
   j["swarm"] = s;
+  std::map<std::string, size_t> states;
+  worker_.countStates(states);
+  j["tasks"] = {{"executor", executor_->name()}, {"assigned", worker_.size()},
+                {"by_state", states}};
 }
 
 }  // namespace shoal::agentd

@@ -3,7 +3,9 @@
 // leave` and `shoal info` on agentd.sock (schemas/agent.fbs), node.json kept up to date, and
 // the session with the managers (session.h), opened at start and on a control Reload whenever
 // node.json says the node is in a swarm. Certificates are renewed at identity::renewAt; a role
-// change sent by the managers starts or stops the local raftd.
+// change sent by the managers starts or stops the local raftd. The node's tasks (worker.h)
+// come and go through that session and run on the executor chosen by `--executor`;
+// agentd.sock also answers TasksRequest and, with the fake executor, FakeTaskRequest.
 
 #include <memory>
 #include <optional>
@@ -16,10 +18,13 @@
 #include "common/daemon.h"
 #include "common/identity.h"
 #include "common/node_dir.h"
+#include "services/agentd/executor.h"
+#include "services/agentd/fake_executor.h"
 #include "services/agentd/join.h"
 #include "services/agentd/local_daemons.h"
 #include "services/agentd/node_description.h"
 #include "services/agentd/session.h"
+#include "services/agentd/worker.h"
 
 namespace shoal::agentd {
 
@@ -29,6 +34,21 @@ const char* swarmStateName(SwarmState state);
 // configBroken: node.json cannot be read. A node in a swarm is pending until its session is up.
 SwarmState swarmState(bool inSwarm, bool configBroken, bool joining, SessionState session);
 
+// How the node runs its tasks (`--executor`, `--fake-delay`).
+struct TaskOptions {
+  ExecutorKind executor = ExecutorKind::Runc;
+  std::chrono::milliseconds fakeDelay = FakeExecutor::kDefaultDelay;
+};
+
+// The executor of that kind.
+std::unique_ptr<Executor> makeExecutor(Loop& loop, const TaskOptions& options);
+
+// agent.fbs replies shared by agentd's two faces (a node, or many fake nodes).
+bus::Buffer tasksReply(const nlohmann::json& tasks);
+bus::Buffer fakeTaskReply();
+// Wall-clock ns since the epoch: the workers' clock.
+int64_t wallClockNs();
+
 class SwarmAgent {
  public:
   // How long a join may take to reach the managers and hear back; the local raftd and
@@ -36,13 +56,15 @@ class SwarmAgent {
   static constexpr std::chrono::milliseconds kJoinBudget{10000};
 
   // Serves agent.fbs on the daemon's socket and opens the session when node.json is there.
-  static Result<std::unique_ptr<SwarmAgent>> start(Daemon& daemon, const std::string& hostname);
+  static Result<std::unique_ptr<SwarmAgent>> start(Daemon& daemon, const std::string& hostname,
+                                                   const TaskOptions& tasks = {});
   ~SwarmAgent();
   SwarmAgent(const SwarmAgent&) = delete;
   SwarmAgent& operator=(const SwarmAgent&) = delete;
 
  private:
-  SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description);
+  SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description,
+             const TaskOptions& tasks);
 
   void serve(bus::Call call);
   void join(bus::Call call);
@@ -51,6 +73,8 @@ class SwarmAgent {
   void leave(bus::Call call);
   void finishLeave(bool wasManager);
   void info(bus::Call call);
+  void tasks(bus::Call call);
+  void fakeTask(bus::Call call);
   void replyToPending(Status st, std::function<bus::Buffer(flatbuffers::FlatBufferBuilder&)> ok);
 
   // node.json again (start, Reload). Its error is the Reload's answer.
@@ -82,6 +106,9 @@ class SwarmAgent {
   node::NodeDir dir_;
   NodeDescription description_;
   LocalDaemons local_;
+  // Before the session, which uses them until it is destroyed.
+  std::unique_ptr<Executor> executor_;
+  Worker worker_;
   Session session_;
 
   std::optional<node::NodeConfig> config_;

@@ -1,19 +1,25 @@
 // agentd's pure parts (services/agentd): the node description, the failover order and
 // backoff, heartbeat timing, the join's plan and the checks of what managers send (hello,
-// join reply, raft membership, managers lists), and the swarm state Info shows.
+// join reply, raft membership, managers lists), and the swarm state Info shows; the worker's
+// rules (worker.h), the report queue and the assignments' version chain, the fake executor,
+// and a session carrying assignments and reports to a test dispatcher.
 #include <doctest/doctest.h>
 
 #include <ctime>
 
 #include "common/ids.h"
 #include "common/identity.h"
+#include "common/object_codec.h"
 #include "common/protocols.h"
+#include "services/agentd/executor.h"
 #include "services/agentd/failover.h"
+#include "services/agentd/fake_executor.h"
 #include "services/agentd/join.h"
 #include "services/agentd/manager_replies.h"
 #include "services/agentd/node_description.h"
 #include "services/agentd/session.h"
 #include "services/agentd/swarm_agent.h"
+#include "services/agentd/worker.h"
 
 namespace shoal::agentd {
 namespace {
@@ -546,6 +552,405 @@ TEST_CASE("the session: a redirect to the leader, heartbeats, failover on a lost
   session.stop();
   CHECK(session.state() == SessionState::Stopped);
   CHECK(session.managers().empty());
+}
+
+// ---- the node's tasks (worker.h, fake_executor.h)
+
+using objects::TaskState;
+
+// A stored Task as the dispatcher sends it.
+std::string taskBytes(const std::string& id, TaskState desired,
+                      TaskState state = TaskState::Assigned, uint64_t slot = 1,
+                      const std::string& service = "web") {
+  objects::TaskT t;
+  t.id = id;
+  t.meta = std::make_unique<objects::Meta>();
+  t.service_id = "svc-" + service;
+  t.slot = slot;
+  t.node_id = "node-1";
+  t.desired_state = desired;
+  t.service_annotations = std::make_unique<objects::AnnotationsT>();
+  t.service_annotations->name = service;
+  t.annotations = std::make_unique<objects::AnnotationsT>();
+  t.annotations->name = service + "." + std::to_string(slot) + "." + id;
+  t.status = std::make_unique<objects::TaskStatusT>();
+  t.status->state = state;
+  return objects_codec::pack<objects::Task>(t);
+}
+
+AssignedTask assigned(const std::string& id, TaskState desired,
+                      TaskState state = TaskState::Assigned, uint64_t slot = 1) {
+  auto t = readAssignedTask(taskBytes(id, desired, state, slot));
+  REQUIRE(t.ok());
+  return std::move(t).value();
+}
+
+// An executor that records what it is asked; the test plays its events.
+struct RecordingExecutor : Executor {
+  std::vector<std::string> calls;
+  std::string_view name() const override { return "recording"; }
+  void prepare(const objects::Task& t) override { calls.push_back("prepare " + t.id()->str()); }
+  void start(const std::string& id) override { calls.push_back("start " + id); }
+  void stop(const std::string& id) override { calls.push_back("stop " + id); }
+  void remove(const std::string& id) override { calls.push_back("remove " + id); }
+  void adopt(const objects::Task& t) override { calls.push_back("adopt " + t.id()->str()); }
+  void fire(const std::string& id, TaskState s, int exitCode = 0) {
+    emit(TaskEvent{id, s, stateName(s), "", exitCode});
+  }
+  std::vector<std::string> take() { return std::exchange(calls, {}); }
+};
+
+using Calls = std::vector<std::string>;
+
+// The reports waiting, as "id:state".
+std::vector<std::string> reported(Worker& w) {
+  std::vector<std::string> out;
+  auto batch = w.reports().take(100);
+  for (const auto& item : batch) out.push_back(item.taskId + ":" + stateName(item.report.state));
+  w.reports().ack(batch);
+  return out;
+}
+
+TEST_CASE("the worker's decision, rule by rule") {
+  using A = Action;
+  using P = Pending;
+  // Desired RUNNING: prepare, then start once READY; nothing while the executor works.
+  CHECK(nextAction(TaskState::Assigned, TaskState::Running, false, P::None) == A::Prepare);
+  CHECK(nextAction(TaskState::Preparing, TaskState::Running, true, P::Prepare) == A::None);
+  CHECK(nextAction(TaskState::Ready, TaskState::Running, true, P::None) == A::Start);
+  CHECK(nextAction(TaskState::Starting, TaskState::Running, true, P::Start) == A::None);
+  CHECK(nextAction(TaskState::Running, TaskState::Running, true, P::None) == A::None);
+  // A job runs to completion the same way.
+  CHECK(nextAction(TaskState::Ready, TaskState::Complete, true, P::None) == A::Start);
+  // Desired READY (a restart's delay): prepared, never started.
+  CHECK(nextAction(TaskState::Assigned, TaskState::Ready, false, P::None) == A::Prepare);
+  CHECK(nextAction(TaskState::Ready, TaskState::Ready, true, P::None) == A::None);
+  // Desired SHUTDOWN: stop whatever is under way; never started: SHUTDOWN at once.
+  CHECK(nextAction(TaskState::Running, TaskState::Shutdown, true, P::None) == A::Stop);
+  CHECK(nextAction(TaskState::Preparing, TaskState::Remove, true, P::Prepare) == A::Stop);
+  CHECK(nextAction(TaskState::Running, TaskState::Shutdown, true, P::Stop) == A::None);
+  CHECK(nextAction(TaskState::Assigned, TaskState::Shutdown, false, P::None) ==
+        A::ReportShutdown);
+  // Started before agentd restarted: found again (and then stopped if it must be).
+  CHECK(nextAction(TaskState::Running, TaskState::Running, false, P::None) == A::Adopt);
+  CHECK(nextAction(TaskState::Starting, TaskState::Shutdown, false, P::None) == A::Adopt);
+  CHECK(nextAction(TaskState::Preparing, TaskState::Running, false, P::None) == A::Prepare);
+  // Terminal: never started again here, whatever is desired.
+  for (auto s : {TaskState::Complete, TaskState::Shutdown, TaskState::Failed, TaskState::Rejected})
+    for (auto d : {TaskState::Running, TaskState::Ready, TaskState::Shutdown})
+      CHECK(nextAction(s, d, false, P::None) == A::None);
+}
+
+TEST_CASE("the worker walks a task to RUNNING, reporting only forward") {
+  RecordingExecutor ex;
+  int64_t now = 1000;
+  Worker w(ex, [&] { return now; });
+  int wakeups = 0;
+  w.onReport([&] { ++wakeups; });
+
+  w.replaceAll({assigned("t1", TaskState::Running)});
+  CHECK(ex.take() == Calls{"prepare t1"});
+  for (auto s : {TaskState::Accepted, TaskState::Preparing}) ex.fire("t1", s);
+  CHECK(ex.take().empty());
+  CHECK(wakeups == 1);  // one wake-up while reports wait, not one per report
+  ex.fire("t1", TaskState::Ready);
+  CHECK(ex.take() == Calls{"start t1"});
+  now = 2000;
+  ex.fire("t1", TaskState::Starting);
+  ex.fire("t1", TaskState::Running);
+  // Only the latest state of a task waits to go.
+  auto batch = w.reports().take(10);
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0].report.state == TaskState::Running);
+  CHECK(batch[0].report.message == "running");
+  CHECK(batch[0].report.timestamp == 2000);
+  w.reports().ack(batch);
+
+  // An earlier state, or the same again, is never reported.
+  ex.fire("t1", TaskState::Preparing);
+  ex.fire("t1", TaskState::Running);
+  CHECK(w.reports().size() == 0);
+
+  // The container exits: FAILED with its code; the agent does not restart it.
+  ex.fire("t1", TaskState::Failed, 3);
+  batch = w.reports().take(10);
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0].report.state == TaskState::Failed);
+  CHECK(batch[0].report.exitCode == 3);
+  w.reports().ack(batch);
+  w.update({assigned("t1", TaskState::Running, TaskState::Failed)}, {});
+  CHECK(ex.take().empty());
+  auto list = nlohmann::json::array();
+  w.appendJson(list);
+  REQUIRE(list.size() == 1);
+  CHECK(list[0]["state"] == "failed");
+  CHECK(list[0]["exit_code"] == 3);
+  CHECK(list[0]["name"] == "web.1");
+  CHECK(list[0]["desired_state"] == "running");
+}
+
+TEST_CASE("a task desired READY is prepared and held until its desired state is RUNNING") {
+  RecordingExecutor ex;
+  Worker w(ex, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Ready)});
+  CHECK(ex.take() == Calls{"prepare t1"});
+  for (auto s : {TaskState::Accepted, TaskState::Preparing, TaskState::Ready}) ex.fire("t1", s);
+  CHECK(ex.take().empty());
+  CHECK(reported(w) == std::vector<std::string>{"t1:ready"});
+  // The restart delay passed: schedulerd sets desired RUNNING.
+  w.update({assigned("t1", TaskState::Running)}, {});
+  CHECK(ex.take() == Calls{"start t1"});
+}
+
+TEST_CASE("desired SHUTDOWN stops a task; one never started is reported SHUTDOWN at once") {
+  RecordingExecutor ex;
+  Worker w(ex, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Running), assigned("t2", TaskState::Shutdown, TaskState::Assigned, 2)});
+  CHECK(ex.take() == Calls{"prepare t1"});
+  CHECK(reported(w) == std::vector<std::string>{"t2:shutdown"});
+  ex.fire("t1", TaskState::Accepted);
+  // A stop also cancels a prepare under way.
+  w.update({assigned("t1", TaskState::Shutdown)}, {});
+  CHECK(ex.take() == Calls{"stop t1"});
+  ex.fire("t1", TaskState::Preparing);  // late; still reported (forward), nothing asked again
+  CHECK(ex.take().empty());
+  ex.fire("t1", TaskState::Shutdown);
+  CHECK(reported(w) == std::vector<std::string>{"t1:shutdown"});
+  w.update({assigned("t1", TaskState::Remove, TaskState::Shutdown)}, {});
+  CHECK(ex.take().empty());
+}
+
+TEST_CASE("a task gone from the set is stopped and forgotten, with its unsent reports") {
+  RecordingExecutor ex;
+  Worker w(ex, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Running), assigned("t2", TaskState::Running, TaskState::Assigned, 2)});
+  ex.take();
+  ex.fire("t1", TaskState::Accepted);
+  ex.fire("t2", TaskState::Accepted);
+  // A complete set without t1.
+  w.replaceAll({assigned("t2", TaskState::Running, TaskState::Accepted, 2)});
+  CHECK(ex.take() == Calls{"remove t1"});
+  CHECK(w.size() == 1);
+  CHECK(reported(w) == std::vector<std::string>{"t2:accepted"});
+  ex.fire("t1", TaskState::Preparing);  // an event after the removal is nobody's
+  CHECK(w.reports().size() == 0);
+  // An increment removing t2.
+  w.update({}, {"t2"});
+  CHECK(ex.take() == Calls{"remove t2"});
+  CHECK(w.size() == 0);
+}
+
+TEST_CASE("after a restart, tasks that ran are adopted and the stored state is not reported "
+          "again") {
+  RecordingExecutor ex;
+  Worker w(ex, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Running, TaskState::Running),
+                assigned("t2", TaskState::Running, TaskState::Preparing, 2)});
+  CHECK(ex.take() == Calls{"adopt t1", "prepare t2"});
+  ex.fire("t1", TaskState::Running);
+  ex.fire("t2", TaskState::Accepted);
+  ex.fire("t2", TaskState::Preparing);
+  CHECK(w.reports().size() == 0);
+  ex.fire("t2", TaskState::Ready);
+  CHECK(ex.take() == Calls{"start t2"});
+  CHECK(reported(w) == std::vector<std::string>{"t2:ready"});
+}
+
+TEST_CASE("the report queue keeps the latest status per task until acknowledged") {
+  ReportQueue q;
+  q.put("a", Report{TaskState::Accepted, "", "", 0, 1});
+  q.put("a", Report{TaskState::Preparing, "", "", 0, 2});
+  q.put("b", Report{TaskState::Running, "", "", 0, 3});
+  CHECK(q.size() == 2);
+  auto first = q.take(1);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].taskId == "a");
+  CHECK(first[0].report.state == TaskState::Preparing);
+  CHECK(q.waiting() == 1);
+  // A newer report while "a" is in flight: the ack does not drop it.
+  q.put("a", Report{TaskState::Ready, "", "", 0, 4});
+  q.ack(first);
+  CHECK(q.size() == 2);
+  auto second = q.take(10);
+  CHECK(second.size() == 2);
+  CHECK(q.waiting() == 0);
+  // The session went: everything in flight goes again.
+  q.retryAll();
+  CHECK(q.waiting() == 2);
+  auto third = q.take(10);
+  q.ack(third);
+  CHECK(q.size() == 0);
+  q.ack(second);  // a late ack of what is already gone changes nothing
+  CHECK(q.size() == 0);
+}
+
+TEST_CASE("the assignments' version chain: a complete set starts it, a gap breaks it") {
+  using V = AssignmentChain::Verdict;
+  AssignmentChain c;
+  CHECK(c.take(false, 5, 4) == V::Gap);  // an increment before any complete set
+  CHECK(c.take(true, 7, 0) == V::Apply);
+  CHECK(c.version() == 7u);
+  CHECK(c.take(false, 8, 7) == V::Apply);
+  CHECK(c.take(false, 10, 9) == V::Gap);  // 9 never came
+  CHECK_FALSE(c.version().has_value());
+  CHECK(c.take(false, 11, 10) == V::Gap);  // still nothing held until a complete set
+  CHECK(c.take(true, 12, 0) == V::Apply);
+  CHECK(c.take(false, 13, 12) == V::Apply);
+  c.reset();
+  CHECK(c.take(false, 14, 13) == V::Gap);
+}
+
+TEST_CASE("an assigned task is verified; names, ids and prefixes find it") {
+  CHECK_FALSE(readAssignedTask("").ok());
+  CHECK(contains(readAssignedTask("not a task at all").error().message, "does not verify"));
+  CHECK(contains(readAssignedTask(taskBytes("", TaskState::Running)).error().message, "no id"));
+
+  RecordingExecutor ex;
+  Worker w(ex, [] { return int64_t{0}; });
+  w.replaceAll({assigned("abc1", TaskState::Running), assigned("abc2", TaskState::Running, TaskState::Assigned, 2)});
+  CHECK(*w.find("abc1") == "abc1");
+  CHECK(*w.find("web.2") == "abc2");
+  CHECK(*w.find("web.1.abc1") == "abc1");
+  CHECK(contains(w.find("abc").error().message, "names 2 tasks"));
+  CHECK(w.find("zzz").error().code == static_cast<int>(wire::ErrorCode::NotFound));
+}
+
+TEST_CASE("the fake executor walks to RUNNING on timers and obeys a test's actions") {
+  Loop loop;
+  FakeExecutor fake(loop, 1ms);
+  Worker w(fake, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Running), assigned("t2", TaskState::Ready, TaskState::Assigned, 2),
+                assigned("t3", TaskState::Running, TaskState::Assigned, 3)});
+  auto stateOf = [&](const std::string& id) {
+    auto list = nlohmann::json::array();
+    w.appendJson(list);
+    for (auto& t : list)
+      if (t["id"] == id) return t["state"].get<std::string>();
+    return std::string("gone");
+  };
+  REQUIRE(runUntil(loop, [&] {
+    return stateOf("t1") == "running" && stateOf("t2") == "ready" && stateOf("t3") == "running";
+  }, 5s));
+  runUntil(loop, [] { return false; }, 20ms);
+  CHECK(stateOf("t2") == "ready");  // held
+
+  // Fail and Exit act on running tasks only.
+  auto st = fake.act("t2", agentapi::FakeAction::Fail, 1, "");
+  REQUIRE_FALSE(st.ok());
+  CHECK(contains(st.error().message, "not running"));
+  REQUIRE(fake.act("t1", agentapi::FakeAction::Exit, 7, "").ok());
+  CHECK(stateOf("t1") == "failed");
+  CHECK(contains(fake.act("t1", agentapi::FakeAction::Fail, 1, "").error().message,
+                 "already ended"));
+  REQUIRE(fake.act("t3", agentapi::FakeAction::Unhealthy, 1, "").ok());
+  CHECK(stateOf("t3") == "failed");
+  REQUIRE(fake.act("t2", agentapi::FakeAction::Reject, 1, "no such image").ok());
+  CHECK(stateOf("t2") == "rejected");
+  auto list = nlohmann::json::array();
+  w.appendJson(list);
+  for (auto& t : list) {
+    if (t["id"] == "t1") CHECK(t["exit_code"] == 7);
+    if (t["id"] == "t3") CHECK(t["err"] == "task: non-zero exit (1): unhealthy container");
+    if (t["id"] == "t2") CHECK(t["err"] == "no such image");
+  }
+  CHECK(fake.act("nope", agentapi::FakeAction::Fail, 1, "").error().code ==
+        static_cast<int>(wire::ErrorCode::NotFound));
+
+  // A stop reaches SHUTDOWN; removal forgets.
+  w.update({assigned("t4", TaskState::Running, TaskState::Assigned, 4)}, {});
+  REQUIRE(runUntil(loop, [&] { return stateOf("t4") == "running"; }, 5s));
+  w.update({assigned("t4", TaskState::Shutdown, TaskState::Running, 4)}, {});
+  REQUIRE(runUntil(loop, [&] { return stateOf("t4") == "shutdown"; }, 5s));
+  w.replaceAll({});
+  CHECK(fake.size() == 0);
+}
+
+TEST_CASE("the runc executor, until it exists, rejects every task saying so") {
+  Loop loop;
+  UnavailableRuncExecutor runc(loop);
+  Worker w(runc, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Running)});
+  REQUIRE(runUntil(loop, [&] { return w.reports().size() == 1; }, 2s));
+  auto batch = w.reports().take(1);
+  CHECK(batch[0].report.state == TaskState::Rejected);
+  CHECK(batch[0].report.err ==
+        "the runc executor is not available yet: start agentd with --executor fake");
+}
+
+// A dispatcher that opens sessions, streams scripted assignments and takes status reports.
+struct TaskDispatcher : TestDispatcher {
+  std::shared_ptr<bus::ServerStream> stream;
+  int streamsOpened = 0;
+  std::map<std::string, TaskState> statuses;
+  int reportCalls = 0;
+
+  TaskDispatcher(Loop& loop, zmq::context_t& ctx) : TestDispatcher(loop, ctx) {
+    server.serve(kDispatchProtocol, [this](bus::Call call) {
+      auto* env = call.as<dispatch::Envelope>();
+      if (env->body_type() == dispatch::Body::AssignmentsRequest) {
+        ++streamsOpened;
+        stream = call.openStream();
+        return;
+      }
+      if (auto* req = env->body_as_UpdateTaskStatusRequest()) {
+        ++reportCalls;
+        for (const auto* u : *req->updates()) statuses[u->task_id()->str()] = u->status()->state();
+        flatbuffers::FlatBufferBuilder fbb;
+        return call.reply(bus::message<dispatch::Envelope>(
+            fbb, dispatch::Body::UpdateTaskStatusReply,
+            dispatch::CreateUpdateTaskStatusReply(fbb).Union()));
+      }
+      answer(call);
+    });
+  }
+  bool send(bool full, uint64_t version, uint64_t previous, const std::vector<std::string>& tasks,
+            const std::vector<std::string>& removed = {}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<flatbuffers::Offset<dispatch::AssignedTask>> updated;
+    for (const auto& t : tasks)
+      updated.push_back(dispatch::CreateAssignedTask(
+          fbb, fbb.CreateVector(reinterpret_cast<const uint8_t*>(t.data()), t.size())));
+    auto body = dispatch::CreateAssignments(fbb, full, version, previous,
+                                            fbb.CreateVector(updated),
+                                            fbb.CreateVectorOfStrings(removed));
+    return stream && stream->send(
+        bus::message<dispatch::Envelope>(fbb, dispatch::Body::Assignments, body.Union()));
+  }
+};
+
+TEST_CASE("the session carries assignments to the worker and its reports back; a gap asks "
+          "for a complete set") {
+  Loop loop;
+  zmq::context_t ctx(1);
+  TaskDispatcher d(loop, ctx);
+  FakeExecutor fake(loop, 1ms);
+  Worker worker(fake, [] { return int64_t{42}; });
+  Session session(loop, ctx, curve::generate(), describeNode({"n1", "x86_64", 1, 1 << 30}, "t"),
+                  {});
+  session.attach(&worker);
+  session.start({d.manager()}, "127.0.0.1", 5s);
+  REQUIRE(runUntil(loop, [&] { return d.streamsOpened == 1 && d.stream; }, 5s));
+
+  REQUIRE(d.send(true, 10, 0, {taskBytes("t1", TaskState::Running)}));
+  REQUIRE_MESSAGE(runUntil(loop, [&] { return d.statuses["t1"] == TaskState::Running; }, 5s),
+                  session.json().dump());
+  // The walk's five steps went in a few batched calls, not one each.
+  CHECK(d.reportCalls < 5);
+  REQUIRE(d.send(false, 11, 10, {taskBytes("t2", TaskState::Running, TaskState::Assigned, 2)}));
+  REQUIRE(runUntil(loop, [&] { return d.statuses["t2"] == TaskState::Running; }, 5s));
+  CHECK(session.json()["assignments"]["version"] == 11);
+
+  // 12 never came: the agent cancels and opens a new stream, whose complete set replaces all.
+  REQUIRE(d.send(false, 13, 12, {}, {"t1"}));
+  REQUIRE(runUntil(loop, [&] { return d.streamsOpened == 2; }, 5s));
+  CHECK(worker.size() == 2);  // the increment after the gap was not applied
+  CHECK(session.json()["assignments"]["gaps"] == 1);
+  REQUIRE(runUntil(loop, [&] { return d.stream && d.stream->open() && d.send(true, 20, 0, {
+    taskBytes("t2", TaskState::Shutdown, TaskState::Running, 2)}); }, 5s));
+  REQUIRE(runUntil(loop, [&] { return d.statuses["t2"] == TaskState::Shutdown; }, 5s));
+  CHECK(worker.size() == 1);
+  CHECK(fake.size() == 1);
+  session.stop();
 }
 
 }  // namespace
