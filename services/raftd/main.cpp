@@ -2,6 +2,7 @@
 #include "common/daemon.h"
 #include "services/raftd/control.h"
 #include "services/raftd/daemon_host.h"
+#include "services/raftd/service_control.h"
 
 int main(int argc, char** argv) {
   shoal::Daemon daemon("raftd", "Raft consensus and the replicated object store of a shoal manager");
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<shoal::raftd::DaemonHost> raftd;
   std::unique_ptr<shoal::raftd::Control> control;
+  std::unique_ptr<shoal::raftd::ServiceControl> services;
   return daemon.run([&](shoal::Daemon& d) -> shoal::Status {
     auto started = shoal::raftd::DaemonHost::start(d, options);
     if (!started) return started.error();
@@ -30,6 +32,9 @@ int main(int argc, char** argv) {
     auto served = shoal::raftd::Control::start(d, raftd->node(), options);
     if (!served) return served.error();
     control = std::move(served).value();
+    auto servedServices = shoal::raftd::ServiceControl::start(d, raftd->node());
+    if (!servedServices) return servedServices.error();
+    services = std::move(servedServices).value();
     return {};
   });
 }
