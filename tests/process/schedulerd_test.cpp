@@ -1,0 +1,291 @@
+// schedulerd as a process beside real raftd members (docs/services.md): idle outside a swarm;
+// active once its raftd leads (swarm init, no Reload needed); a replicated Service written
+// straight into the store gets its 3 tasks ASSIGNED to the node, a scale to 1 shuts 2 down,
+// and a schedulerd stopped with SIGTERM and started again creates no second task for a slot.
+// On a 3-member raft the followers' schedulerd idles and says why, the leader's acts, and
+// SIGTERM stops both cleanly.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/ids.h"
+#include "common/node_dir.h"
+#include "common/object_codec.h"
+#include "common/protocols.h"
+#include "common/store_client.h"
+#include "tests/support/daemons.h"
+#include "tests/support/node_daemons.h"
+#include "tests/support/process.h"
+#include "tests/support/raft_members.h"
+
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+using objects::ObjectKind;
+using objects::TaskState;
+using testing::Process;
+using testing::waitFor;
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// schedulerd on a raft member's run and node dirs.
+struct Schedulerd {
+  std::string run, log, state;
+  std::unique_ptr<Process> proc;
+
+  explicit Schedulerd(const testing::RaftMember& m)
+      : run(m.run), log(m.log + ".schedulerd"), state(m.state + "-schedulerd") {}
+  Schedulerd(std::string runDir, std::string logFile, std::string stateDir)
+      : run(std::move(runDir)), log(std::move(logFile)), state(std::move(stateDir)) {}
+  ~Schedulerd() {
+    if (proc) {
+      proc->signal(SIGTERM);
+      proc->wait(10s);
+    }
+  }
+
+  void start(const std::string& nodeDir) {
+    proc = std::make_unique<Process>(std::vector<std::string>{
+        testing::daemonPath("schedulerd"), "--foreground", "--state-dir", state, "--run-dir", run,
+        "--node-dir", nodeDir, "--log-file", log});
+    REQUIRE_MESSAGE(waitFor([&] { return !status().empty(); }, 20s),
+                    "schedulerd does not answer on " << socket() << ": " << logs());
+  }
+  // SIGTERM: it must end, with exit code 0, within 10 s.
+  void stop() {
+    REQUIRE(proc);
+    proc->signal(SIGTERM);
+    auto st = proc->wait(10s);
+    REQUIRE_MESSAGE(st.has_value(), "schedulerd did not stop on SIGTERM within 10 s: " << logs());
+    CHECK_MESSAGE((st->exited() && st->code == 0),
+                  "schedulerd ended with code " << st->code << ", signal " << st->signal << ": " << logs());
+    proc.reset();
+  }
+  std::string socket() const { return "ipc://" + run + "/schedulerd.sock"; }
+  std::string logs() const {
+    return "\n--- schedulerd log\n" + testing::readFile(log) + (proc ? proc->err() : std::string());
+  }
+  // Status' "scheduler" part; empty when schedulerd does not answer.
+  nlohmann::json status() const {
+    if (!proc) return nlohmann::json::object();
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateStatusRequest(fbb);
+    auto r = testing::callOn<control::Envelope>(
+        socket(), bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 2s);
+    if (!r) return nlohmann::json::object();
+    auto j = nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
+    return j.value("scheduler", nlohmann::json::object());
+  }
+  bool active() const {
+    auto s = status();
+    return s.value("active", false) && s.value("view", nlohmann::json::object()).value("loaded", false);
+  }
+};
+
+std::string nodeIdOf(const testing::RaftMember& m) {
+  auto dir = node::NodeDir::open(m.nodeDir);
+  REQUIRE(dir.ok());
+  auto config = dir->load();
+  REQUIRE_MESSAGE((config.ok() && config->has_value()), m.name << " has no node.json after swarm init");
+  return (**config).nodeId;
+}
+
+std::unique_ptr<objects::ServiceT> replicatedService(const std::string& name, uint64_t replicas) {
+  auto s = std::make_unique<objects::ServiceT>();
+  s->id = newId();
+  s->spec = std::make_unique<objects::ServiceSpecT>();
+  s->spec->annotations = std::make_unique<objects::AnnotationsT>();
+  s->spec->annotations->name = name;
+  s->spec->task = std::make_unique<objects::TaskSpecT>();
+  s->spec->task->container = std::make_unique<objects::ContainerSpecT>();
+  s->spec->task->container->image = "busybox:latest";
+  s->spec->mode = std::make_unique<objects::ServiceModeT>();
+  s->spec->mode->kind = objects::ServiceModeKind::Replicated;
+  s->spec->mode->replicas = replicas;
+  s->spec_version = 1;
+  return s;
+}
+
+std::vector<std::unique_ptr<objects::TaskT>> tasksOf(store::SyncClient& store, const std::string& serviceId) {
+  store::ListFilter filter;
+  filter.serviceId = serviceId;
+  auto listed = store.list(ObjectKind::Task, filter);
+  REQUIRE_MESSAGE(listed.ok(), "listing tasks: " << (listed ? "" : listed.error().message));
+  std::vector<std::unique_ptr<objects::TaskT>> out;
+  for (auto& o : listed->objects) {
+    auto t = objects_codec::unpack<objects::Task>(o, "task");
+    REQUIRE(t.ok());
+    out.push_back(std::move(t).value());
+  }
+  return out;
+}
+
+TaskState stateOf(const objects::TaskT& t) { return t.status ? t.status->state : TaskState::New; }
+bool live(const objects::TaskT& t) { return t.desired_state <= TaskState::Running; }
+
+// One line per task, for failure messages.
+std::string describe(const std::vector<std::unique_ptr<objects::TaskT>>& tasks) {
+  std::string out;
+  for (auto& t : tasks)
+    out += "\n  " + t->id + " slot " + std::to_string(t->slot) + " node " + t->node_id + " state " +
+           objects::EnumNameTaskState(stateOf(*t)) + " desired " + objects::EnumNameTaskState(t->desired_state) +
+           (t->status && !t->status->err.empty() ? " err " + t->status->err : "");
+  return out;
+}
+
+// At most one live task per slot, and `want` live in all.
+bool oneLivePerSlot(const std::vector<std::unique_ptr<objects::TaskT>>& tasks, size_t want) {
+  std::map<uint64_t, int> bySlot;
+  size_t n = 0;
+  for (auto& t : tasks)
+    if (live(*t)) {
+      ++n;
+      if (++bySlot[t->slot] > 1) return false;
+    }
+  return n == want;
+}
+
+TEST_CASE("schedulerd on one manager: idle outside a swarm, then 3 replicas assigned, a scale "
+          "to 1, and a restart without duplicates") {
+  testing::RaftCluster c;
+  auto& m = c.add();
+  m.start();
+  Schedulerd sd(m);
+  sd.start(m.nodeDir);
+  auto logs = [&] { return c.logs() + sd.logs(); };
+
+  INFO("before swarm init");
+  REQUIRE_MESSAGE(waitFor([&] { return contains(sd.status().value("why", ""), "not in a swarm"); }, 10s),
+                  sd.status().dump() << logs());
+  CHECK_FALSE(sd.status().value("active", true));
+
+  m.init();
+  REQUIRE_MESSAGE(waitFor([&] { return m.leads(); }, 20s), logs());
+  // No Reload: raftd's leadership alone makes it act.
+  REQUIRE_MESSAGE(waitFor([&] { return sd.active(); }, 20s), sd.status().dump() << logs());
+  std::string nodeId = nodeIdOf(m);
+
+  store::SyncClient store;
+  REQUIRE(store.connect(m.socket()).ok());
+  auto node = store.get(ObjectKind::Node, nodeId);
+  REQUIRE_MESSAGE(node.ok(), "the Node of swarm init: " << (node ? "" : node.error().message));
+  auto nodeT = objects_codec::unpack<objects::Node>(node->data, "node");
+  REQUIRE(nodeT.ok());
+  REQUIRE_MESSAGE(((*nodeT)->status && (*nodeT)->status->state == objects::NodeState::Ready),
+                  "swarm init left its node not Ready");
+
+  auto service = replicatedService("web", 3);
+  std::string serviceId = service->id;
+  auto created = store.txn({{ObjectKind::Service, objects::Operation::Create, serviceId, 0,
+                             objects_codec::pack<objects::Service>(*service)}});
+  REQUIRE_MESSAGE(created.ok(), "writing the Service: " << (created ? "" : created.error().message));
+
+  INFO("3 replicas, each ASSIGNED to the one node");
+  bool assigned = waitFor([&] {
+    auto tasks = tasksOf(store, serviceId);
+    if (tasks.size() != 3 || !oneLivePerSlot(tasks, 3)) return false;
+    std::set<uint64_t> slots;
+    for (auto& t : tasks) {
+      if (stateOf(*t) != TaskState::Assigned || t->node_id != nodeId) return false;
+      slots.insert(t->slot);
+    }
+    return slots == std::set<uint64_t>{1, 2, 3};
+  }, 30s);
+  REQUIRE_MESSAGE(assigned, "tasks:" << describe(tasksOf(store, serviceId)) << "\n" << sd.status().dump() << logs());
+
+  INFO("scale to 1: 2 tasks get desired SHUTDOWN, none is added");
+  auto stored = store.get(ObjectKind::Service, serviceId);
+  REQUIRE(stored.ok());
+  auto svc = objects_codec::unpack<objects::Service>(stored->data, "service");
+  REQUIRE(svc.ok());
+  uint64_t version = objects_codec::versionOf((*svc)->meta);
+  (*svc)->spec->mode->replicas = 1;
+  (*svc)->spec_version += 1;
+  auto scaled = store.txn({{ObjectKind::Service, objects::Operation::Update, serviceId, version,
+                            objects_codec::pack<objects::Service>(**svc)}});
+  REQUIRE_MESSAGE(scaled.ok(), "scaling: " << (scaled ? "" : scaled.error().message));
+  bool shutDown = waitFor([&] {
+    auto tasks = tasksOf(store, serviceId);
+    size_t down = 0;
+    for (auto& t : tasks) down += t->desired_state == TaskState::Shutdown;
+    return tasks.size() == 3 && down == 2 && oneLivePerSlot(tasks, 1);
+  }, 30s);
+  REQUIRE_MESSAGE(shutDown, "tasks:" << describe(tasksOf(store, serviceId)) << "\n" << sd.status().dump() << logs());
+  auto before = sd.status();
+  CHECK_MESSAGE(before.value("conflicts", 1) == 0, before.dump());
+  CHECK_MESSAGE(before.value("failures", 1) == 0, before.dump());
+  CHECK_MESSAGE(before.value("pass_errors", 1) == 0, before.dump());
+
+  INFO("SIGTERM, start again: the same tasks, no second live task in a slot");
+  std::set<std::string> ids;
+  for (auto& t : tasksOf(store, serviceId)) ids.insert(t->id);
+  sd.stop();
+  sd.start(m.nodeDir);
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto s = sd.status();
+    return sd.active() && s.value("passes", 0) >= 1 && s.value("in_flight", 1) == 0;
+  }, 20s), sd.status().dump() << logs());
+  // Whatever a pass may still be gathering is due within a second.
+  std::this_thread::sleep_for(1500ms);
+  auto tasks = tasksOf(store, serviceId);
+  std::set<std::string> after;
+  for (auto& t : tasks) after.insert(t->id);
+  CHECK_MESSAGE(after == ids, "tasks:" << describe(tasks));
+  CHECK_MESSAGE(oneLivePerSlot(tasks, 1), "tasks:" << describe(tasks));
+  auto restarted = sd.status();
+  CHECK_MESSAGE(restarted.value("conflicts", 1) == 0, restarted.dump());
+  CHECK_MESSAGE(restarted.value("view", nlohmann::json::object()).value("services", 0) == 1, restarted.dump());
+  sd.stop();
+}
+
+TEST_CASE("schedulerd on three managers: the followers' idle and say why, the leader's acts; "
+          "SIGTERM stops them cleanly") {
+  testing::RaftCluster c;
+  int lead = testing::startThree(c);
+  std::vector<std::unique_ptr<Schedulerd>> sds;
+  for (auto& m : c.members) {
+    sds.push_back(std::make_unique<Schedulerd>(m));
+    sds.back()->start(m.nodeDir);
+  }
+  auto logs = [&] {
+    std::string out = c.logs();
+    for (auto& s : sds) out += s->logs();
+    return out;
+  };
+  // Leadership may move while the cluster settles; wait for the roles to be stable.
+  REQUIRE_MESSAGE(waitFor([&] {
+    lead = c.leader();
+    if (lead < 0) return false;
+    for (size_t i = 0; i < sds.size(); ++i)
+      if (sds[i]->active() != (static_cast<int>(i) == lead)) return false;
+    return true;
+  }, 30s), logs());
+  for (size_t i = 0; i < sds.size(); ++i) {
+    if (static_cast<int>(i) == lead) continue;
+    auto s = sds[i]->status();
+    CHECK_MESSAGE(contains(s.value("why", ""), "follower"), s.dump());
+    CHECK(s.value("state", "") == "idle");
+    CHECK(s.value("view", nlohmann::json::object()).value("nodes", 1) == 0);
+  }
+  auto leader = sds[lead]->status();
+  CHECK_MESSAGE(leader.value("view", nlohmann::json::object()).value("nodes", 0) == 3, leader.dump());
+  CHECK(leader.value("passes", 0) >= 1);
+  for (auto& s : sds) s->stop();
+}
+
+}  // namespace
+}  // namespace shoal
