@@ -330,11 +330,24 @@ void stopOldIterations(Plan& plan, const objects::ServiceT& s) {
   }
 }
 
+// A job gets its JobStatus on its first pass. A job whose task template changed runs again,
+// as in Swarm (a new job iteration): the service API marks the change as an update (or a
+// rollback), which here becomes the next iteration and is thereby done.
 void ensureJobStatus(Plan& plan, const objects::ServiceT& s) {
-  if (s.job_status) return;
+  auto state = s.update_status ? s.update_status->state : objects::UpdateState::Unknown;
+  bool rerun = state == objects::UpdateState::Updating || state == objects::UpdateState::RollbackStarted;
+  if (s.job_status && !rerun) return;
   auto& edit = plan.editService(s.id);
-  edit.job_status = std::make_unique<objects::JobStatusT>();
+  if (!edit.job_status)
+    edit.job_status = std::make_unique<objects::JobStatusT>();
+  else
+    ++edit.job_status->job_iteration;
   edit.job_status->last_execution = plan.now();
+  if (!rerun) return;
+  bool rollback = state == objects::UpdateState::RollbackStarted;
+  edit.update_status->state = rollback ? objects::UpdateState::RollbackCompleted : objects::UpdateState::Completed;
+  edit.update_status->completed_at = plan.now();
+  edit.update_status->message = "the job runs again as iteration " + std::to_string(edit.job_status->job_iteration);
 }
 
 // ---- removal of a deleted service's tasks, and the reaper

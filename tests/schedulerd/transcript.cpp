@@ -633,8 +633,10 @@ class Runner {
     std::string before = a.update_status ? describeUpdate(*a.update_status) : "";
     std::string after = b.update_status ? describeUpdate(*b.update_status) : "";
     if (before != after) out += "service " + b.id + " " + after + "\n";
-    if ((a.job_status != nullptr) != (b.job_status != nullptr))
-      out += "service " + b.id + " job iteration=" + std::to_string(b.job_status->job_iteration) + "\n";
+    auto iteration = [](const objects::ServiceT& s) {
+      return s.job_status ? std::to_string(s.job_status->job_iteration) : "";
+    };
+    if (iteration(a) != iteration(b)) out += "service " + b.id + " job iteration=" + iteration(b) + "\n";
     auto ports = [](const objects::ServiceT& s) {
       std::string p;
       if (s.endpoint)
