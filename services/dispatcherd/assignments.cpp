@@ -41,7 +41,8 @@ bus::Buffer encodeAssignments(const AssignmentItem& item) {
   }
   auto updatedVec = fbb.CreateVector(updated);
   auto removedVec = fbb.CreateVectorOfStrings(item.removed);
-  auto body = dispatch::CreateAssignments(fbb, item.full, item.version, item.previous, updatedVec, removedVec);
+  auto body = dispatch::CreateAssignments(fbb, item.full, item.version, item.previous, updatedVec,
+                                          removedVec);
   return bus::message<dispatch::Envelope>(fbb, dispatch::Body::Assignments, body.Union());
 }
 
@@ -63,7 +64,8 @@ void Assignments::touch(const std::string& taskId, const std::string& nodeId) {
   auto ids = streamsByNode_.find(nodeId);
   if (ids == streamsByNode_.end()) return;
   auto t = tasks_.find(taskId);
-  bool assignedHere = t != tasks_.end() && t->second.nodeId == nodeId && isAssigned(t->second.state);
+  bool assignedHere =
+      t != tasks_.end() && t->second.nodeId == nodeId && isAssigned(t->second.state);
   for (StreamId id : ids->second) {
     Stream& s = streams_.at(id);
     // Only what changes the agent's set: a task of its set now, or one it holds.
@@ -112,7 +114,8 @@ void Assignments::replaceAll(std::vector<TaskEntry> tasks) {
     index(tasks_.at(id));
   }
   for (auto& [id, s] : streams_)
-    if (auto n = byNode_.find(s.nodeId); n != byNode_.end()) s.dirty.insert(n->second.begin(), n->second.end());
+    if (auto n = byNode_.find(s.nodeId); n != byNode_.end())
+      s.dirty.insert(n->second.begin(), n->second.end());
 }
 
 const TaskEntry* Assignments::task(const std::string& id) const {
@@ -149,10 +152,17 @@ std::vector<Assignments::StreamId> Assignments::streams() const {
   return out;
 }
 
-std::optional<Clock::time_point> Assignments::readyAt(const Stream& s, Clock::time_point now) const {
+std::optional<Clock::time_point> Assignments::readyAt(const Stream& s,
+                                                      Clock::time_point now) const {
   if (!hasWork(s)) return std::nullopt;
   if (!s.started || s.continuing || !s.lastSent) return now;
   return std::max(now, *s.lastSent + kInterval);
+}
+
+std::optional<Clock::time_point> Assignments::dueAt(StreamId id, Clock::time_point now) const {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return std::nullopt;
+  return readyAt(it->second, now);
 }
 
 bool Assignments::due(StreamId id, Clock::time_point now) const {
@@ -174,7 +184,8 @@ uint64_t Assignments::versionOf(StreamId id) const {
   return it == streams_.end() ? 0 : it->second.version;
 }
 
-std::vector<AssignmentItem> Assignments::take(StreamId id, Clock::time_point now, uint32_t credits) {
+std::vector<AssignmentItem> Assignments::take(StreamId id, Clock::time_point now,
+                                              uint32_t credits) {
   std::vector<AssignmentItem> out;
   while (out.size() < credits && due(id, now)) {
     Stream& s = streams_.at(id);
@@ -221,7 +232,8 @@ AssignmentItem Assignments::increment(Stream& s) {
   while (it != s.dirty.end()) {
     auto t = tasks_.find(*it);
     auto held = s.held.find(*it);
-    bool assignedHere = t != tasks_.end() && t->second.nodeId == s.nodeId && isAssigned(t->second.state);
+    bool assignedHere =
+        t != tasks_.end() && t->second.nodeId == s.nodeId && isAssigned(t->second.state);
     if (assignedHere && !(held != s.held.end() && held->second == t->second.version)) {
       if (bytes > 0 && bytes + t->second.bytes.size() > kMaxItemBytes) break;
       item.updated.push_back(t->second.bytes);

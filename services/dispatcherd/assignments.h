@@ -55,9 +55,9 @@ inline bool isAssigned(objects::TaskState state) { return state >= objects::Task
 struct AssignmentItem {
   bool full = false;
   uint64_t version = 0;
-  uint64_t previous = 0;              // 0 for a complete set
-  std::vector<std::string> updated;   // Task bytes, as stored
-  std::vector<std::string> removed;   // task ids
+  uint64_t previous = 0;             // 0 for a complete set
+  std::vector<std::string> updated;  // Task bytes, as stored
+  std::vector<std::string> removed;  // task ids
 };
 
 // The item as a dispatch Envelope (Body::Assignments), ready for ServerStream::send.
@@ -92,6 +92,8 @@ class Assignments {
   std::vector<StreamId> streams() const;
   // Whether the stream has an item to send by `now` (credits aside).
   bool due(StreamId id, Clock::time_point now) const;
+  // When the stream's next item may go (now at the earliest); none when it has nothing.
+  std::optional<Clock::time_point> dueAt(StreamId id, Clock::time_point now) const;
   // The soonest time a stream with something pending becomes due, if any.
   std::optional<Clock::time_point> nextDue(Clock::time_point now) const;
   // The items to send now, at most `credits` of them; the stream's record takes them as
@@ -104,11 +106,11 @@ class Assignments {
  private:
   struct Stream {
     std::string nodeId;
-    bool started = false;                   // the complete set went
-    uint64_t version = 0;                   // the last item's
-    std::map<std::string, uint64_t> held;   // what the agent holds: task id -> version
-    std::set<std::string> dirty;            // tasks to compare with what it holds
-    bool continuing = false;                // a split item's rest: goes without waiting
+    bool started = false;                  // the complete set went
+    uint64_t version = 0;                  // the last item's
+    std::map<std::string, uint64_t> held;  // what the agent holds: task id -> version
+    std::set<std::string> dirty;           // tasks to compare with what it holds
+    bool continuing = false;               // a split item's rest: goes without waiting
     std::optional<Clock::time_point> lastSent;
   };
 

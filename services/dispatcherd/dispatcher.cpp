@@ -28,6 +28,12 @@ int64_t unixSeconds() {
       .count();
 }
 
+int64_t unixNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 int64_t msOf(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
 flatbuffers::Offset<dispatch::Manager> buildManager(flatbuffers::FlatBufferBuilder& fbb,
@@ -91,6 +97,8 @@ void Dispatcher::closeEndpoints() {
   store_.reset();
   if (tick_) daemon_.loop().cancel(tick_);
   tick_ = 0;
+  if (assignTimer_) daemon_.loop().cancel(assignTimer_);
+  assignTimer_ = 0;
   if (server_) server_->close();
   if (hello_) hello_->close();
   server_.reset();
@@ -168,7 +176,7 @@ Status Dispatcher::bind(const node::NodeConfig& config, const curve::KeyPair& ke
   }
   store_->leadership([this](const store::Leadership& l) { onLeadership(l); });
   store_->watchWithResync(
-      {objects::ObjectKind::Cluster, objects::ObjectKind::Node}, {},
+      {objects::ObjectKind::Cluster, objects::ObjectKind::Node, objects::ObjectKind::Task}, {},
       [this](store::Snapshot s) { onSnapshot(std::move(s)); },
       [this](uint64_t, std::vector<store::Change> events) { onEvents(std::move(events)); });
   tick_ = loop.every(kTick, [this] { tick(); });
@@ -189,6 +197,7 @@ void Dispatcher::idle(std::string why) {
   ca_.reset();
   caKey_.clear();
   joining_.clear();
+  assignments_.replaceAll({});  // its streams ended with the endpoints
   updateActive();
   if (why != idleReason_ && why != "rebinding") spdlog::info("idle: {}", why);
   if (wasBound && why != "rebinding") spdlog::info("stopped listening");
@@ -216,8 +225,13 @@ void Dispatcher::updateActive() {
   // (sessions.h), and a follower has none.
   sessions_.reset();
   writes_.clear();
+  taskWrites_.clear();
   refreshing_ = false;
   ++writeGeneration_;
+  if (!active_)
+    endAllStreams(wire::ErrorCode::NotLeader,
+                  "this manager's dispatcher is no longer active (its raftd does not lead): open a "
+                  "session with the leader's");
   if (active_) {
     activeSince_ = daemon_.loop().now();
     spdlog::info("active: raftd leads (term {}); every node has {} heartbeat periods from now to "
@@ -242,19 +256,29 @@ void Dispatcher::readRaftClusterId() {
 
 void Dispatcher::onSnapshot(store::Snapshot snapshot) {
   nodes_.clear();
+  std::vector<TaskEntry> tasks;
   for (auto& kind : snapshot.kinds)
     for (auto& object : kind.objects) {
       if (kind.kind == objects::ObjectKind::Node) putNode(object);
       if (kind.kind == objects::ObjectKind::Cluster) putCluster(object);
+      if (kind.kind != objects::ObjectKind::Task) continue;
+      auto task = readTask(object);
+      if (!task)
+        spdlog::warn("{}", task.error().message);
+      else
+        tasks.push_back(std::move(task).value());
     }
+  assignments_.replaceAll(std::move(tasks));
   // Nodes deleted while the watch was away.
   std::vector<std::string> gone;
   for (auto& [id, e] : sessions_.all())
     if (!nodes_.byId(id)) gone.push_back(id);
   for (auto& id : gone) removeNode(id);
-  if (!loaded_) spdlog::info("store view loaded: {} nodes, {}", nodes_.size(),
-                             cluster_ ? "cluster " + cluster_->id : "no Cluster object yet");
+  if (!loaded_)
+    spdlog::info("store view loaded: {} nodes, {} tasks, {}", nodes_.size(), assignments_.tasks(),
+                 cluster_ ? "cluster " + cluster_->id : "no Cluster object yet");
   loaded_ = true;
+  pushDue();
 }
 
 void Dispatcher::onEvents(std::vector<store::Change> events) {
@@ -266,8 +290,22 @@ void Dispatcher::onEvents(std::vector<store::Change> events) {
         putNode(e.object);
     } else if (e.kind == objects::ObjectKind::Cluster && e.operation != objects::Operation::Delete) {
       putCluster(e.object);
+    } else if (e.kind == objects::ObjectKind::Task) {
+      if (e.operation == objects::Operation::Delete)
+        assignments_.erase(e.id);
+      else
+        putTask(e.object, e.version);
     }
   }
+  // A whole transaction at a time, so that its tasks reach each node in one item.
+  pushDue();
+}
+
+void Dispatcher::putTask(std::string_view bytes, uint64_t version) {
+  auto task = readTask(bytes);
+  if (!task) return spdlog::warn("{}", task.error().message);
+  if (task->version == 0) task->version = version;
+  assignments_.put(std::move(task).value());
 }
 
 void Dispatcher::putNode(std::string_view bytes) {
@@ -280,6 +318,7 @@ void Dispatcher::removeNode(const std::string& id) {
   nodes_.erase(id);
   if (sessions_.find(id)) spdlog::info("node {} was removed from the swarm; its session ends", id);
   sessions_.forget(id);
+  endStreams(id, wire::ErrorCode::NotFound, "this node was removed from the swarm");
   writes_.drop(id);
 }
 
@@ -362,12 +401,16 @@ void Dispatcher::tick() {
                  node && !node->description.hostname.empty() ? " (" + node->description.hostname + ")" : "",
                  kMissedPeriods, msOf(period()));
     ++counters_.downs;
+    endStreams(id, wire::ErrorCode::NotFound,
+               "the session expired (no heartbeat for " + std::to_string(kMissedPeriods) +
+                   " periods): open a new session");
     NodeUpdate down;
     down.state = objects::NodeState::Down;
     down.message = "heartbeat failure";
     writes_.add(id, down);
   }
   flush(now);
+  flushTaskStatus(now);
 }
 
 void Dispatcher::flush(Clock::time_point now) {
@@ -440,11 +483,29 @@ void Dispatcher::serveDispatch(bus::Call call) {
     case dispatch::Body::RenewRequest:
       if (refuseUnlessActive(call)) return;
       return renew(call);
+    case dispatch::Body::AssignmentsRequest:
+      // An error, never a Redirect: a client drops a plain reply to a stream's request.
+      if (!active_ || !loaded_)
+        return call.fail(active_ ? wire::ErrorCode::Unavailable : wire::ErrorCode::NotLeader,
+                         "this dispatcher cannot stream assignments now (" +
+                             (active_ ? std::string("it is still reading the store") : why()) +
+                             "); open a session with the leader's dispatcher, then ask again");
+      // The verifier lets a union's body be absent: an empty request has no session.
+      if (!env->body_as_AssignmentsRequest())
+        return call.fail(wire::ErrorCode::InvalidArgument,
+                         "an empty AssignmentsRequest: it names no session");
+      return openAssignments(call, *env->body_as_AssignmentsRequest());
+    case dispatch::Body::UpdateTaskStatusRequest:
+      if (refuseUnlessActive(call)) return;
+      if (!env->body_as_UpdateTaskStatusRequest())
+        return call.fail(wire::ErrorCode::InvalidArgument,
+                         "an empty UpdateTaskStatusRequest: it names no session");
+      return updateTaskStatus(call, *env->body_as_UpdateTaskStatusRequest());
     default:
       return call.fail(wire::ErrorCode::Unimplemented,
                        std::string("dispatch message ") + dispatch::EnumNameBody(env->body_type()) +
                            " is not a request dispatcherd serves (Hello, Join, OpenSession, "
-                           "Heartbeat, Renew)");
+                           "Heartbeat, Renew, Assignments, UpdateTaskStatus)");
   }
 }
 
@@ -651,6 +712,8 @@ void Dispatcher::openSession(bus::Call& call, const dispatch::OpenSessionRequest
   if (update.state || update.description || update.addr) writes_.add(node->id, update);
   std::string sessionId = newId();
   sessions_.open(node->id, sessionId, daemon_.loop().now(), period());
+  endStreams(node->id, wire::ErrorCode::NotFound,
+             "the session ended: the node opened a new one; ask for assignments in it", sessionId);
   ++counters_.sessionsOpened;
   spdlog::info("node {} ({}) opened session {} (was {})", node->id, description->hostname, sessionId,
                stateName(node->state));
@@ -705,6 +768,185 @@ void Dispatcher::replySession(bus::Call& call, const NodeRecord& node, const std
       fbb, sid, nid, std::chrono::duration_cast<std::chrono::nanoseconds>(period()).count(), managersVec,
       node.role, certVec, raft);
   call.reply(bus::message<dispatch::Envelope>(fbb, dispatch::Body::SessionReply, body.Union()));
+}
+
+bool Dispatcher::inSession(const std::string& nodeId, const std::string& sessionId) const {
+  auto* e = sessions_.find(nodeId);
+  return e && !e->expired && e->session && *e->session == sessionId;
+}
+
+// --- assignments ---------------------------------------------------------------------------
+
+void Dispatcher::openAssignments(bus::Call& call, const dispatch::AssignmentsRequest& request) {
+  const NodeRecord* node = knownNode(call);
+  if (!node) return;
+  std::string sessionId = str(request.session_id());
+  if (!inSession(node->id, sessionId))
+    return call.fail(wire::ErrorCode::NotFound,
+                     "no session " + sessionId.substr(0, 64) + " for node " + node->id +
+                         " here (it expired, or another leader opened it): open a new session, "
+                         "then ask for assignments in it");
+  auto stream = call.openStream();
+  Assignments::StreamId id = nextStream_++;
+  stream->onCredit([this, id] {
+    pushAssignments(id);
+    armAssignments();
+  });
+  stream->onClose([this, id] { onStreamClosed(id); });
+  streams_[id] = AssignmentStream{stream, node->id, sessionId};
+  assignments_.open(id, node->id);
+  ++counters_.streamsOpened;
+  auto assigned = assignments_.byNode().find(node->id);
+  spdlog::info("node {} opened an assignments stream in session {} ({} tasks assigned)", node->id,
+               sessionId, assigned == assignments_.byNode().end() ? 0 : assigned->second.size());
+  pushAssignments(id);
+  armAssignments();
+}
+
+void Dispatcher::pushAssignments(Assignments::StreamId id) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  auto stream = it->second.stream;  // alive through a send that ends it
+  if (!stream->open() || stream->credits() == 0) return;
+  for (auto& item : assignments_.take(id, daemon_.loop().now(), stream->credits())) {
+    // A send that fails has ended the stream (the agent fell behind or is gone): the agent
+    // opens a new one and gets a complete set.
+    if (!stream->send(encodeAssignments(item))) return;
+    ++counters_.assignmentItems;
+  }
+}
+
+void Dispatcher::pushDue() {
+  auto now = daemon_.loop().now();
+  for (auto& [id, s] : std::map<Assignments::StreamId, AssignmentStream>(streams_))
+    if (assignments_.due(id, now)) pushAssignments(id);
+  armAssignments();
+}
+
+// One timer for the soonest stream due that has credits (one without waits for onCredit).
+void Dispatcher::armAssignments() {
+  auto now = daemon_.loop().now();
+  std::optional<Clock::time_point> next;
+  for (auto& [id, s] : streams_) {
+    if (s.stream->credits() == 0) continue;
+    if (auto at = assignments_.dueAt(id, now); at && (!next || *at < *next)) next = at;
+  }
+  if (!next || (assignTimer_ && assignTimerAt_ <= *next)) return;
+  if (assignTimer_) daemon_.loop().cancel(assignTimer_);
+  assignTimerAt_ = *next;
+  assignTimer_ = daemon_.loop().after(*next - now, [this] {
+    assignTimer_ = 0;
+    pushDue();
+  });
+}
+
+void Dispatcher::onStreamClosed(Assignments::StreamId id) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  // The stream calls this from its own close(): it must outlive the call.
+  daemon_.loop().post([keep = std::move(it->second.stream)] {});
+  spdlog::debug("node {}'s assignments stream {} ended", it->second.nodeId, id);
+  streams_.erase(it);
+  assignments_.close(id);
+}
+
+void Dispatcher::endStreams(const std::string& nodeId, wire::ErrorCode code, const std::string& why,
+                            const std::string& keep) {
+  std::vector<std::shared_ptr<bus::ServerStream>> ending;
+  for (auto& [id, s] : streams_)
+    if (s.nodeId == nodeId && (keep.empty() || s.sessionId != keep)) ending.push_back(s.stream);
+  for (auto& stream : ending) stream->end(code, why);
+}
+
+void Dispatcher::endAllStreams(wire::ErrorCode code, const std::string& why) {
+  std::vector<std::shared_ptr<bus::ServerStream>> ending;
+  for (auto& [id, s] : streams_) ending.push_back(s.stream);
+  for (auto& stream : ending) stream->end(code, why);
+}
+
+// --- task status -----------------------------------------------------------------------------
+
+void Dispatcher::updateTaskStatus(bus::Call& call,
+                                  const dispatch::UpdateTaskStatusRequest& request) {
+  const NodeRecord* node = knownNode(call);
+  if (!node) return;
+  std::string sessionId = str(request.session_id());
+  if (!inSession(node->id, sessionId))
+    return call.fail(wire::ErrorCode::NotFound,
+                     "no session " + sessionId.substr(0, 64) + " for node " + node->id +
+                         " here (it expired, or another leader opened it): open a new session and "
+                         "report the tasks' status in it");
+  size_t count = request.updates() ? request.updates()->size() : 0;
+  if (count > TaskStatusWrites::kMaxPending)
+    return call.fail(wire::ErrorCode::InvalidArgument,
+                     std::to_string(count) + " task status updates in one request; at most " +
+                         std::to_string(TaskStatusWrites::kMaxPending) +
+                         " are accepted: send fewer at a time");
+  ++counters_.statusRequests;
+  int64_t nowNs = unixNanos();
+  for (size_t i = 0; i < count; ++i) {
+    auto* u = request.updates()->Get(i);
+    std::string taskId = str(u->task_id());
+    auto status = reportedStatus(u->status(), node->id, nowNs);
+    if (!status)
+      badReports_.warn("node " + node->id + " reported task " + taskId.substr(0, 64) + ": " +
+                       status.error().message + "; ignored");
+    auto verdict = taskWrites_.report(node->id, taskId,
+                                      status ? std::move(status).value() : nullptr, assignments_);
+    if (verdict != Report::Accepted && verdict != Report::Unchanged)
+      spdlog::debug("node {}'s status of task {} ignored: {}", node->id, taskId.substr(0, 64),
+                    reportName(verdict));
+  }
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = dispatch::CreateUpdateTaskStatusReply(fbb);
+  call.reply(
+      bus::message<dispatch::Envelope>(fbb, dispatch::Body::UpdateTaskStatusReply, body.Union()));
+  flushTaskStatus(daemon_.loop().now());
+}
+
+void Dispatcher::flushTaskStatus(Clock::time_point now) {
+  if (!store_ || !active_ || !taskWrites_.due(now)) return;
+  for (auto& txn : taskWrites_.take(now, assignments_)) {
+    uint64_t gen = writeGeneration_;
+    store_->txn(std::move(txn.changes), {kWriteTimeout},
+                [this, gen, id = txn.id, ids = std::move(txn.taskIds)](Result<uint64_t> r) {
+                  if (gen != writeGeneration_) return;
+                  if (r) {
+                    ++counters_.taskTxns;
+                    return taskWrites_.succeeded(id, *r);
+                  }
+                  if (store::codeOf(r.error()) == wire::ErrorCode::Conflict) {
+                    ++counters_.taskConflicts;
+                    spdlog::debug("task status batch: {}; re-reading its {} tasks",
+                                  r.error().message, ids.size());
+                    return rereadTasks(id, ids);
+                  }
+                  ++counters_.taskFailures;
+                  taskWriteWarning_.warn("task status batch of " + std::to_string(ids.size()) +
+                                         " not written (" + r.error().message + "); retrying");
+                  taskWrites_.failed(id);
+                });
+  }
+}
+
+void Dispatcher::rereadTasks(uint64_t txn, const std::vector<std::string>& taskIds) {
+  uint64_t gen = writeGeneration_;
+  auto left = std::make_shared<size_t>(taskIds.size());
+  for (auto& taskId : taskIds)
+    store_->get(objects::ObjectKind::Task, taskId, {},
+                [this, gen, txn, taskId, left](Result<store::Object> r) {
+                  if (gen != writeGeneration_) return;
+                  if (r) {
+                    putTask(r->data, 0);
+                  } else if (store::codeOf(r.error()) == wire::ErrorCode::NotFound) {
+                    assignments_.erase(taskId);
+                  }
+                  // Another failure leaves the view as it was: the rebuilt write conflicts again,
+                  // or the watch has brought the task meanwhile.
+                  if (--*left > 0) return;
+                  taskWrites_.failed(txn);
+                  pushDue();
+                });
 }
 
 // --- Status --------------------------------------------------------------------------------
@@ -762,6 +1004,30 @@ void Dispatcher::status(nlohmann::json& j) {
   d["status_writes"] = {{"pending", writes_.pending()}, {"in_flight", writes_.inFlight()},
                         {"txns", counters_.writeTxns}, {"conflicts", counters_.writeConflicts},
                         {"failures", counters_.writeFailures}};
+  nlohmann::json byNode = nlohmann::json::object();
+  for (auto& [nodeId, ids] : assignments_.byNode()) byNode[nodeId] = ids.size();
+  d["assignments"] = {{"streams", streams_.size()},
+                      {"streams_opened", counters_.streamsOpened},
+                      {"items_sent", counters_.assignmentItems},
+                      {"tasks", assignments_.tasks()},
+                      {"tasks_by_node", std::move(byNode)}};
+  auto& tc = taskWrites_.counters();
+  d["task_status"] = {{"requests", counters_.statusRequests},
+                      {"received", tc.received},
+                      {"accepted", tc.accepted},
+                      {"written", tc.written},
+                      {"ignored",
+                       {{"unknown_task", tc.unknownTask},
+                        {"other_node", tc.otherNode},
+                        {"backwards", tc.backwards},
+                        {"unchanged", tc.unchanged},
+                        {"invalid", tc.invalid},
+                        {"dropped", tc.dropped}}},
+                      {"pending", taskWrites_.pending()},
+                      {"in_flight", taskWrites_.inFlight()},
+                      {"txns", counters_.taskTxns},
+                      {"conflicts", counters_.taskConflicts},
+                      {"failures", counters_.taskFailures}};
   auto busStats = [](const bus::Server& s) {
     auto& st = s.stats();
     return nlohmann::json{{"received", st.received}, {"sent", st.sent},

@@ -1,14 +1,18 @@
 #pragma once
 // dispatcherd's shell (docs/cluster.md): the node dir, the two endpoints, the store client and
-// the timers around the pure cores (records.h, sessions.h, status_writes.h, join.h).
+// the timers around the pure cores (records.h, sessions.h, status_writes.h, join.h,
+// assignments.h, task_status.h).
 //
 // On a manager it binds P with CURVE (joins from any key, sessions from keys the store knows)
 // and P+2 plain (hello), reads the Cluster and the Nodes through a store watch, and follows
 // its raftd's leadership: only while that raftd leads does it admit joins, keep sessions and
-// write node status; otherwise it sends agents to the leader's dispatcher. On a worker, or a
+// write node status; otherwise it sends agents to the leader's dispatcher. While active it also
+// streams each node its assignments (docs/services.md "Assignments") from a watch of the Tasks,
+// and writes the task status the agents report, in batches. On a worker, or a
 // node not in a swarm, it idles and its Status says why. A control Reload re-reads node.json.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -21,10 +25,12 @@
 #include "common/identity.h"
 #include "common/node_dir.h"
 #include "common/store_client.h"
+#include "services/dispatcherd/assignments.h"
 #include "services/dispatcherd/join.h"
 #include "services/dispatcherd/records.h"
 #include "services/dispatcherd/sessions.h"
 #include "services/dispatcherd/status_writes.h"
+#include "services/dispatcherd/task_status.h"
 
 namespace shoal::dispatcherd {
 
@@ -55,6 +61,7 @@ class Dispatcher {
   void putNode(std::string_view bytes);
   void removeNode(const std::string& id);
   void putCluster(std::string_view bytes);
+  void putTask(std::string_view bytes, uint64_t version);
   void refreshNodes();
   void readRaftClusterId();
   const identity::ClusterCA* ca();
@@ -80,6 +87,27 @@ class Dispatcher {
   void openSession(bus::Call& call, const dispatch::OpenSessionRequest& request);
   void heartbeat(bus::Call& call, const dispatch::HeartbeatRequest& request);
   void renew(bus::Call& call);
+  // Whether sessionId is the node's current session.
+  bool inSession(const std::string& nodeId, const std::string& sessionId) const;
+
+  // --- assignments (assignments.h)
+  void openAssignments(bus::Call& call, const dispatch::AssignmentsRequest& request);
+  // Sends what the stream is due, within its credits.
+  void pushAssignments(Assignments::StreamId id);
+  // Every stream due now; then the timer for the next one due.
+  void pushDue();
+  void armAssignments();
+  void onStreamClosed(Assignments::StreamId id);
+  // Ends the node's streams (all but those of session `keep`), saying why.
+  void endStreams(const std::string& nodeId, wire::ErrorCode code, const std::string& why,
+                  const std::string& keep = {});
+  void endAllStreams(wire::ErrorCode code, const std::string& why);
+
+  // --- task status (task_status.h)
+  void updateTaskStatus(bus::Call& call, const dispatch::UpdateTaskStatusRequest& request);
+  void flushTaskStatus(Clock::time_point now);
+  // After a Conflict: the transaction's tasks are read again, then it is rebuilt.
+  void rereadTasks(uint64_t txn, const std::vector<std::string>& taskIds);
   // A certificate for the node's current role, issued now (and owed to the store).
   Result<NodeUpdate::Cert> issueCertificate(const NodeRecord& node);
   // The role of the certificate the node holds (the one owed to the store, else the stored
@@ -121,6 +149,21 @@ class Dispatcher {
   Loop::TimerId tick_ = 0;
   bus::RateLimitedWarning refusedJoins_;
 
+  // Assignments: the Task view and what each stream's agent holds.
+  Assignments assignments_;
+  struct AssignmentStream {
+    std::shared_ptr<bus::ServerStream> stream;
+    std::string nodeId;
+    std::string sessionId;
+  };
+  std::map<Assignments::StreamId, AssignmentStream> streams_;
+  Assignments::StreamId nextStream_ = 1;
+  Loop::TimerId assignTimer_ = 0;
+  Clock::time_point assignTimerAt_{};
+  TaskStatusWrites taskWrites_;
+  bus::RateLimitedWarning badReports_;
+  bus::RateLimitedWarning taskWriteWarning_;
+
   struct Counters {
     uint64_t joinsAccepted = 0;
     uint64_t joinsRefused = 0;
@@ -131,6 +174,12 @@ class Dispatcher {
     uint64_t writeTxns = 0;
     uint64_t writeConflicts = 0;
     uint64_t writeFailures = 0;
+    uint64_t streamsOpened = 0;
+    uint64_t assignmentItems = 0;
+    uint64_t statusRequests = 0;
+    uint64_t taskTxns = 0;
+    uint64_t taskConflicts = 0;
+    uint64_t taskFailures = 0;
   } counters_;
 };
 

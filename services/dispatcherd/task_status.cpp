@@ -31,7 +31,8 @@ bool sameAsStored(const TaskEntry& task, const objects::TaskStatusT& status) {
   if (!stored || stored->state() != status.state) return false;
   int exitCode = stored->container() ? stored->container()->exit_code() : 0;
   int reported = status.container ? status.container->exit_code : 0;
-  return str(stored->message()) == status.message && str(stored->err()) == status.err && exitCode == reported;
+  return str(stored->message()) == status.message && str(stored->err()) == status.err &&
+         exitCode == reported;
 }
 
 }  // namespace
@@ -49,7 +50,8 @@ const char* reportName(Report r) {
 }
 
 Result<std::unique_ptr<objects::TaskStatusT>> reportedStatus(const objects::TaskStatus* status,
-                                                             const std::string& nodeId, int64_t nowNs) {
+                                                             const std::string& nodeId,
+                                                             int64_t nowNs) {
   if (!status) return Error{"the update has no status"};
   if (!agentState(status->state()))
     return Error{"state " + std::to_string(static_cast<int>(status->state())) +
@@ -73,14 +75,15 @@ Result<store::ChangeSpec> statusChange(const TaskEntry& task, const objects::Tas
   if (!unpacked) return unpacked.error();
   auto& t = **unpacked;
   t.status = std::make_unique<objects::TaskStatusT>(status);
-  return store::ChangeSpec{objects::ObjectKind::Task, objects::Operation::Update, task.id, task.version,
-                           objects_codec::pack<objects::Task>(t)};
+  return store::ChangeSpec{objects::ObjectKind::Task, objects::Operation::Update, task.id,
+                           task.version, objects_codec::pack<objects::Task>(t)};
 }
 
 // --- reports -----------------------------------------------------------------------------------
 
 Report TaskStatusWrites::report(const std::string& nodeId, const std::string& taskId,
-                                std::unique_ptr<objects::TaskStatusT> status, const Assignments& view) {
+                                std::unique_ptr<objects::TaskStatusT> status,
+                                const Assignments& view) {
   ++counters_.received;
   auto verdict = [this](Report r) {
     switch (r) {
@@ -98,9 +101,11 @@ Report TaskStatusWrites::report(const std::string& nodeId, const std::string& ta
   if (!task) return verdict(Report::UnknownTask);
   if (task->nodeId != nodeId || !isAssigned(task->state)) return verdict(Report::OtherNode);
   if (status->state < task->state) return verdict(Report::Backwards);
-  if (auto p = pending_.find(taskId); p != pending_.end() && status->state < p->second.status->state)
+  if (auto p = pending_.find(taskId);
+      p != pending_.end() && status->state < p->second.status->state)
     return verdict(Report::Backwards);
-  if (auto b = busy_.find(taskId); b != busy_.end() && status->state < b->second) return verdict(Report::Backwards);
+  if (auto b = busy_.find(taskId); b != busy_.end() && status->state < b->second)
+    return verdict(Report::Backwards);
   if (!pending_.count(taskId) && !busy_.count(taskId) && sameAsStored(*task, *status))
     return verdict(Report::Unchanged);
   pending_[taskId] = Pending{nodeId, std::move(status)};
@@ -128,7 +133,8 @@ bool TaskStatusWrites::waiting(const std::string& taskId, const TaskEntry& task)
   return w != written_.end() && task.version < w->second;
 }
 
-std::vector<TaskStatusWrites::Txn> TaskStatusWrites::take(Clock::time_point now, const Assignments& view) {
+std::vector<TaskStatusWrites::Txn> TaskStatusWrites::take(Clock::time_point now,
+                                                          const Assignments& view) {
   lastWrite_ = now;
   // Writes the view has caught up with (or whose task is gone) no longer hold anything back.
   std::erase_if(written_, [&](const auto& w) {

@@ -45,7 +45,8 @@ inline constexpr size_t kMaxTaskId = 64;
 // The reported status as it will be stored: checked (a state an agent may report: ACCEPTED to
 // REJECTED), texts bounded, applied_by = the node, applied_at = nowNs. Errors say what is wrong.
 Result<std::unique_ptr<objects::TaskStatusT>> reportedStatus(const objects::TaskStatus* status,
-                                                             const std::string& nodeId, int64_t nowNs);
+                                                             const std::string& nodeId,
+                                                             int64_t nowNs);
 
 // The Update that puts `status` on the task as the view holds it.
 Result<store::ChangeSpec> statusChange(const TaskEntry& task, const objects::TaskStatusT& status);
@@ -71,8 +72,8 @@ class TaskStatusWrites {
     uint64_t backwards = 0;
     uint64_t unchanged = 0;
     uint64_t invalid = 0;
-    uint64_t dropped = 0;   // pending, then the task was deleted, moved or went further
-    uint64_t written = 0;   // task statuses in applied transactions
+    uint64_t dropped = 0;  // pending, then the task was deleted, moved or went further
+    uint64_t written = 0;  // task statuses in applied transactions
   };
 
   // One update from `nodeId`'s session, judged against the view.
@@ -106,7 +107,7 @@ class TaskStatusWrites {
   std::map<std::string, Pending> pending_;
   std::map<uint64_t, std::map<std::string, Pending>> inFlight_;
   std::map<std::string, objects::TaskState> busy_;  // in flight: task id -> its state there
-  std::map<std::string, uint64_t> written_;      // task id -> version our write gave it
+  std::map<std::string, uint64_t> written_;         // task id -> version our write gave it
   uint64_t nextTxn_ = 1;
   std::optional<Clock::time_point> lastWrite_;
   Counters counters_;
