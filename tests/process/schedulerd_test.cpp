@@ -2,8 +2,9 @@
 // active once its raftd leads (swarm init, no Reload needed); a replicated Service written
 // straight into the store gets its 3 tasks ASSIGNED to the node, a scale to 1 shuts 2 down,
 // and a schedulerd stopped with SIGTERM and started again creates no second task for a slot.
-// On a 3-member raft the followers' schedulerd idles and says why, the leader's acts, and
-// SIGTERM stops both cleanly.
+// On a 3-member raft the followers' schedulerd idles and says why, the leader's acts; when the
+// leader's raftd dies its schedulerd stops and a survivor's takes over; SIGTERM stops them all
+// cleanly.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -252,8 +253,8 @@ TEST_CASE("schedulerd on one manager: idle outside a swarm, then 3 replicas assi
   sd.stop();
 }
 
-TEST_CASE("schedulerd on three managers: the followers' idle and say why, the leader's acts; "
-          "SIGTERM stops them cleanly") {
+TEST_CASE("schedulerd on three managers: the followers' idle and say why, the leader's acts and "
+          "hands over when its raftd dies; SIGTERM stops them cleanly") {
   testing::RaftCluster c;
   int lead = testing::startThree(c);
   std::vector<std::unique_ptr<Schedulerd>> sds;
@@ -284,6 +285,21 @@ TEST_CASE("schedulerd on three managers: the followers' idle and say why, the le
   auto leader = sds[lead]->status();
   CHECK_MESSAGE(leader.value("view", nlohmann::json::object()).value("nodes", 0) == 3, leader.dump());
   CHECK(leader.value("passes", 0) >= 1);
+
+  INFO("the leader's raftd dies: its schedulerd stops and drops its view, a survivor's takes over");
+  int old = lead;
+  c.members[old].kill9();
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto s = sds[old]->status();
+    return !s.value("active", true) && s.value("view", nlohmann::json::object()).value("nodes", 1) == 0;
+  }, 10s), sds[old]->status().dump() << logs());
+  CHECK_MESSAGE(contains(sds[old]->status().value("why", ""), "not known"), sds[old]->status().dump());
+  REQUIRE_MESSAGE(waitFor([&] {
+    lead = c.leader();
+    return lead >= 0 && lead != old && sds[lead]->active();
+  }, 30s), logs());
+  for (size_t i = 0; i < sds.size(); ++i)
+    if (static_cast<int>(i) != lead) CHECK_FALSE(sds[i]->status().value("active", true));
   for (auto& s : sds) s->stop();
 }
 
