@@ -16,16 +16,6 @@
 
 namespace shoal::raftd {
 
-// One store call in flight, retried while the store says nothing was done (store_client.h).
-struct Control::StoreAttempt {
-  std::string request;
-  Then<bus::Frame> fn;
-  Loop::Clock::time_point deadline;
-  Millis backoff{50};
-  Loop::TimerId watchdog = 0;
-  bool done = false;
-};
-
 namespace {
 
 using namespace std::chrono_literals;
@@ -33,7 +23,6 @@ using objects::ObjectKind;
 using objects::Operation;
 using wire::ErrorCode;
 
-constexpr uint32_t kAttemptTimeoutMs = 3000;
 // Control requests are few (a person or a daemon of this node asks); more waiting than this
 // is a loop gone wrong somewhere, refused rather than queued without bound.
 constexpr size_t kMaxQueued = 64;
@@ -270,7 +259,11 @@ Result<std::unique_ptr<Control>> Control::start(Daemon& daemon, RaftNode& node,
 }
 
 Control::Control(Daemon& daemon, RaftNode& node, node::NodeDir dir, const NodeOptions& options)
-    : daemon_(daemon), node_(node), dir_(std::move(dir)), options_(options) {}
+    : daemon_(daemon),
+      node_(node),
+      dir_(std::move(dir)),
+      options_(options),
+      store_(daemon.loop(), node) {}
 
 Control::~Control() { *alive_ = false; }
 
@@ -386,92 +379,15 @@ void Control::serve(Req r) {
 // --- The store -----------------------------------------------------------------------------
 
 void Control::storeCall(bus::Buffer request, Then<bus::Frame> fn, Millis budget) {
-  auto a = std::make_shared<StoreAttempt>();
-  auto attemptMs = static_cast<uint32_t>(std::min<int64_t>(kAttemptTimeoutMs, budget.count()));
-  bus::setHeader(request, nextCall_++, wire::Kind::Request, attemptMs, 0);
-  a->request.assign(reinterpret_cast<const char*>(request.data()), request.size());
-  a->fn = std::move(fn);
-  a->deadline = daemon_.loop().now() + budget;
-  // serveStore answers every call (by its deadline at the latest); this only guards the
-  // queue against a call that is never answered.
-  std::weak_ptr<bool> alive = alive_;
-  a->watchdog = daemon_.loop().after(budget + Millis(attemptMs) + 2s, [this, a, alive] {
-    if (alive.expired() || a->done) return;
-    a->done = true;
-    a->fn(Error{"the store did not answer in time; retry",
-                static_cast<int>(ErrorCode::DeadlineExceeded)});
-  });
-  attemptStore(a);
-}
-
-void Control::attemptStore(std::shared_ptr<StoreAttempt> a) {
-  auto finish = [this, a](Result<bus::Frame> r) {
-    if (a->done) return;
-    a->done = true;
-    daemon_.loop().cancel(a->watchdog);
-    a->fn(std::move(r));
-  };
-  if (!node_.inCluster())
-    return finish(Error{"this raftd has no raft state (" + std::string(kNotInSwarm) + ")",
-                        static_cast<int>(ErrorCode::Unavailable)});
-  static const bus::Protocol* const kStoreOnly[] = {&kStoreProtocol};
-  auto frame = bus::decode(zmq::message_t(a->request.data(), a->request.size()), kStoreOnly);
-  if (!frame) return finish(frame.error());
-  std::weak_ptr<bool> alive = alive_;
-  node_.serveStore(
-      bus::Call::local(std::move(frame).value(), [this, a, alive, finish](std::string_view env) {
-        // Answers may come from inside serveStore: go on from the loop, not from its stack.
-        daemon_.loop().post([this, a, alive, finish, answer = std::string(env)] {
-          if (alive.expired() || a->done) return;
-          auto f = bus::decode(zmq::message_t(answer.data(), answer.size()), kStoreOnly);
-          Result<bus::Frame> r = !f ? Result<bus::Frame>(f.error())
-                                 : f->kind() == wire::Kind::Error
-                                     ? Result<bus::Frame>(bus::errorFrom(*f))
-                                     : std::move(f);
-          auto now = daemon_.loop().now();
-          if (!r && store::retryable(r.error()) && now + a->backoff < a->deadline) {
-            Millis wait = a->backoff;
-            a->backoff = std::min(a->backoff * 2, Millis(1000));
-            daemon_.loop().after(wait, [this, a, alive] {
-              if (!alive.expired() && !a->done) attemptStore(a);
-            });
-            return;
-          }
-          finish(std::move(r));
-        });
-      }));
+  store_.call(std::move(request), std::move(fn), budget);
 }
 
 void Control::get(ObjectKind kind, const std::string& id, Then<std::string> fn) {
-  storeCall(store::getRequest(kind, id), [fn = std::move(fn)](Result<bus::Frame> r) {
-    if (!r) return fn(r.error());
-    auto* reply = r->as<storeapi::Envelope>()->body_as_ObjectsReply();
-    if (!reply || !reply->objects() || reply->objects()->size() != 1 ||
-        !reply->objects()->Get(0)->data())
-      return fn(Error{"the store's answer to a Get is not one object",
-                      static_cast<int>(ErrorCode::Internal)});
-    auto* data = reply->objects()->Get(0)->data();
-    fn(std::string(reinterpret_cast<const char*>(data->data()), data->size()));
-  });
+  store_.get(kind, id, std::move(fn));
 }
 
 void Control::list(ObjectKind kind, bool local, Then<std::vector<std::string>> fn, Millis budget) {
-  storeCall(
-      store::listRequest(kind, local),
-      [fn = std::move(fn)](Result<bus::Frame> r) {
-        if (!r) return fn(r.error());
-        auto* reply = r->as<storeapi::Envelope>()->body_as_ObjectsReply();
-        if (!reply)
-          return fn(Error{"the store's answer to a List is not a list",
-                          static_cast<int>(ErrorCode::Internal)});
-        std::vector<std::string> out;
-        if (reply->objects())
-          for (auto* o : *reply->objects())
-            if (o->data())
-              out.emplace_back(reinterpret_cast<const char*>(o->data()->data()), o->data()->size());
-        fn(std::move(out));
-      },
-      budget);
+  store_.list(kind, local, std::move(fn), budget);
 }
 
 void Control::listNodes(Then<std::vector<std::unique_ptr<objects::NodeT>>> fn, Millis budget) {
@@ -507,14 +423,7 @@ void Control::getCluster(Then<std::unique_ptr<objects::ClusterT>> fn) {
 }
 
 void Control::commit(std::vector<store::ChangeSpec> changes, Then<uint64_t> fn) {
-  storeCall(store::txnRequest(changes), [fn = std::move(fn)](Result<bus::Frame> r) {
-    if (!r) return fn(r.error());
-    auto* reply = r->as<storeapi::Envelope>()->body_as_TxnReply();
-    if (!reply)
-      return fn(Error{"the store's answer to a txn is not a TxnReply",
-                      static_cast<int>(ErrorCode::Internal)});
-    fn(reply->index());
-  });
+  store_.commit(std::move(changes), std::move(fn));
 }
 
 void Control::member(bus::Buffer request, std::function<void(Status)> fn) {

@@ -23,6 +23,7 @@
 #include "common/protocols.h"
 #include "common/store_client.h"
 #include "services/raftd/control_rules.h"
+#include "services/raftd/local_store.h"
 #include "services/raftd/node.h"
 
 namespace shoal::raftd {
@@ -101,9 +102,7 @@ class Control {
   void moveLeadershipOff(uint64_t raftId, const std::vector<control::ManagerView>& managers,
                          std::function<void(Status)> fn);
 
-  // The store, through the node's own store API.
-  struct StoreAttempt;
-  void attemptStore(std::shared_ptr<StoreAttempt> a);
+  // The store, through the node's own store API (local_store.h).
   void storeCall(bus::Buffer request, Then<bus::Frame> fn, Millis budget = std::chrono::seconds(8));
   void get(objects::ObjectKind kind, const std::string& id, Then<std::string> fn);
   void list(objects::ObjectKind kind, bool local, Then<std::vector<std::string>> fn,
@@ -130,10 +129,10 @@ class Control {
   RaftNode& node_;
   node::NodeDir dir_;
   NodeOptions options_;
+  LocalStore store_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::deque<bus::Call> queue_;
   bool busy_ = false;
-  uint64_t nextCall_ = 1;
   uint64_t served_ = 0;
   uint64_t refused_ = 0;
   std::string lastError_;
