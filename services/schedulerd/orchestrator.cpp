@@ -137,12 +137,12 @@ Time restartAllowedAt(const Plan& plan, const objects::ServiceT& s, const object
   for (auto& id : slotTasks) {
     auto* t = plan.view().task(id);
     if (t && t->spec_version == s.spec_version && t->restart_attempt > 0 &&
-        t->not_before > plan.now() - p.window)
+        later(t->not_before, p.window) > plan.now())
       recent.push_back(t->not_before);
   }
   if (recent.size() < p.maxAttempts) return plan.now();
   std::sort(recent.begin(), recent.end());
-  return recent[recent.size() - p.maxAttempts] + p.window;
+  return later(recent[recent.size() - p.maxAttempts], p.window);
 }
 
 // ---- slots
@@ -187,11 +187,11 @@ void restartTask(Plan& plan, const objects::ServiceT& s, const objects::TaskT& o
                  const std::vector<std::string>& slotTasks) {
   Time allowedAt = restartAllowedAt(plan, s, old, slotTasks);
   if (allowedAt != plan.now()) {
-    plan.wakeAt(allowedAt);  // 0 (never) is ignored
+    wakeAtUnlessNever(plan, allowedAt);  // 0 (never) is ignored too
     return;
   }
   uint64_t attempt = old.spec_version == s.spec_version ? old.restart_attempt + 1 : 1;
-  Time notBefore = std::max(endedAt(old), Time{0}) + policyOf(s).delay;
+  Time notBefore = later(std::max(endedAt(old), Time{0}), policyOf(s).delay);
   std::string node = isGlobal(s) ? old.node_id : std::string();
   uint64_t slot = old.slot;
   plan.editTask(old.id).desired_state = TaskState::Shutdown;
@@ -200,7 +200,7 @@ void restartTask(Plan& plan, const objects::ServiceT& s, const objects::TaskT& o
   t.not_before = notBefore;
   if (notBefore > plan.now()) {
     t.desired_state = TaskState::Ready;
-    plan.wakeAt(notBefore);
+    wakeAtUnlessNever(plan, notBefore);
   }
 }
 
@@ -221,7 +221,7 @@ bool othersStopped(const Plan& plan, const objects::TaskT& self,
 // once its not_before has passed and the slot's old task has stopped.
 void startWhenDue(Plan& plan, const objects::TaskT& t, const std::vector<std::string>& slotTasks) {
   if (t.desired_state != TaskState::Ready) return;
-  if (t.not_before > plan.now()) return plan.wakeAt(t.not_before);
+  if (t.not_before > plan.now()) return wakeAtUnlessNever(plan, t.not_before);
   if (othersStopped(plan, t, slotTasks)) plan.editTask(t.id).desired_state = TaskState::Running;
 }
 

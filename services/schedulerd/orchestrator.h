@@ -19,6 +19,8 @@
 // New tasks are created in NEW with the service's current spec, spec_version and
 // spec_digest; the allocator and scheduler take them on in the same pass.
 
+#include <cstdint>
+
 #include "services/schedulerd/plan.h"
 
 namespace shoal::schedulerd {
@@ -32,6 +34,16 @@ bool isLive(const objects::TaskT& task);
 // node for global services), name, desired RUNNING. It joins the plan.
 objects::TaskT& createServiceTask(Plan& plan, const objects::ServiceT& service, uint64_t slot,
                                   const std::string& nodeId, uint64_t digest);
+// t + d for durations from specs, which are not trusted to be sane: saturates instead of
+// overflowing, and a negative duration counts as none.
+inline Time later(Time t, Time d) {
+  if (d <= 0) return t;
+  return t > INT64_MAX - d ? INT64_MAX : t + d;
+}
+// Plan::wakeAt for a time that may be "never" (a saturated INT64_MAX): no timer for that.
+inline void wakeAtUnlessNever(Plan& plan, Time when) {
+  if (when != INT64_MAX) plan.wakeAt(when);
+}
 // Whether the node may run tasks of the service: not down, not drained, constraints and
 // platforms met (a paused node keeps its tasks but takes no new ones: see Plan's callers).
 bool nodeEligible(const objects::NodeT& node, const objects::ServiceT& service);

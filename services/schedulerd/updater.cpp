@@ -279,10 +279,10 @@ void advance(Plan& plan, const objects::ServiceT& s) {
   Time doneAt = s.update_status->batch_done_at;
   bool justDone = doneAt == 0 && batchStarted(plan, s, digest);
   if (justDone) doneAt = plan.now();
-  Time next = doneAt == 0 ? plan.now() : doneAt + (dirty ? c.delay : c.monitor);
+  Time next = doneAt == 0 ? plan.now() : later(doneAt, dirty ? c.delay : c.monitor);
   if (justDone && (next > plan.now() || !dirty))
     plan.editService(s.id).update_status->batch_done_at = doneAt;
-  if (next > plan.now()) return plan.wakeAt(next);
+  if (next > plan.now()) return wakeAtUnlessNever(plan, next);
   if (dirty)
     startBatch(plan, s, slots, c, digest);
   else
