@@ -17,7 +17,9 @@
 //     `parallelism` dirty slots starts `delay` later;
 //  4. no dirty slot, nothing in flight and `monitor` past the last batch: completed.
 // A new leader derives the same from the same objects: a slot with a clean live task is never
-// given another.
+// given another. Failures / slots is compared with max_failure_ratio over the slots the update
+// covers; a global service's tasks on paused nodes are left as they are (a paused node takes
+// no new task), as are jobs (a job's new template runs as a new iteration: orchestrator.cpp).
 
 namespace shoal::schedulerd {
 
