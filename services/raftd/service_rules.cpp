@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "common/constraints.h"
 #include "common/ids.h"
 #include "common/units.h"
 #include "wire_generated.h"
@@ -226,43 +227,14 @@ Status checkRestart(const objects::RestartPolicyT& r) {
                   notNegative(r.max_attempts, "--restart-max-attempts")});
 }
 
-// The key part of a constraint, Swarm's: node.id, node.hostname, node.ip, node.role,
-// node.platform.os|arch, node.labels.<name>, engine.labels.<name>.
-bool knownConstraintKey(std::string_view key) {
-  static const std::set<std::string_view> fixed = {"node.id", "node.hostname", "node.ip",
-                                                    "node.role", "node.platform.os",
-                                                    "node.platform.arch"};
-  if (fixed.count(key)) return true;
-  for (std::string_view prefix : {"node.labels.", "engine.labels."})
-    if (key.starts_with(prefix) && key.size() > prefix.size()) return true;
-  return false;
-}
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
-
-// Swarm's constraint syntax: key==value or key!=value.
-// TODO(place): switch to common/constraints.h once it lands, so that raftd and the scheduler
-// read constraints the same way.
+// Swarm's constraint syntax (common/constraints.h, which the scheduler reads them with), and a
+// role that is one.
 Status checkConstraint(const std::string& text) {
   std::string shown = "invalid --constraint " + quoteInput(text) + ": ";
-  size_t eq = text.find("=="), ne = text.find("!=");
-  size_t at = std::min(eq, ne);
-  if (at == std::string::npos)
-    return invalid(shown + "expected key==value or key!=value (e.g. node.role==manager)");
-  std::string key = trim(std::string_view(text).substr(0, at));
-  std::string value = trim(std::string_view(text).substr(at + 2));
-  if (!knownConstraintKey(key))
-    return invalid(shown + "unknown key " + quoteInput(key) +
-                   "; use node.id, node.hostname, node.ip, node.role, node.platform.os, "
-                   "node.platform.arch, node.labels.<name> or engine.labels.<name>");
-  if (value.empty() || value.find("==") != std::string::npos ||
-      value.find("!=") != std::string::npos)
-    return invalid(shown + "the value after the operator is empty or has another operator");
-  if (key == "node.role" && lower(value) != "manager" && lower(value) != "worker")
+  auto c = constraints::parseConstraint(text);
+  if (!c) return invalid(shown + c.error().message);
+  if (c->key == constraints::Key::NodeRole && lower(c->value) != "manager" &&
+      lower(c->value) != "worker")
     return invalid(shown + "node.role is manager or worker");
   return {};
 }
@@ -271,15 +243,10 @@ Status checkPlacement(const objects::PlacementT& p) {
   if (auto st = notNegative(p.max_replicas, "--replicas-max-per-node"); !st) return st;
   for (const auto& c : p.constraints)
     if (auto st = checkConstraint(c); !st) return st;
-  for (const auto& pref : p.preferences) {
-    std::string_view d = pref->spread_descriptor;
-    bool ok = false;
-    for (std::string_view prefix : {"node.labels.", "engine.labels."})
-      ok = ok || (d.starts_with(prefix) && d.size() > prefix.size());
-    if (!ok)
-      return invalid("invalid --placement-pref " + quoteInput("spread=" + std::string(d)) +
-                     ": spread over node.labels.<name> or engine.labels.<name>");
-  }
+  for (const auto& pref : p.preferences)
+    if (auto d = constraints::parseSpreadDescriptor(pref->spread_descriptor); !d)
+      return invalid("invalid --placement-pref " + quoteInput("spread=" + pref->spread_descriptor) +
+                     ": " + d.error().message);
   return {};
 }
 

@@ -217,7 +217,7 @@ TEST_CASE("the service API on a real raftd") {
            s.task->placement = std::make_unique<objects::PlacementT>();
            s.task->placement->constraints = {"node.labels.zone=b"};
          },
-         "invalid --constraint \"node.labels.zone=b\": expected key==value or key!=value"},
+         "invalid --constraint \"node.labels.zone=b\": constraint \"node.labels.zone=b\" has no == or != operator"},
         {"unknown network",
          [](auto& s) {
            s.task->networks.push_back(std::make_unique<objects::NetworkAttachmentConfigT>());

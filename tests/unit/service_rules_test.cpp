@@ -226,15 +226,20 @@ TEST_CASE("constraints and preferences") {
     };
   };
   CHECK(refusal(constraint("node.labels.zone=b")) ==
-        "invalid --constraint \"node.labels.zone=b\": expected key==value or key!=value (e.g. "
-        "node.role==manager)");
+        "invalid --constraint \"node.labels.zone=b\": constraint \"node.labels.zone=b\" has no "
+        "== or != operator; valid forms: node.id, node.hostname, node.role, node.platform.os, "
+        "node.platform.arch, node.labels.<label> or engine.labels.<label>, then == or !=, then a "
+        "value; e.g. node.labels.zone==b");
   CHECK(refusal(constraint("nodes.role==manager")) ==
-        "invalid --constraint \"nodes.role==manager\": unknown key \"nodes.role\"; use node.id, "
-        "node.hostname, node.ip, node.role, node.platform.os, node.platform.arch, "
-        "node.labels.<name> or engine.labels.<name>");
+        "invalid --constraint \"nodes.role==manager\": constraint \"nodes.role==manager\" names "
+        "an unknown key \"nodes.role\"; valid forms: node.id, node.hostname, node.role, node.platform.os, "
+        "node.platform.arch, node.labels.<label> or engine.labels.<label>, then == or !=, then a "
+        "value; e.g. node.labels.zone==b");
   CHECK(refusal(constraint("node.labels.zone==")) ==
-        "invalid --constraint \"node.labels.zone==\": the value after the operator is empty or "
-        "has another operator");
+        "invalid --constraint \"node.labels.zone==\": constraint \"node.labels.zone==\" has no "
+        "value; valid forms: node.id, node.hostname, node.role, node.platform.os, "
+        "node.platform.arch, node.labels.<label> or engine.labels.<label>, then == or !=, then a "
+        "value; e.g. node.labels.zone==b");
   CHECK(refusal(constraint("node.role==boss")) ==
         "invalid --constraint \"node.role==boss\": node.role is manager or worker");
   CHECK(refusal([](auto& s) {
@@ -243,8 +248,9 @@ TEST_CASE("constraints and preferences") {
           p->spread_descriptor = "zone";
           s.task->placement->preferences.push_back(std::move(p));
         }) ==
-        "invalid --placement-pref \"spread=zone\": spread over node.labels.<name> or "
-        "engine.labels.<name>");
+        "invalid --placement-pref \"spread=zone\": placement preference spread descriptor "
+        "\"zone\" is not supported; a spread descriptor is node.labels.<label> or "
+        "engine.labels.<label>, e.g. node.labels.zone");
   auto objects = store();
   auto fine = webSpec();
   constraint(" node.labels.zone != b ")(*fine);
