@@ -47,6 +47,27 @@ bool templateChanged(const objects::ServiceT& current, const objects::ServiceSpe
   return schedulerd::taskSpecDigest(current) != schedulerd::taskSpecDigest(next);
 }
 
+// The service as an update to `spec` (or, when it is null, a rollback) makes it, checked
+// against `objects`.
+Result<std::unique_ptr<objects::ServiceT>> updated(const objects::ServiceT& current,
+                                                   const objects::ServiceSpecT* spec,
+                                                   const service_rules::Objects& objects) {
+  auto service = std::make_unique<objects::ServiceT>(current);
+  if (!spec) {
+    if (auto st = service_rules::applyRollback(*service, nowNs()); !st) return st.error();
+    if (auto st = service_rules::validate(*service->spec, objects, &current); !st)
+      return Error{"the previous spec of service " + service_rules::nameOf(current) +
+                       " cannot come back: " + st.error().message,
+                   st.error().code};
+    return service;
+  }
+  auto next = std::make_unique<objects::ServiceSpecT>(*spec);
+  if (auto st = service_rules::validate(*next, objects, &current); !st) return st.error();
+  bool changed = templateChanged(current, *next);
+  service_rules::applyUpdate(*service, std::move(next), changed, nowNs());
+  return service;
+}
+
 }  // namespace
 
 // --- Setup and the queue ---------------------------------------------------------------------
@@ -233,25 +254,12 @@ void ServiceControl::updateOnce(Req r, UpdateArgs args, int attempt) {
     const objects::ServiceT& current = **found;
     uint64_t version = objects_codec::versionOf(current.meta);
     if (args.version != 0 && args.version != version) return fail(r, ErrorCode::Conflict, kChanged);
-    auto service = std::make_unique<objects::ServiceT>(current);
-    int64_t now = nowNs();
-    if (!args.spec) {
-      if (auto st = service_rules::applyRollback(*service, now); !st) return fail(r, st.error());
-      if (auto st = service_rules::validate(*service->spec, **objects, &current); !st)
-        return fail(r, codeOf(st.error()),
-                    "the previous spec of service " + service_rules::nameOf(current) +
-                        " cannot come back: " + st.error().message);
-    } else {
-      auto spec = std::make_unique<objects::ServiceSpecT>(*args.spec);
-      if (auto st = service_rules::validate(*spec, **objects, &current); !st)
-        return fail(r, st.error());
-      bool changed = templateChanged(current, *spec);
-      service_rules::applyUpdate(*service, std::move(spec), changed, now);
-    }
-    std::string id = service->id, name = service_rules::nameOf(*service);
+    auto service = updated(current, args.spec.get(), **objects);
+    if (!service) return fail(r, service.error());
+    std::string id = (*service)->id, name = service_rules::nameOf(**service);
     store_.commit(
         {{ObjectKind::Service, Operation::Update, id, version,
-          objects_codec::pack<objects::Service>(*service)}},
+          objects_codec::pack<objects::Service>(**service)}},
         [this, r, args, attempt, id, name](Result<uint64_t> index) {
           if (index) {
             spdlog::info("service {} {}", name, args.spec ? "updated" : "rolled back");

@@ -343,6 +343,23 @@ TEST_CASE("the service API on a real raftd") {
     auto none = m.refusal(updateRequest("fresh", 0, nullptr, true));
     CHECK(none.message == "service fresh has no previous spec to roll back to");
 
+    // A previous spec is checked again before it comes back: its port went to another service.
+    auto on9100 = spec("moved");
+    publish(on9100, 9100);
+    m.accepted(createRequest(on9100));
+    auto on9200 = spec("moved");
+    publish(on9200, 9200);
+    m.accepted(updateRequest("moved", 0, &on9200));
+    auto taker = spec("taker");
+    publish(taker, 9100);
+    m.accepted(createRequest(taker));
+    auto blocked = m.refusal(updateRequest("moved", 0, nullptr, true));
+    CHECK(store::codeOf(blocked) == ErrorCode::InvalidArgument);
+    CHECK(blocked.message ==
+          "the previous spec of service moved cannot come back: invalid --publish 9100/tcp: port "
+          "9100 is already published by service taker");
+    CHECK(m.service("moved")->spec_version == 2);
+
     // rm: gone, and a second rm finds nothing.
     size_t count = m.services().size();
     CHECK(m.accepted(removeRequest("web")) == webId);
