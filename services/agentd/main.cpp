@@ -5,6 +5,7 @@
 
 #include "common/daemon.h"
 #include "common/units.h"
+#include "services/agentd/fake_nodes.h"
 #include "services/agentd/swarm_agent.h"
 
 int main(int argc, char** argv) {
@@ -23,6 +24,11 @@ int main(int argc, char** argv) {
                   "With --executor fake: the time between a task's steps (ACCEPTED, PREPARING, "
                   "READY, STARTING, RUNNING), e.g. 10ms, 1s")
       ->capture_default_str();
+  size_t fakeNodes = 0;
+  daemon.flags().add_option(
+      "--fake-nodes", fakeNodes,
+      "With --executor fake: pose as this many worker nodes (<hostname>-1 .. -N), each joining "
+      "on `shoal swarm join` and keeping its own session; for the scale benchmark");
   if (auto rc = daemon.parse(argc, argv)) return *rc;
 
   shoal::agentd::TaskOptions tasks;
@@ -32,6 +38,11 @@ int main(int argc, char** argv) {
                     : !delay ? "--fake-delay: " + delay.error().message
                     : *delay > std::chrono::hours(1)
                         ? "--fake-delay: " + fakeDelay + " is longer than the 1h allowed"
+                    : fakeNodes > 0 && *kind != shoal::agentd::ExecutorKind::Fake
+                        ? "--fake-nodes needs --executor fake"
+                    : fakeNodes > shoal::agentd::FakeNodes::kMaxNodes
+                        ? "--fake-nodes: at most " +
+                              std::to_string(shoal::agentd::FakeNodes::kMaxNodes)
                         : "";
   if (!bad.empty()) {
     std::fprintf(stderr, "agentd: %s\n", bad.c_str());
@@ -41,7 +52,14 @@ int main(int argc, char** argv) {
   tasks.fakeDelay = std::chrono::duration_cast<std::chrono::milliseconds>(*delay);
 
   std::unique_ptr<shoal::agentd::SwarmAgent> agent;
+  std::unique_ptr<shoal::agentd::FakeNodes> fake;
   return daemon.run([&](shoal::Daemon& d) -> shoal::Status {
+    if (fakeNodes > 0) {
+      auto started = shoal::agentd::FakeNodes::start(d, hostname, fakeNodes, tasks.fakeDelay);
+      if (!started) return started.error();
+      fake = std::move(started).value();
+      return {};
+    }
     auto started = shoal::agentd::SwarmAgent::start(d, hostname, tasks);
     if (!started) return started.error();
     agent = std::move(started).value();

@@ -2,7 +2,9 @@
 // swarm answers, the join's refusals (a bad token, a manager that does not answer, a manager
 // of another swarm), a node.json that is there (leave), and, with raftd and dispatcherd on
 // loopback, a worker that joins with a token and after a restart is the same node again
-// without one. Every child is killed and reaped on failure; every dir is temporary.
+// without one; and with the fake executor, a task written ASSIGNED to the node reaches RUNNING
+// in the store through the assignments and the status reports, and fails with its exit code
+// when a test says so. Every child is killed and reaped on failure; every dir is temporary.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,7 +28,9 @@
 #include "common/identity.h"
 #include "common/loop.h"
 #include "common/node_dir.h"
+#include "common/object_codec.h"
 #include "common/protocols.h"
+#include "common/store_client.h"
 #include "tests/support/daemons.h"
 #include "tests/support/node_daemons.h"
 #include "tests/support/process.h"
@@ -52,8 +57,9 @@ bool contains(const std::string& text, const std::string& part) {
 struct Node : testing::NodeDaemons {
   using NodeDaemons::NodeDaemons;
 
-  void start(const std::string& daemon) {
-    NodeDaemons::start(daemon, {"--log-level", "debug"});
+  void start(const std::string& daemon, std::vector<std::string> extra = {}) {
+    extra.insert(extra.end(), {"--log-level", "debug"});
+    NodeDaemons::start(daemon, extra);
     REQUIRE_MESSAGE(waitFor([&] { return !status(daemon).empty(); }, 20s),
                     name << "'s " << daemon << " does not answer: " << logs());
   }
@@ -500,6 +506,219 @@ TEST_CASE("a worker promoted: the new certificate and raft membership come in it
     return voters == 2;
   }, 30s), m1.status("raftd").dump() << m1.logs() << w.logs());
   CHECK(contains(readFile(w.logOf("agentd")), "promoted to manager"));
+}
+
+// ---- the node's tasks with the fake executor (docs/services.md "Assignments", "The fake
+// executor"). No schedulerd runs: the test writes the Task as the scheduler would.
+
+std::string assignedTask(const std::string& id, const std::string& nodeId, uint64_t slot,
+                         objects::TaskState desired) {
+  objects::TaskT t;
+  t.id = id;
+  t.meta = std::make_unique<objects::Meta>();
+  t.service_id = "svc-web";
+  t.slot = slot;
+  t.node_id = nodeId;
+  t.desired_state = desired;
+  t.service_annotations = std::make_unique<objects::AnnotationsT>();
+  t.service_annotations->name = "web";
+  t.annotations = std::make_unique<objects::AnnotationsT>();
+  t.annotations->name = "web." + std::to_string(slot) + "." + id;
+  t.status = std::make_unique<objects::TaskStatusT>();
+  t.status->state = objects::TaskState::Assigned;
+  t.status->message = "assigned";
+  return objects_codec::pack<objects::Task>(t);
+}
+
+// The stored Task, or null when it cannot be read.
+std::unique_ptr<objects::TaskT> storedTask(store::SyncClient& store, const std::string& id) {
+  auto got = store.get(objects::ObjectKind::Task, id);
+  if (!got) return nullptr;
+  auto t = objects_codec::unpack<objects::Task>(got->data, "task");
+  return t ? std::move(t).value() : nullptr;
+}
+
+objects::TaskState storedState(store::SyncClient& store, const std::string& id) {
+  auto t = storedTask(store, id);
+  return t && t->status ? t->status->state : objects::TaskState::New;
+}
+
+Result<bus::Frame> fakeTask(const Node& n, const std::string& task, agentapi::FakeAction action,
+                            int exitCode) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = agentapi::CreateFakeTaskRequestDirect(fbb, task.c_str(), action, exitCode);
+  return callOn<agentapi::Envelope>(
+      n.socketOf("agentd"),
+      bus::message<agentapi::Envelope>(fbb, agentapi::Body::FakeTaskRequest, body.Union()), 5s);
+}
+
+nlohmann::json agentTasks(const Node& n) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = agentapi::CreateTasksRequest(fbb);
+  auto r = callOn<agentapi::Envelope>(
+      n.socketOf("agentd"),
+      bus::message<agentapi::Envelope>(fbb, agentapi::Body::TasksRequest, body.Union()), 5s);
+  if (!r) return {{"call_error", r.error().message}};
+  return nlohmann::json::parse(r->as<agentapi::Envelope>()->body_as_TasksReply()->json()->str());
+}
+
+TEST_CASE("--executor fake: a task assigned to the node reaches RUNNING in the store, fails "
+          "with its exit code when told, and a desired SHUTDOWN stops another") {
+  TempDir tmp;
+  Node m(tmp.path(), "m1");
+  uint16_t port = testing::freeRaftPort();
+  m.start("raftd");
+  m.start("dispatcherd");
+  m.start("agentd", {"--executor", "fake", "--fake-delay", "5ms"});
+  initSwarm(m, port);
+  m.reload("dispatcherd");
+  m.reload("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return m.swarmState() == "active"; }, 20s), m.logs());
+  std::string nodeId = m.info().value("NodeID", "");
+  REQUIRE_FALSE(nodeId.empty());
+
+  store::SyncClient store;
+  REQUIRE(store.connect(store::endpointIn(m.run)).ok());
+  std::string t1 = newId(), t2 = newId();
+  auto written = store.txn(
+      {{objects::ObjectKind::Task, objects::Operation::Create, t1, 0,
+        assignedTask(t1, nodeId, 1, objects::TaskState::Running)},
+       {objects::ObjectKind::Task, objects::Operation::Create, t2, 0,
+        assignedTask(t2, nodeId, 2, objects::TaskState::Running)}});
+  REQUIRE_MESSAGE(written.ok(), "writing the tasks: " << (written ? "" : written.error().message));
+
+  REQUIRE_MESSAGE(waitFor([&] {
+    return storedState(store, t1) == objects::TaskState::Running &&
+           storedState(store, t2) == objects::TaskState::Running;
+  }, 20s), agentTasks(m).dump() << m.status().dump() << m.logs());
+  auto listed = agentTasks(m);
+  REQUIRE(listed.is_array());
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].value("state", "") == "running");
+  CHECK(listed[0].value("node_id", "") == nodeId);
+  CHECK(m.status()["tasks"]["by_state"].value("running", 0) == 2);
+
+  // The test makes web.1 fail with exit code 3: FAILED in the store, with the code.
+  auto failed = fakeTask(m, "web.1", agentapi::FakeAction::Fail, 3);
+  REQUIRE_MESSAGE(failed.ok(), errorOf(failed));
+  REQUIRE_MESSAGE(waitFor([&] { return storedState(store, t1) == objects::TaskState::Failed; },
+                          20s), m.logs());
+  auto stored = storedTask(store, t1);
+  REQUIRE(stored);
+  REQUIRE(stored->status->container);
+  CHECK(stored->status->container->exit_code == 3);
+  CHECK(stored->status->err == "task: non-zero exit (3)");
+  // A task that ended takes no more actions; an unknown one is not found.
+  CHECK(contains(errorOf(fakeTask(m, "web.1", agentapi::FakeAction::Fail, 1)), "already ended"));
+  CHECK(contains(errorOf(fakeTask(m, "web.9", agentapi::FakeAction::Fail, 1)), "no task 'web.9'"));
+
+  // schedulerd's way of stopping a task: desired SHUTDOWN; the agent reports SHUTDOWN.
+  auto t2now = storedTask(store, t2);
+  REQUIRE(t2now);
+  uint64_t version = objects_codec::versionOf(t2now->meta);
+  t2now->desired_state = objects::TaskState::Shutdown;
+  auto stopped = store.txn({{objects::ObjectKind::Task, objects::Operation::Update, t2, version,
+                             objects_codec::pack<objects::Task>(*t2now)}});
+  REQUIRE_MESSAGE(stopped.ok(), (stopped ? std::string() : stopped.error().message));
+  CHECK_MESSAGE(waitFor([&] { return storedState(store, t2) == objects::TaskState::Shutdown; },
+                        20s), m.logs());
+}
+
+TEST_CASE("the runc executor, not available yet, rejects a task and says what to do") {
+  TempDir tmp;
+  Node m(tmp.path(), "m1");
+  uint16_t port = testing::freeRaftPort();
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) m.start(daemon);
+  initSwarm(m, port);
+  m.reload("dispatcherd");
+  m.reload("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return m.swarmState() == "active"; }, 20s), m.logs());
+  std::string nodeId = m.info().value("NodeID", "");
+
+  store::SyncClient store;
+  REQUIRE(store.connect(store::endpointIn(m.run)).ok());
+  std::string t1 = newId();
+  REQUIRE(store.txn({{objects::ObjectKind::Task, objects::Operation::Create, t1, 0,
+                      assignedTask(t1, nodeId, 1, objects::TaskState::Running)}})
+              .ok());
+  REQUIRE_MESSAGE(waitFor([&] { return storedState(store, t1) == objects::TaskState::Rejected; },
+                          20s), m.logs());
+  CHECK(storedTask(store, t1)->status->err ==
+        "the runc executor is not available yet: start agentd with --executor fake");
+  CHECK(contains(errorOf(fakeTask(m, t1, agentapi::FakeAction::Fail, 1)), "--executor fake"));
+}
+
+TEST_CASE("--fake-nodes: one agentd joins as N workers, keeps N sessions, and is the same N "
+          "nodes after a restart") {
+  TempDir tmp;
+  Node m(tmp.path(), "m1"), f(tmp.path(), "f");
+  uint16_t port = testing::freeRaftPort();
+  for (auto daemon : {"raftd", "dispatcherd", "agentd"}) m.start(daemon);
+  std::string token = initSwarm(m, port);
+  m.reload("dispatcherd");
+  m.reload("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return m.swarmState() == "active"; }, 20s), m.logs());
+
+  const std::vector<std::string> fakeFlags = {"--executor", "fake", "--fake-nodes", "5"};
+  f.start("agentd", fakeFlags);
+  CHECK(f.swarmState() == "inactive");
+  auto joined = f.join(token, "127.0.0.1:" + std::to_string(port));
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined) << f.status().dump() << m.logs() << f.logs());
+  auto sessionsActive = [&] {
+    return f.status()["fake_nodes"]["sessions"].value("active", 0);
+  };
+  REQUIRE_MESSAGE(waitFor([&] { return sessionsActive() == 5; }, 30s),
+                  f.status().dump() << f.logs());
+  CHECK(f.swarmState() == "active");
+
+  // Five worker Nodes named f-1 .. f-5, Ready in the store.
+  store::SyncClient store;
+  REQUIRE(store.connect(store::endpointIn(m.run)).ok());
+  auto readyFakes = [&] {
+    std::set<std::string> ids;
+    auto nodes = store.list(objects::ObjectKind::Node);
+    if (!nodes) return ids;
+    for (const auto& bytes : nodes->objects) {
+      auto n = objects_codec::unpack<objects::Node>(bytes, "node");
+      if (!n || !(*n)->description || !(*n)->status) continue;
+      if ((*n)->description->hostname.rfind("f-", 0) == 0 &&
+          (*n)->status->state == objects::NodeState::Ready)
+        ids.insert((*n)->id);
+    }
+    return ids;
+  };
+  REQUIRE(waitFor([&] { return readyFakes().size() == 5; }, 20s));
+  auto before = readyFakes();
+  auto again = f.join(token, "127.0.0.1:" + std::to_string(port));
+  CHECK(contains(errorOf(again), "all 5 fake nodes are part of a swarm"));
+
+  // A restart: the same nodes open their sessions again, without a token.
+  f.stop("agentd");
+  f.start("agentd", fakeFlags);
+  REQUIRE_MESSAGE(waitFor([&] { return sessionsActive() == 5; }, 30s),
+                  f.status().dump() << f.logs());
+  CHECK(readyFakes() == before);
+
+  auto left = f.leave();
+  REQUIRE_MESSAGE(left.ok(), errorOf(left));
+  CHECK(f.swarmState() == "inactive");
+}
+
+TEST_CASE("agentd refuses flags that do not go together, saying why") {
+  auto run = [](std::vector<std::string> args) {
+    args.insert(args.begin(), daemonPath("agentd"));
+    auto r = testing::run(args);
+    return std::make_pair(r.status.code, r.err);
+  };
+  auto [code, err] = run({"--fake-nodes", "3"});
+  CHECK(code == 2);
+  CHECK(contains(err, "--fake-nodes needs --executor fake"));
+  std::tie(code, err) = run({"--executor", "docker"});
+  CHECK(code == 2);
+  CHECK(contains(err, "'docker' is not an executor; use runc or fake"));
+  std::tie(code, err) = run({"--executor", "fake", "--fake-delay", "soon"});
+  CHECK(code == 2);
+  CHECK(contains(err, "--fake-delay"));
 }
 
 }  // namespace
