@@ -2,7 +2,7 @@
 // after swarm init: every refusal through the socket with its message and the store
 // unchanged after it; create with Swarm's defaults filled; update keeps the previous spec and
 // starts an update only when what the tasks run changed; rollback swaps; rm deletes; a stale
-// version is a Conflict. The rules one by one are in tests/unit/service_rules_test.cpp.
+// version is a Conflict; a follower's raftd serves it too. The rules one by one are in tests/unit/service_rules_test.cpp.
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -19,6 +19,7 @@
 #include "common/store_client.h"
 #include "tests/support/daemons.h"
 #include "tests/support/process.h"
+#include "tests/support/raft_members.h"
 #include "tests/support/tempdir.h"
 
 namespace shoal {
@@ -370,6 +371,30 @@ TEST_CASE("the service API on a real raftd") {
     publish(api, 8080);
     CHECK(isValidId(m.accepted(createRequest(api))));
   }
+}
+
+TEST_CASE("the service API on a follower writes through the leader") {
+  testing::RaftCluster c;
+  int lead = testing::startThree(c);
+  auto& follower = c.members[(lead + 1) % 3];
+  bus::SyncClient services(kServiceProtocol);
+  REQUIRE(services.connect(follower.socket()));
+  auto created = services.call(createRequest(spec("web")), 30s);
+  REQUIRE_MESSAGE(created.ok(), (created ? "" : created.error().message), c.logs());
+  std::string id = created->as<serviceapi::Envelope>()->body_as_ServiceReply()->service_id()->str();
+
+  // Committed by the cluster: the leader's copy has it.
+  store::SyncClient leader;
+  REQUIRE(leader.connect(c.members[lead].socket()));
+  auto got = leader.getByName(ObjectKind::Service, "web");
+  REQUIRE_MESSAGE(got.ok(), (got ? "" : got.error().message));
+  CHECK(flatbuffers::GetRoot<objects::Service>(got->data.data())->id()->str() == id);
+
+  auto removed = services.call(removeRequest("web"), 30s);
+  REQUIRE_MESSAGE(removed.ok(), (removed ? "" : removed.error().message));
+  auto gone = leader.getByName(ObjectKind::Service, "web");
+  REQUIRE_MESSAGE(!gone.ok(), "service web is still there after its rm");
+  CHECK(store::codeOf(gone.error()) == ErrorCode::NotFound);
 }
 
 }  // namespace
