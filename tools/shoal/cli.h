@@ -22,5 +22,8 @@ void addNodeCommands(CLI::App& app, Globals& globals, Outcome& outcome);
 void addInfoCommand(CLI::App& app, Globals& globals, Outcome& outcome);
 void addDebugCommands(CLI::App& app, Globals& globals, Outcome& outcome);
 void addDumpStoreCommand(CLI::App& debug, Outcome& outcome);
+void addServiceCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+// `node ps`, registered on the node command (it lists tasks, as the service commands do).
+void addNodePsCommand(CLI::App& node, Globals& globals, Outcome& outcome);
 
 }  // namespace shoal::cli

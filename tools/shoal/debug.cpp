@@ -2,12 +2,14 @@
 #include <sys/stat.h>
 
 #include <iostream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "common/bus.h"
 #include "common/protocols.h"
 #include "tools/shoal/cli.h"
+#include "tools/shoal/daemons.h"
 
 namespace shoal::cli {
 namespace {
@@ -91,6 +93,60 @@ int logLevel(const Globals& g, const std::string& daemon, const std::string& lev
   return 0;
 }
 
+// `shoal debug fake-task`: what agentd's fake executor (agentd --executor fake) makes a task
+// do, for tests (docs/services.md "The fake executor").
+struct FakeTaskOptions {
+  std::string task, action, message;
+  int exitCode = 1;
+};
+
+const std::map<std::string, agentapi::FakeAction>& fakeActions() {
+  static const std::map<std::string, agentapi::FakeAction> actions = {
+      {"fail", agentapi::FakeAction::Fail},
+      {"exit", agentapi::FakeAction::Exit},
+      {"unhealthy", agentapi::FakeAction::Unhealthy},
+      {"reject", agentapi::FakeAction::Reject},
+  };
+  return actions;
+}
+
+int fakeTask(const Globals& g, const FakeTaskOptions& o) {
+  auto action = fakeActions().at(o.action);  // CLI11 checked it is one of them
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = agentapi::CreateFakeTaskRequestDirect(fbb, o.task.c_str(), action, o.exitCode,
+                                                    o.message.empty() ? nullptr : o.message.c_str());
+  CallError why;
+  auto reply = shoal::cli::callDaemon(
+      g, "agentd", kAgentProtocol,
+      bus::message<agentapi::Envelope>(fbb, agentapi::Body::FakeTaskRequest, body.Union()),
+      std::chrono::milliseconds(10'000), &why);
+  if (!reply) return printCallError(why);
+  std::cout << o.task << "\n";
+  return 0;
+}
+
+// `shoal debug agent-tasks`: the tasks this node's agentd holds, one JSON object per line
+// (agent.fbs TasksReply), as `--format json` listings print.
+int agentTasks(const Globals& g) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = agentapi::CreateTasksRequest(fbb);
+  CallError why;
+  auto reply = shoal::cli::callDaemon(
+      g, "agentd", kAgentProtocol,
+      bus::message<agentapi::Envelope>(fbb, agentapi::Body::TasksRequest, body.Union()),
+      std::chrono::milliseconds(10'000), &why);
+  if (!reply) return printCallError(why);
+  const auto* env = reply->as<agentapi::Envelope>();
+  const auto* r = env ? env->body_as_TasksReply() : nullptr;
+  auto j = r && r->json() ? nlohmann::json::parse(r->json()->str(), nullptr, false) : nlohmann::json();
+  if (!j.is_array()) {
+    std::cerr << "error: agentd answered Tasks without a JSON array of tasks; check agentd's log\n";
+    return 1;
+  }
+  for (const auto& task : j) std::cout << task.dump() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 void addDebugCommands(CLI::App& app, Globals& g, Outcome& outcome) {
@@ -114,6 +170,20 @@ void addDebugCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   ll->callback([&g, &outcome] { outcome.code = logLevel(g, daemon, level); });
 
   addDumpStoreCommand(*debug, outcome);
+
+  static FakeTaskOptions fake;
+  std::vector<std::string> actions;
+  for (const auto& [name, action] : fakeActions()) actions.push_back(name);
+  auto* ft = debug->add_subcommand(
+      "fake-task", "Make a task of this node's fake executor (agentd --executor fake) fail, exit, turn unhealthy or be rejected");
+  ft->add_option("TASK", fake.task, "Task id, unique id prefix or name (<service>.<slot>)")->required();
+  ft->add_option("ACTION", fake.action, "fail, exit, unhealthy or reject")->required()->check(CLI::IsMember(actions));
+  ft->add_option("--exit-code", fake.exitCode, "The container's exit code (fail, exit; default 1)");
+  ft->add_option("--message", fake.message, "The task's error message");
+  ft->callback([&g, &outcome] { outcome.code = fakeTask(g, fake); });
+
+  auto* at = debug->add_subcommand("agent-tasks", "List the tasks this node's agentd holds, one JSON object per line");
+  at->callback([&g, &outcome] { outcome.code = agentTasks(g); });
 }
 
 }  // namespace shoal::cli

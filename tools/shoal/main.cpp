@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   shoal::cli::Outcome outcome;
   shoal::cli::addSwarmCommands(app, globals, outcome);
   shoal::cli::addNodeCommands(app, globals, outcome);
+  shoal::cli::addNodePsCommand(*app.get_subcommand("node"), globals, outcome);
+  shoal::cli::addServiceCommands(app, globals, outcome);
   shoal::cli::addInfoCommand(app, globals, outcome);
   shoal::cli::addDebugCommands(app, globals, outcome);
   try {
