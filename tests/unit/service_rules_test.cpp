@@ -140,6 +140,24 @@ TEST_CASE("image and mode") {
         "give 0 or more");
   CHECK(refusal([](auto& s) { s.mode->max_concurrent = 2; }) ==
         "--max-concurrent 2 is for replicated jobs, not for a replicated service");
+  CHECK(refusal([](auto& s) {
+          s.mode->replicas = 0;
+          s.mode->total_completions = 3;
+        }) == "--total-completions 3 is for replicated jobs, not for a replicated service");
+  CHECK(refusal([](auto& s) {
+          s.task->placement = std::make_unique<objects::PlacementT>();
+          s.task->placement->max_replicas = uint64_t(-2);
+        }).starts_with("invalid --replicas-max-per-node 18446744073709551614: that is a negative"));
+  auto objects = store();
+  auto global = webSpec();
+  global->mode->kind = objects::ServiceModeKind::Global;
+  global->mode->replicas = 0;
+  CHECK(validate(*global, objects, nullptr).ok());
+  auto job = webSpec();
+  job->mode->kind = objects::ServiceModeKind::ReplicatedJob;
+  job->mode->max_concurrent = 2;
+  job->mode->total_completions = 10;
+  CHECK(validate(*job, objects, nullptr).ok());
   CHECK(refusal([](auto& s) { s.mode->kind = static_cast<objects::ServiceModeKind>(9); }) ==
         "invalid --mode 9: this raftd knows no such value (is the CLI newer than the manager?)");
 }
@@ -255,6 +273,8 @@ TEST_CASE("constraints and preferences") {
   auto fine = webSpec();
   constraint(" node.labels.zone != b ")(*fine);
   fine->task->placement->constraints.push_back("node.role==Manager");
+  fine->task->placement->preferences.push_back(std::make_unique<objects::PlacementPreferenceT>());
+  fine->task->placement->preferences.back()->spread_descriptor = "node.labels.zone";
   CHECK(validate(*fine, objects, nullptr).ok());
 }
 
@@ -318,6 +338,13 @@ TEST_CASE("ports") {
   CHECK(refusal(publish({8080}, objects::ResolutionMode::Dnsrr)) ==
         "invalid --publish 8080/tcp: --endpoint-mode dnsrr has no virtual IP for ingress ports; "
         "publish with mode=host, or use --endpoint-mode vip");
+  CHECK(refusal([](auto& s) {
+          s.endpoint = std::make_unique<objects::EndpointSpecT>();
+          s.endpoint->ports.push_back(port(8080));
+          s.endpoint->ports.back()->protocol = static_cast<objects::PortProtocol>(7);
+        }) ==
+        "invalid --publish protocol 7: this raftd knows no such value (is the CLI newer than the "
+        "manager?)");
   CHECK(refusal(publish({70000})) ==
         "invalid --publish published=70000: a published port is 1 to 65535 (or none, for one "
         "from 30000-32767)");
