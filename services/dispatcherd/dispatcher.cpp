@@ -818,8 +818,10 @@ void Dispatcher::pushAssignments(Assignments::StreamId id) {
 
 void Dispatcher::pushDue() {
   auto now = daemon_.loop().now();
-  for (auto& [id, s] : std::map<Assignments::StreamId, AssignmentStream>(streams_))
-    if (assignments_.due(id, now)) pushAssignments(id);
+  std::vector<Assignments::StreamId> due;  // a send may end a stream: not while iterating
+  for (auto& [id, s] : streams_)
+    if (assignments_.due(id, now)) due.push_back(id);
+  for (auto id : due) pushAssignments(id);
   armAssignments();
 }
 

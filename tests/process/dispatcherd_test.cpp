@@ -5,17 +5,21 @@
 // renewal, and garbage on both endpoints answered with errors while Status goes on answering.
 // Then a manager's join and a promotion, a second manager whose dispatcher (a follower)
 // redirects to the leader's, three managers losing their leader's raftd (a survivor's
-// dispatcher takes over without a restart), and a worker's node dir where it idles.
+// dispatcher takes over without a restart), and a worker's node dir where it idles. And the
+// assignments: a task written for a node reaches its stream, the status it reports is stored.
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -753,6 +757,177 @@ TEST_CASE("when the leader's raftd dies, a survivor's dispatcher becomes active 
     auto n = nodeOf(survivor, s.init.node_id);
     return n && n->status->state == objects::NodeState::Down;
   }, 15s), leader.status().dump());
+}
+
+// A Task as schedulerd writes it for a node: ASSIGNED, desired RUNNING, a zero Meta.
+std::string assignedTask(const std::string& id, const std::string& nodeId) {
+  objects::TaskT t;
+  t.id = id;
+  t.meta = std::make_unique<objects::Meta>();
+  t.service_id = "svc-of-the-test";
+  t.slot = 1;
+  t.node_id = nodeId;
+  t.desired_state = objects::TaskState::Running;
+  t.status = std::make_unique<objects::TaskStatusT>();
+  t.status->state = objects::TaskState::Assigned;
+  t.status->message = "scheduler assigned task to node";
+  t.annotations = std::make_unique<objects::AnnotationsT>();
+  t.annotations->name = "svc.1";
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(objects::Task::Pack(fbb, &t));
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+std::unique_ptr<objects::TaskT> taskOf(store::SyncClient& s, const std::string& id) {
+  auto got = s.get(ObjectKind::Task, id);
+  if (!got) return nullptr;
+  return std::unique_ptr<objects::TaskT>(flatbuffers::GetRoot<objects::Task>(got->data.data())->UnPack());
+}
+
+// An assignments stream as an agent holds it: the items as they came, and how it ended.
+struct AssignmentsStream {
+  struct Item {
+    bool full;
+    uint64_t version, previous;
+    std::map<std::string, objects::TaskState> updated;
+    std::vector<std::string> removed;
+  };
+  std::vector<Item> items;
+  std::optional<Status> ended;
+
+  AssignmentsStream(Agent& agent, const std::string& session) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = dispatch::CreateAssignmentsRequestDirect(fbb, session.c_str());
+    agent.client.client().openStream(
+        bus::message<dispatch::Envelope>(fbb, dispatch::Body::AssignmentsRequest, body.Union()), 8,
+        [this](const bus::Frame& f) { take(f); }, [this](Status st) { ended = std::move(st); });
+  }
+  void take(const bus::Frame& f) {
+    auto* a = f.as<dispatch::Envelope>()->body_as_Assignments();
+    REQUIRE(a);
+    Item item{a->full(), a->version(), a->previous(), {}, {}};
+    if (a->updated())
+      for (auto* u : *a->updated()) {
+        flatbuffers::Verifier v(u->task()->data(), u->task()->size());
+        REQUIRE(v.VerifyBuffer<objects::Task>(nullptr));
+        auto* t = flatbuffers::GetRoot<objects::Task>(u->task()->data());
+        item.updated[t->id()->str()] = t->status()->state();
+      }
+    if (a->removed())
+      for (auto* r : *a->removed()) item.removed.push_back(r->str());
+    // The server never leaves a gap: every increment follows the item before it.
+    if (!items.empty() && !item.full) CHECK(item.previous == items.back().version);
+    items.push_back(std::move(item));
+  }
+};
+
+TEST_CASE("assignments: a task written for a node reaches its stream; the status it reports is stored") {
+  Swarm s;
+  Agent w(s.serverKey, s.port);
+  auto joined = w.join(s.init.worker_token);
+  REQUIRE_MESSAGE(joined.ok(), errorOf(joined), s.m.logs());
+  std::string nodeId = joined->as<dispatch::Envelope>()->body_as_JoinReply()->node_id()->str();
+  auto opened = w.open();
+  REQUIRE_MESSAGE(opened.ok(), errorOf(opened));
+  std::string session = opened->as<dispatch::Envelope>()->body_as_SessionReply()->session_id()->str();
+  // Turns the agent's loop until cond holds, with heartbeats (the period is 1 s).
+  auto pump = [&](auto cond, std::chrono::milliseconds limit) {
+    auto start = std::chrono::steady_clock::now();
+    auto beat = start;
+    while (!cond()) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - start > limit) return false;
+      if (now - beat > 400ms) {
+        beat = now;
+        auto hb = w.heartbeat(session);
+        REQUIRE_MESSAGE(hb.ok(), errorOf(hb));
+      }
+      w.client.loop().runOnce(20ms);
+    }
+    return true;
+  };
+  auto report = [&](const std::string& taskId, objects::TaskState state) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto st = objects::CreateTaskStatusDirect(fbb, 0, state, objects::EnumNameTaskState(state));
+    std::vector<flatbuffers::Offset<dispatch::TaskStatusUpdate>> updates = {
+        dispatch::CreateTaskStatusUpdateDirect(fbb, taskId.c_str(), st)};
+    auto body = dispatch::CreateUpdateTaskStatusRequestDirect(fbb, session.c_str(), &updates);
+    return w.call(fbb, dispatch::Body::UpdateTaskStatusRequest, body.Union());
+  };
+
+  // A stream in a session that is not the node's is refused.
+  AssignmentsStream wrong(w, "not-the-session");
+  REQUIRE(pump([&] { return wrong.ended.has_value(); }, 5s));
+  REQUIRE_FALSE(wrong.ended->ok());
+  CHECK(contains(wrong.ended->error().message, "open a new session"));
+
+  // The first item is the complete set: nothing yet.
+  AssignmentsStream stream(w, session);
+  REQUIRE_MESSAGE(pump([&] { return !stream.items.empty(); }, 5s), s.m.logs());
+  CHECK(stream.items[0].full);
+  CHECK(stream.items[0].updated.empty());
+
+  // schedulerd's write of an ASSIGNED task for the node: an increment brings it.
+  std::string taskId = newId();
+  auto created = s.store.txn({{ObjectKind::Task, objects::Operation::Create, taskId, 0, assignedTask(taskId, nodeId)}});
+  REQUIRE_MESSAGE(created.ok(), (created ? "" : created.error().message));
+  auto holds = [&](objects::TaskState state) {
+    return [&, state] {
+      for (auto& i : stream.items)
+        if (auto u = i.updated.find(taskId); u != i.updated.end() && u->second == state) return true;
+      return false;
+    };
+  };
+  REQUIRE_MESSAGE(pump(holds(objects::TaskState::Assigned), 5s), s.m.status().dump(), s.m.logs());
+  CHECK_FALSE(stream.items.back().full);
+
+  // The agent reports RUNNING: stored (only the status), and its stream gets the new version.
+  auto ran = report(taskId, objects::TaskState::Running);
+  REQUIRE_MESSAGE(ran.ok(), errorOf(ran));
+  CHECK(ran->as<dispatch::Envelope>()->body_as_UpdateTaskStatusReply());
+  REQUIRE_MESSAGE(pump([&] {
+    auto t = taskOf(s.store, taskId);
+    return t && t->status && t->status->state == objects::TaskState::Running;
+  }, 5s), s.m.status().dump(), s.m.logs());
+  auto stored = taskOf(s.store, taskId);
+  CHECK(stored->status->applied_by == nodeId);
+  CHECK(stored->status->message == "Running");
+  CHECK(stored->desired_state == objects::TaskState::Running);
+  CHECK(stored->annotations->name == "svc.1");
+  CHECK(pump(holds(objects::TaskState::Running), 5s));
+
+  // An earlier state, and a task that is not there: answered, ignored, counted.
+  REQUIRE(report(taskId, objects::TaskState::Starting).ok());
+  REQUIRE(report(newId(), objects::TaskState::Running).ok());
+  auto ts = s.m.status()["dispatcher"]["task_status"];
+  CHECK(ts["ignored"].value("backwards", 0) == 1);
+  CHECK(ts["ignored"].value("unknown_task", 0) == 1);
+  CHECK(ts.value("written", 0) == 1);
+  CHECK(ts.value("txns", 0) >= 1);
+  std::this_thread::sleep_for(300ms);
+  CHECK(taskOf(s.store, taskId)->status->state == objects::TaskState::Running);
+  auto as = s.m.status()["dispatcher"]["assignments"];
+  CHECK(as.value("streams", 0) == 1);
+  CHECK(as["tasks_by_node"].value(nodeId, 0) == 1);
+
+  // The task deleted: the stream says it is removed.
+  auto current = s.store.get(ObjectKind::Task, taskId);
+  REQUIRE(current.ok());
+  uint64_t version = flatbuffers::GetRoot<objects::Task>(current->data.data())->meta()->version();
+  REQUIRE(s.store.txn({{ObjectKind::Task, objects::Operation::Delete, taskId, version, {}}}).ok());
+  REQUIRE(pump([&] {
+    auto& r = stream.items.back().removed;
+    return std::find(r.begin(), r.end(), taskId) != r.end();
+  }, 5s));
+
+  // A new session ends the streams of the old one.
+  auto reopened = w.open();
+  REQUIRE(reopened.ok());
+  session = reopened->as<dispatch::Envelope>()->body_as_SessionReply()->session_id()->str();
+  REQUIRE(pump([&] { return stream.ended.has_value(); }, 5s));
+  REQUIRE_FALSE(stream.ended->ok());
+  CHECK(contains(stream.ended->error().message, "new one"));
+  CHECK(s.m.dispatcherd->running());
 }
 
 TEST_CASE("dispatcherd on a worker's node dir idles and says why; a damaged node.json is named") {
