@@ -8,6 +8,7 @@
 #include "tools/bench/converge.h"
 #include "tools/bench/failover.h"
 #include "tools/bench/raft_bench.h"
+#include "tools/bench/scheduler_bench.h"
 
 int main(int argc, char** argv) {
   CLI::App app("shoal-bench: benchmarks of shoal's daemons on this machine", "shoal-bench");
@@ -91,6 +92,18 @@ int main(int argc, char** argv) {
     shoal::bench::installInterruptHandlers();
     code = shoal::bench::runConverge(co);
   });
+
+  shoal::bench::SchedulerBenchOptions so;
+  auto* scheduler = app.add_subcommand(
+      "scheduler", "schedulerd's allocator and scheduler cores alone, on a prepared view: the time "
+                   "to take every task from NEW to ASSIGNED");
+  scheduler->add_option("--nodes", so.nodes, "Ready nodes, in 3 zones")
+      ->capture_default_str()->check(CLI::Range(1, 1000000));
+  scheduler->add_option("--tasks", so.tasks, "Tasks to place, shared by the services")
+      ->capture_default_str()->check(CLI::Range(1, 10000000));
+  scheduler->add_option("--services", so.services, "Services (the first spreads over zones)")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
+  scheduler->callback([&] { code = shoal::bench::runSchedulerBench(so); });
 
   labFailover->callback([&] {
     shoal::bench::installInterruptHandlers();
