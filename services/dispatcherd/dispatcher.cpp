@@ -484,19 +484,14 @@ void Dispatcher::serveDispatch(bus::Call call) {
       if (refuseUnlessActive(call)) return;
       return renew(call);
     case dispatch::Body::AssignmentsRequest:
-      // An error, never a Redirect: a client drops a plain reply to a stream's request.
-      if (!active_ || !loaded_)
-        return call.fail(active_ ? wire::ErrorCode::Unavailable : wire::ErrorCode::NotLeader,
-                         "this dispatcher cannot stream assignments now (" +
-                             (active_ ? std::string("it is still reading the store") : why()) +
-                             "); open a session with the leader's dispatcher, then ask again");
+      if (refuseTaskLinkUnlessActive(call)) return;
       // The verifier lets a union's body be absent: an empty request has no session.
       if (!env->body_as_AssignmentsRequest())
         return call.fail(wire::ErrorCode::InvalidArgument,
                          "an empty AssignmentsRequest: it names no session");
       return openAssignments(call, *env->body_as_AssignmentsRequest());
     case dispatch::Body::UpdateTaskStatusRequest:
-      if (refuseUnlessActive(call)) return;
+      if (refuseTaskLinkUnlessActive(call)) return;
       if (!env->body_as_UpdateTaskStatusRequest())
         return call.fail(wire::ErrorCode::InvalidArgument,
                          "an empty UpdateTaskStatusRequest: it names no session");
@@ -534,6 +529,18 @@ bool Dispatcher::refuseUnlessActive(bus::Call& call) {
                 ? "this manager is not the leader, and the leader's node (raft id " +
                       std::to_string(leadership_.leaderId) + ") is not known here yet; retry shortly"
                 : std::string("the managers are electing a leader; retry shortly"));
+  return true;
+}
+
+// An error, never a Redirect: a client drops a plain reply to a stream's request, and an agent
+// takes any reply to its status reports as their receipt. Sessions live on the leader only, so
+// the agent hears of the new leader through its session.
+bool Dispatcher::refuseTaskLinkUnlessActive(bus::Call& call) {
+  if (active_ && loaded_) return false;
+  call.fail(active_ ? wire::ErrorCode::Unavailable : wire::ErrorCode::NotLeader,
+            "this dispatcher does not serve tasks now (" +
+                (active_ ? std::string("it is still reading the store") : why()) +
+                "); open a session with the leader's dispatcher and ask there");
   return true;
 }
 

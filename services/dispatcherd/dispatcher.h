@@ -78,6 +78,8 @@ class Dispatcher {
   // Answers for a dispatcher that cannot serve sessions now (Redirect, or an error); false
   // when it can.
   bool refuseUnlessActive(bus::Call& call);
+  // The same for assignments and task status: an error whenever it cannot serve them.
+  bool refuseTaskLinkUnlessActive(bus::Call& call);
   const NodeRecord* knownNode(bus::Call& call);
   void hello(bus::Call& call);
   void join(bus::Call call, const dispatch::JoinRequest& request);

@@ -688,6 +688,15 @@ TEST_CASE("a follower's dispatcher sends joins and sessions to the leader's") {
   Agent stranger(bKey, s.port, curve::generate(), "127.0.0.2");
   redirected(stranger.join(s.init.worker_token, "w2"));
   CHECK(b.status()["dispatcher"]["sessions"].value("redirects", 0) == 3);
+  // Task status is refused with NotLeader, not redirected: an agent takes any reply to its
+  // reports as their receipt.
+  flatbuffers::FlatBufferBuilder tfbb;
+  std::vector<flatbuffers::Offset<dispatch::TaskStatusUpdate>> none;
+  auto treq = dispatch::CreateUpdateTaskStatusRequestDirect(tfbb, "any", &none);
+  auto reports = atB.call(tfbb, dispatch::Body::UpdateTaskStatusRequest, treq.Union());
+  REQUIRE_FALSE(reports.ok());
+  CHECK(store::codeOf(reports.error()) == wire::ErrorCode::NotLeader);
+  CHECK(contains(errorOf(reports), "leader's dispatcher"));
   // Hello is a follower's to answer too: its own certificate and address.
   flatbuffers::FlatBufferBuilder hfbb;
   auto hreq = dispatch::CreateHelloRequest(hfbb);
