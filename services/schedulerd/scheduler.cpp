@@ -80,9 +80,10 @@ struct Demand {
 
 Demand demandOf(const objects::TaskT& t) {
   Demand d;
+  // A negative reservation (raftd refuses one) would hand a node capacity it does not have.
   if (auto* r = reservationsOf(t)) {
-    d.cpu = r->nano_cpus;
-    d.memory = r->memory_bytes;
+    d.cpu = std::max<int64_t>(r->nano_cpus, 0);
+    d.memory = std::max<int64_t>(r->memory_bytes, 0);
   }
   hostPortsOf(t, d.hostPorts);
   const objects::PlacementT* p = t.spec ? t.spec->placement.get() : nullptr;
@@ -279,8 +280,8 @@ void Scheduler::countLiveTasks() {
     NodeSlot& s = nodes_[it->second];
     ++s.tasks;
     if (auto* r = reservationsOf(*task)) {
-      s.freeCpu -= r->nano_cpus;
-      s.freeMemory -= r->memory_bytes;
+      s.freeCpu -= std::max<int64_t>(r->nano_cpus, 0);
+      s.freeMemory -= std::max<int64_t>(r->memory_bytes, 0);
     }
     hostPortsOf(*task, s.hostPorts);
   }
