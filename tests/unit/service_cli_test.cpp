@@ -34,7 +34,8 @@ std::string createError(const FlagValues& flags) {
   return spec.error().message;
 }
 
-std::unique_ptr<objects::ServiceT> service(const std::string& id, const std::string& name, const FlagValues& flags) {
+std::unique_ptr<objects::ServiceT> service(const std::string& id, const std::string& name,
+                                           const FlagValues& flags) {
   auto s = std::make_unique<objects::ServiceT>();
   s->id = id;
   s->spec = std::make_unique<objects::ServiceSpecT>(create(flags));
@@ -44,8 +45,9 @@ std::unique_ptr<objects::ServiceT> service(const std::string& id, const std::str
   return s;
 }
 
-std::unique_ptr<objects::TaskT> task(const objects::ServiceT& s, const std::string& id, uint64_t slot,
-                                     objects::TaskState state, objects::TaskState desired, int64_t createdAgo) {
+std::unique_ptr<objects::TaskT> task(const objects::ServiceT& s, const std::string& id,
+                                     uint64_t slot, objects::TaskState state,
+                                     objects::TaskState desired, int64_t createdAgo) {
   auto t = std::make_unique<objects::TaskT>();
   t->id = id;
   t->service_id = s.id;
@@ -71,7 +73,8 @@ std::vector<const T*> ptrs(const std::vector<std::unique_ptr<T>>& v) {
 
 }  // namespace
 
-TEST_CASE("create: the flags' values land in docker's fields; what no flag set stays zero for raftd") {
+TEST_CASE(
+    "create: the flags' values land in docker's fields; what no flag set stays zero for raftd") {
   auto s = create({}, {"sh", "-c", "sleep 1"});
   CHECK(s.task->container->image == "nginx:alpine");
   CHECK(s.task->container->args == std::vector<std::string>{"sh", "-c", "sleep 1"});
@@ -89,23 +92,56 @@ TEST_CASE("create: the flags' values land in docker's fields; what no flag set s
 
 TEST_CASE("create: every flag") {
   auto s = create({
-      {"name", {"web"}}, {"replicas", {"3"}}, {"env", {"A=1", "B=2", "A=3"}}, {"label", {"z=1", "a=2"}},
-      {"container-label", {"c=d"}}, {"constraint", {"node.role==manager", "node.labels.zone!=b"}},
-      {"placement-pref", {"spread=node.labels.zone"}}, {"replicas-max-per-node", {"2"}},
-      {"limit-cpu", {"1.5"}}, {"limit-memory", {"512M"}}, {"limit-pids", {"100"}}, {"reserve-cpu", {"0.25"}},
-      {"reserve-memory", {"64k"}}, {"restart-condition", {"on-failure"}}, {"restart-delay", {"3s"}},
-      {"restart-max-attempts", {"4"}}, {"restart-window", {"1m"}}, {"update-parallelism", {"2"}},
-      {"update-delay", {"10s"}}, {"update-failure-action", {"rollback"}}, {"update-monitor", {"2s"}},
-      {"update-max-failure-ratio", {"0.5"}}, {"update-order", {"start-first"}}, {"rollback-parallelism", {"0"}},
-      {"rollback-delay", {"1s"}}, {"rollback-failure-action", {"continue"}}, {"rollback-monitor", {"3s"}},
-      {"rollback-max-failure-ratio", {"0.1"}}, {"rollback-order", {"stop-first"}}, {"stop-grace-period", {"20s"}},
-      {"stop-signal", {"SIGINT"}}, {"health-cmd", {"curl -f localhost"}}, {"health-interval", {"5s"}},
-      {"health-timeout", {"1s"}}, {"health-retries", {"3"}}, {"health-start-period", {"30s"}}, {"user", {"1000:1000"}},
-      {"workdir", {"/app"}}, {"hostname", {"h1"}}, {"read-only", {"true"}}, {"cap-add", {"net_admin"}},
-      {"cap-drop", {"CAP_CHOWN"}}, {"mount", {"type=bind,source=/srv,target=/data,readonly"}},
-      {"secret", {"db_pass", "source=tls,target=cert.pem,uid=10,gid=20,mode=0400"}}, {"config", {"app.conf"}},
-      {"network", {"front", "name=back,alias=api"}}, {"publish", {"8080:80", "published=53,target=53,protocol=udp,mode=host"}},
-      {"endpoint-mode", {"vip"}}, {"entrypoint", {"/bin/run --fast"}}, {"init", {"true"}},
+      {"name", {"web"}},
+      {"replicas", {"3"}},
+      {"env", {"A=1", "B=2", "A=3"}},
+      {"label", {"z=1", "a=2"}},
+      {"container-label", {"c=d"}},
+      {"constraint", {"node.role==manager", "node.labels.zone!=b"}},
+      {"placement-pref", {"spread=node.labels.zone"}},
+      {"replicas-max-per-node", {"2"}},
+      {"limit-cpu", {"1.5"}},
+      {"limit-memory", {"512M"}},
+      {"limit-pids", {"100"}},
+      {"reserve-cpu", {"0.25"}},
+      {"reserve-memory", {"64k"}},
+      {"restart-condition", {"on-failure"}},
+      {"restart-delay", {"3s"}},
+      {"restart-max-attempts", {"4"}},
+      {"restart-window", {"1m"}},
+      {"update-parallelism", {"2"}},
+      {"update-delay", {"10s"}},
+      {"update-failure-action", {"rollback"}},
+      {"update-monitor", {"2s"}},
+      {"update-max-failure-ratio", {"0.5"}},
+      {"update-order", {"start-first"}},
+      {"rollback-parallelism", {"0"}},
+      {"rollback-delay", {"1s"}},
+      {"rollback-failure-action", {"continue"}},
+      {"rollback-monitor", {"3s"}},
+      {"rollback-max-failure-ratio", {"0.1"}},
+      {"rollback-order", {"stop-first"}},
+      {"stop-grace-period", {"20s"}},
+      {"stop-signal", {"SIGINT"}},
+      {"health-cmd", {"curl -f localhost"}},
+      {"health-interval", {"5s"}},
+      {"health-timeout", {"1s"}},
+      {"health-retries", {"3"}},
+      {"health-start-period", {"30s"}},
+      {"user", {"1000:1000"}},
+      {"workdir", {"/app"}},
+      {"hostname", {"h1"}},
+      {"read-only", {"true"}},
+      {"cap-add", {"net_admin"}},
+      {"cap-drop", {"CAP_CHOWN"}},
+      {"mount", {"type=bind,source=/srv,target=/data,readonly"}},
+      {"secret", {"db_pass", "source=tls,target=cert.pem,uid=10,gid=20,mode=0400"}},
+      {"config", {"app.conf"}},
+      {"network", {"front", "name=back,alias=api"}},
+      {"publish", {"8080:80", "published=53,target=53,protocol=udp,mode=host"}},
+      {"endpoint-mode", {"vip"}},
+      {"entrypoint", {"/bin/run --fast"}},
+      {"init", {"true"}},
   });
   CHECK(s.annotations->name == "web");
   REQUIRE(s.annotations->labels.size() == 2);
@@ -114,7 +150,8 @@ TEST_CASE("create: every flag") {
   const auto& c = *s.task->container;
   CHECK(c.env == std::vector<std::string>{"A=3", "B=2"});  // a later value of a name replaces it
   CHECK(c.labels.size() == 1);
-  CHECK(s.task->placement->constraints == std::vector<std::string>{"node.role==manager", "node.labels.zone!=b"});
+  CHECK(s.task->placement->constraints ==
+        std::vector<std::string>{"node.role==manager", "node.labels.zone!=b"});
   CHECK(s.task->placement->preferences.at(0)->spread_descriptor == "node.labels.zone");
   CHECK(s.task->placement->max_replicas == 2);
   CHECK(s.task->resources->limits->nano_cpus == 1'500'000'000);
@@ -174,7 +211,8 @@ TEST_CASE("create: modes and their replicas") {
   auto global = create({{"mode", {"global"}}});
   CHECK(global.mode->kind == objects::ServiceModeKind::Global);
   CHECK(global.mode->replicas == 0);
-  auto job = create({{"mode", {"replicated-job"}}, {"replicas", {"10"}}, {"max-concurrent", {"2"}}});
+  auto job =
+      create({{"mode", {"replicated-job"}}, {"replicas", {"10"}}, {"max-concurrent", {"2"}}});
   CHECK(job.mode->total_completions == 10);
   CHECK(job.mode->max_concurrent == 2);
   auto job2 = create({{"mode", {"replicated-job"}}, {"replicas", {"4"}}});
@@ -187,23 +225,34 @@ TEST_CASE("create: modes and their replicas") {
 TEST_CASE("create: bad values are refused before anything is sent, naming the flag and the value") {
   CHECK(createError({{"replicas", {"-1"}}}).find("\"-1\" for \"--replicas\"") != std::string::npos);
   CHECK(createError({{"replicas", {"three"}}}).find("--replicas") != std::string::npos);
-  CHECK(createError({{"mode", {"daemonset"}}}).find("replicated, global, replicated-job or global-job") != std::string::npos);
-  CHECK(createError({{"mode", {"global"}}, {"replicas", {"2"}}}).find("--replicas can only be used") != std::string::npos);
-  CHECK(createError({{"mode", {"global"}}, {"replicas-max-per-node", {"2"}}}).find("replicated") != std::string::npos);
+  CHECK(createError({{"mode", {"daemonset"}}})
+            .find("replicated, global, replicated-job or global-job") != std::string::npos);
+  CHECK(createError({{"mode", {"global"}}, {"replicas", {"2"}}})
+            .find("--replicas can only be used") != std::string::npos);
+  CHECK(createError({{"mode", {"global"}}, {"replicas-max-per-node", {"2"}}}).find("replicated") !=
+        std::string::npos);
   CHECK(createError({{"restart-delay", {"5"}}}).find("--restart-delay") != std::string::npos);
   CHECK(createError({{"restart-delay", {"-5s"}}}).find("negative") != std::string::npos);
-  CHECK(createError({{"restart-condition", {"always"}}}).find("none, on-failure or any") != std::string::npos);
-  CHECK(createError({{"update-failure-action", {"explode"}}}).find("pause, continue or rollback") != std::string::npos);
-  CHECK(createError({{"rollback-failure-action", {"rollback"}}}).find("pause or continue") != std::string::npos);
-  CHECK(createError({{"update-order", {"first"}}}).find("stop-first or start-first") != std::string::npos);
-  CHECK(createError({{"update-max-failure-ratio", {"1.5"}}}).find("from 0 to 1") != std::string::npos);
+  CHECK(createError({{"restart-condition", {"always"}}}).find("none, on-failure or any") !=
+        std::string::npos);
+  CHECK(createError({{"update-failure-action", {"explode"}}}).find("pause, continue or rollback") !=
+        std::string::npos);
+  CHECK(createError({{"rollback-failure-action", {"rollback"}}}).find("pause or continue") !=
+        std::string::npos);
+  CHECK(createError({{"update-order", {"first"}}}).find("stop-first or start-first") !=
+        std::string::npos);
+  CHECK(createError({{"update-max-failure-ratio", {"1.5"}}}).find("from 0 to 1") !=
+        std::string::npos);
   CHECK(createError({{"limit-cpu", {"abc"}}}).find("--limit-cpu") != std::string::npos);
   CHECK(createError({{"limit-cpu", {"0.0000000001"}}}).find("too precise") != std::string::npos);
   CHECK(createError({{"limit-memory", {"lots"}}}).find("--limit-memory") != std::string::npos);
-  CHECK(createError({{"constraint", {"node.labels.zone=b"}}}).find("--constraint") != std::string::npos);
-  CHECK(createError({{"placement-pref", {"pack=node.labels.zone"}}}).find("--placement-pref") != std::string::npos);
+  CHECK(createError({{"constraint", {"node.labels.zone=b"}}}).find("--constraint") !=
+        std::string::npos);
+  CHECK(createError({{"placement-pref", {"pack=node.labels.zone"}}}).find("--placement-pref") !=
+        std::string::npos);
   CHECK(createError({{"env", {"=x"}}}).find("--env") != std::string::npos);
-  CHECK(createError({{"no-healthcheck", {"true"}}, {"health-cmd", {"true"}}}).find("conflicts") != std::string::npos);
+  CHECK(createError({{"no-healthcheck", {"true"}}, {"health-cmd", {"true"}}}).find("conflicts") !=
+        std::string::npos);
   CHECK(createError({{"endpoint-mode", {"rr"}}}).find("vip or dnsrr") != std::string::npos);
   CHECK(createError({{"mount", {"type=bind,target=/x"}}}).find("source") != std::string::npos);
   CHECK(createError({{"publish", {"1.2.3.4:80:80"}}}).find("host IP") != std::string::npos);
@@ -249,18 +298,38 @@ TEST_CASE("--mount, --publish, --secret and --network forms") {
 }
 
 TEST_CASE("update: removals first, then additions that replace entries with the same key") {
-  auto s = create({{"env", {"A=1", "B=2"}}, {"label", {"x=1"}}, {"constraint", {"node.role==worker"}},
-                   {"publish", {"8080:80"}}, {"mount", {"type=volume,target=/a"}}, {"secret", {"s1"}},
-                   {"network", {"n1"}}, {"placement-pref", {"spread=node.labels.zone"}}, {"cap-drop", {"chown"}}});
+  auto s = create({{"env", {"A=1", "B=2"}},
+                   {"label", {"x=1"}},
+                   {"constraint", {"node.role==worker"}},
+                   {"publish", {"8080:80"}},
+                   {"mount", {"type=volume,target=/a"}},
+                   {"secret", {"s1"}},
+                   {"network", {"n1"}},
+                   {"placement-pref", {"spread=node.labels.zone"}},
+                   {"cap-drop", {"chown"}}});
   auto ok = applyUpdateFlags(
       {
-          {"env-rm", {"A"}}, {"env-add", {"B=3", "C=4"}}, {"label-rm", {"x"}}, {"label-add", {"y=2"}},
-          {"constraint-rm", {"node.role==worker"}}, {"constraint-add", {"node.role==manager"}},
-          {"publish-rm", {"80"}}, {"publish-add", {"9090:90"}}, {"mount-rm", {"/a"}},
-          {"mount-add", {"type=tmpfs,target=/t"}}, {"secret-rm", {"s1"}}, {"secret-add", {"s2"}},
-          {"network-rm", {"n1"}}, {"network-add", {"n2"}}, {"placement-pref-rm", {"spread=node.labels.zone"}},
-          {"placement-pref-add", {"spread=node.labels.rack"}}, {"image", {"nginx:1.27"}}, {"force", {"true"}},
-          {"replicas", {"5"}}, {"cap-add", {"chown"}}, {"args", {"run 'a b'"}},
+          {"env-rm", {"A"}},
+          {"env-add", {"B=3", "C=4"}},
+          {"label-rm", {"x"}},
+          {"label-add", {"y=2"}},
+          {"constraint-rm", {"node.role==worker"}},
+          {"constraint-add", {"node.role==manager"}},
+          {"publish-rm", {"80"}},
+          {"publish-add", {"9090:90"}},
+          {"mount-rm", {"/a"}},
+          {"mount-add", {"type=tmpfs,target=/t"}},
+          {"secret-rm", {"s1"}},
+          {"secret-add", {"s2"}},
+          {"network-rm", {"n1"}},
+          {"network-add", {"n2"}},
+          {"placement-pref-rm", {"spread=node.labels.zone"}},
+          {"placement-pref-add", {"spread=node.labels.rack"}},
+          {"image", {"nginx:1.27"}},
+          {"force", {"true"}},
+          {"replicas", {"5"}},
+          {"cap-add", {"chown"}},
+          {"args", {"run 'a b'"}},
       },
       s);
   REQUIRE_MESSAGE(ok, (ok ? "" : ok.error().message));
@@ -294,7 +363,8 @@ TEST_CASE("update: removals first, then additions that replace entries with the 
   CHECK(untouched.update->parallelism == 3);
   CHECK(untouched.update->monitor == 0);  // raftd fills Swarm's 5 s
   auto delayed = create({{"rollback-delay", {"2s"}}});
-  CHECK(delayed.rollback->parallelism == 1);  // raftd fills only absent tables: not 0, "all at once"
+  CHECK(delayed.rollback->parallelism ==
+        1);  // raftd fills only absent tables: not 0, "all at once"
   CHECK_FALSE(delayed.update);
 }
 
@@ -309,19 +379,29 @@ TEST_CASE("service scale arguments") {
 }
 
 TEST_CASE("service ls rows: docker's replicas forms") {
-  auto web = service("abcdefghijklmnopqrstuvwxy", "web", {{"replicas", {"3"}}, {"publish", {"8080:80"}}});
+  auto web =
+      service("abcdefghijklmnopqrstuvwxy", "web", {{"replicas", {"3"}}, {"publish", {"8080:80"}}});
   web->spec->task->container->image = "nginx:alpine@sha256:0123";
   std::vector<std::unique_ptr<objects::TaskT>> tasks;
-  tasks.push_back(task(*web, "t1", 1, objects::TaskState::Running, objects::TaskState::Running, 5 * kSecond));
-  tasks.push_back(task(*web, "t2", 2, objects::TaskState::Running, objects::TaskState::Running, 5 * kSecond));
-  tasks.push_back(task(*web, "t3", 3, objects::TaskState::Pending, objects::TaskState::Running, 5 * kSecond));
-  tasks.push_back(task(*web, "t0", 3, objects::TaskState::Running, objects::TaskState::Shutdown, 50 * kSecond));
+  tasks.push_back(
+      task(*web, "t1", 1, objects::TaskState::Running, objects::TaskState::Running, 5 * kSecond));
+  tasks.push_back(
+      task(*web, "t2", 2, objects::TaskState::Running, objects::TaskState::Running, 5 * kSecond));
+  tasks.push_back(
+      task(*web, "t3", 3, objects::TaskState::Pending, objects::TaskState::Running, 5 * kSecond));
+  tasks.push_back(
+      task(*web, "t0", 3, objects::TaskState::Running, objects::TaskState::Shutdown, 50 * kSecond));
   auto row = serviceRow(*web, countTasks(*web, ptrs(tasks)));
-  CHECK(row == json{{"ID", "abcdefghijkl"}, {"Name", "web"}, {"Mode", "replicated"}, {"Replicas", "2/3"},
-                    {"Image", "nginx:alpine"}, {"Ports", "*:8080->80/tcp"}});
+  CHECK(row == json{{"ID", "abcdefghijkl"},
+                    {"Name", "web"},
+                    {"Mode", "replicated"},
+                    {"Replicas", "2/3"},
+                    {"Image", "nginx:alpine"},
+                    {"Ports", "*:8080->80/tcp"}});
   auto capped = service("c1", "capped", {{"replicas", {"2"}}, {"replicas-max-per-node", {"1"}}});
   CHECK(serviceRow(*capped, {1, 2, 0})["Replicas"] == "1/2 (max 1 per node)");
-  auto job = service("j1", "job", {{"mode", {"replicated-job"}}, {"replicas", {"10"}}, {"max-concurrent", {"3"}}});
+  auto job = service(
+      "j1", "job", {{"mode", {"replicated-job"}}, {"replicas", {"10"}}, {"max-concurrent", {"3"}}});
   CHECK(serviceRow(*job, {2, 3, 5})["Replicas"] == "2/3 (5/10 completed)");
   CHECK(serviceRow(*job, {2, 3, 5})["Mode"] == "replicated job");
   auto global = service("g1", "agent", {{"mode", {"global"}}});
@@ -336,17 +416,22 @@ TEST_CASE("service ls rows: docker's replicas forms") {
         "abcdefghijkl   web       replicated   2/3        nginx:alpine   *:8080->80/tcp\n");
 }
 
-TEST_CASE("service ps rows: docker's order, the older tasks indented, and why a task is not running") {
+TEST_CASE(
+    "service ps rows: docker's order, the older tasks indented, and why a task is not running") {
   auto web = service("svc1", "web", {{"replicas", {"2"}}});
   std::vector<std::unique_ptr<objects::TaskT>> tasks;
-  tasks.push_back(task(*web, "aaaaaaaaaaaaaaaaaaaaaaaaa", 1, objects::TaskState::Running, objects::TaskState::Running, 5 * kSecond));
-  auto old = task(*web, "bbbbbbbbbbbbbbbbbbbbbbbbb", 1, objects::TaskState::Failed, objects::TaskState::Shutdown, 90 * kSecond);
+  tasks.push_back(task(*web, "aaaaaaaaaaaaaaaaaaaaaaaaa", 1, objects::TaskState::Running,
+                       objects::TaskState::Running, 5 * kSecond));
+  auto old = task(*web, "bbbbbbbbbbbbbbbbbbbbbbbbb", 1, objects::TaskState::Failed,
+                  objects::TaskState::Shutdown, 90 * kSecond);
   old->status->err = "task: non-zero exit (1)";
   tasks.push_back(std::move(old));
-  auto waiting = task(*web, "ccccccccccccccccccccccccc", 2, objects::TaskState::Assigned, objects::TaskState::Ready, 1 * kSecond);
+  auto waiting = task(*web, "ccccccccccccccccccccccccc", 2, objects::TaskState::Assigned,
+                      objects::TaskState::Ready, 1 * kSecond);
   waiting->not_before = kNow + 2500 * int64_t{1'000'000};
   tasks.push_back(std::move(waiting));
-  auto pending = task(*web, "ddddddddddddddddddddddddd", 10, objects::TaskState::Pending, objects::TaskState::Running, 0);
+  auto pending = task(*web, "ddddddddddddddddddddddddd", 10, objects::TaskState::Pending,
+                      objects::TaskState::Running, 0);
   pending->node_id.clear();
   pending->status->err = "no suitable node (3 nodes fail constraint node.labels.zone==b)";
   tasks.push_back(std::move(pending));
@@ -391,7 +476,8 @@ TEST_CASE("a paused update's failed tasks show the update's message") {
   auto web = service("svc1", "web", {{"replicas", {"1"}}});
   web->update_status = std::make_unique<objects::UpdateStatusT>();
   web->update_status->state = objects::UpdateState::Paused;
-  web->update_status->message = "update paused: task web.1 failed (exit 1) within the monitor window";
+  web->update_status->message =
+      "update paused: task web.1 failed (exit 1) within the monitor window";
   auto t = task(*web, "t1", 1, objects::TaskState::Failed, objects::TaskState::Shutdown, kSecond);
   t->status->err = "task: non-zero exit (1)";
   CHECK(taskReason(*t, web.get(), kNow) == web->update_status->message);
@@ -400,14 +486,17 @@ TEST_CASE("a paused update's failed tasks show the update's message") {
 }
 
 TEST_CASE("inspect: docker's shape with ServiceStatus and NotRunning") {
-  auto web = service("svc1", "web", {{"replicas", {"2"}}, {"publish", {"8080:80"}}, {"restart-delay", {"3s"}}});
+  auto web = service("svc1", "web",
+                     {{"replicas", {"2"}}, {"publish", {"8080:80"}}, {"restart-delay", {"3s"}}});
   web->update_status = std::make_unique<objects::UpdateStatusT>();
   web->update_status->state = objects::UpdateState::Updating;
   web->update_status->started_at = kNow - kSecond;
   web->update_status->message = "update in progress";
   std::vector<std::unique_ptr<objects::TaskT>> tasks;
-  tasks.push_back(task(*web, "t1", 1, objects::TaskState::Running, objects::TaskState::Running, kSecond));
-  auto pending = task(*web, "t2", 2, objects::TaskState::Pending, objects::TaskState::Running, kSecond);
+  tasks.push_back(
+      task(*web, "t1", 1, objects::TaskState::Running, objects::TaskState::Running, kSecond));
+  auto pending =
+      task(*web, "t2", 2, objects::TaskState::Pending, objects::TaskState::Running, kSecond);
   pending->status->err = "no suitable node (1 node is drained)";
   tasks.push_back(std::move(pending));
   auto j = serviceInspect(*web, ptrs(tasks), kNow);
@@ -418,17 +507,22 @@ TEST_CASE("inspect: docker's shape with ServiceStatus and NotRunning") {
   CHECK(j["Spec"]["TaskTemplate"]["RestartPolicy"]["Delay"] == 3 * kSecond);
   CHECK(j["Spec"]["TaskTemplate"]["RestartPolicy"]["Condition"] == "any");
   CHECK(j["Spec"]["Mode"] == json{{"Replicated", {{"Replicas", 2}}}});
-  CHECK(j["Spec"]["EndpointSpec"]["Ports"][0] ==
-        json{{"Protocol", "tcp"}, {"TargetPort", 80}, {"PublishedPort", 8080}, {"PublishMode", "ingress"}});
+  CHECK(j["Spec"]["EndpointSpec"]["Ports"][0] == json{{"Protocol", "tcp"},
+                                                      {"TargetPort", 80},
+                                                      {"PublishedPort", 8080},
+                                                      {"PublishMode", "ingress"}});
   CHECK(j["UpdateStatus"]["State"] == "updating");
   CHECK(j["UpdateStatus"]["Message"] == "update in progress");
-  CHECK(j["ServiceStatus"] == json{{"RunningTasks", 1}, {"DesiredTasks", 2}, {"CompletedTasks", 0}});
-  CHECK(j["NotRunning"] ==
-        json::array({{{"Task", "web.2"}, {"State", "pending"}, {"Reason", "no suitable node (1 node is drained)"}}}));
+  CHECK(j["ServiceStatus"] ==
+        json{{"RunningTasks", 1}, {"DesiredTasks", 2}, {"CompletedTasks", 0}});
+  CHECK(j["NotRunning"] == json::array({{{"Task", "web.2"},
+                                         {"State", "pending"},
+                                         {"Reason", "no suitable node (1 node is drained)"}}}));
   CHECK_FALSE(j.contains("PreviousSpec"));
   auto pretty = servicePretty(*web, ptrs(tasks), kNow);
   CHECK(pretty.find("Name:\t\tweb\n") != std::string::npos);
-  CHECK(pretty.find(" web.2:\tpending: no suitable node (1 node is drained)\n") != std::string::npos);
+  CHECK(pretty.find(" web.2:\tpending: no suitable node (1 node is drained)\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("resolving a SERVICE argument") {
@@ -455,9 +549,12 @@ TEST_CASE("humanDuration is go-units'") {
 TEST_CASE("progress: docker's per-slot lines and the overall count") {
   auto web = service("svc1", "web", {{"replicas", {"3"}}});
   std::vector<std::unique_ptr<objects::TaskT>> tasks;
-  tasks.push_back(task(*web, "t1", 1, objects::TaskState::Running, objects::TaskState::Running, kSecond));
-  tasks.push_back(task(*web, "t2", 2, objects::TaskState::Preparing, objects::TaskState::Running, kSecond));
-  auto pending = task(*web, "t3", 3, objects::TaskState::Pending, objects::TaskState::Running, kSecond);
+  tasks.push_back(
+      task(*web, "t1", 1, objects::TaskState::Running, objects::TaskState::Running, kSecond));
+  tasks.push_back(
+      task(*web, "t2", 2, objects::TaskState::Preparing, objects::TaskState::Running, kSecond));
+  auto pending =
+      task(*web, "t3", 3, objects::TaskState::Pending, objects::TaskState::Running, kSecond);
   pending->status->err = "no suitable node (2 nodes lack 2 CPUs, 1.5 free)";
   tasks.push_back(std::move(pending));
   ProgressTarget target;
@@ -490,7 +587,8 @@ TEST_CASE("progress: docker's per-slot lines and the overall count") {
   CHECK_FALSE(f.converged);
 
   web->update_status->state = objects::UpdateState::Paused;
-  web->update_status->message = "update paused: task web.1 failed (exit 1) within the monitor window";
+  web->update_status->message =
+      "update paused: task web.1 failed (exit 1) within the monitor window";
   f = progressOf(*web, ptrs(tasks), {}, target, kNow);
   REQUIRE(f.failure);
   CHECK(*f.failure == "update paused: task web.1 failed (exit 1) within the monitor window");
@@ -508,7 +606,10 @@ TEST_CASE("progress: docker's per-slot lines and the overall count") {
   web->update_status->state = objects::UpdateState::RollbackCompleted;
   f = progressOf(*web, ptrs(tasks), {}, target, kNow);
   REQUIRE(f.failure);
-  CHECK(*f.failure == "service rolled back: update rolled back: task web.1 failed");
+  CHECK(*f.failure == "update rolled back: task web.1 failed");
+  web->update_status->message = "rollback completed";
+  CHECK(*progressOf(*web, ptrs(tasks), {}, target, kNow).failure ==
+        "service rolled back: rollback completed");
   target.rollback = true;  // `service rollback` waits for exactly that
   CHECK_FALSE(progressOf(*web, ptrs(tasks), {}, target, kNow).failure);
 }
@@ -517,7 +618,8 @@ TEST_CASE("progress: over 20 replicas only the overall line; a scale keeps runni
   auto web = service("svc1", "web", {{"replicas", {"30"}}});
   std::vector<std::unique_ptr<objects::TaskT>> tasks;
   for (uint64_t slot = 1; slot <= 30; ++slot)
-    tasks.push_back(task(*web, "t" + std::to_string(slot), slot, objects::TaskState::Running, objects::TaskState::Running, kSecond));
+    tasks.push_back(task(*web, "t" + std::to_string(slot), slot, objects::TaskState::Running,
+                         objects::TaskState::Running, kSecond));
   web->spec_version = 2;  // scaled: the tasks' spec (digest) is the same
   auto f = progressOf(*web, ptrs(tasks), {}, ProgressTarget{2, 0, false}, kNow);
   CHECK(f.lines == std::vector<std::string>{"overall progress: 30 out of 30 tasks"});
@@ -526,7 +628,8 @@ TEST_CASE("progress: over 20 replicas only the overall line; a scale keeps runni
 
 TEST_CASE("progress display: in place on a terminal, changed lines otherwise") {
   Display plain(false);
-  CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: new"}) == "overall progress: 0 out of 1 tasks\n1/1: new\n");
+  CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: new"}) ==
+        "overall progress: 0 out of 1 tasks\n1/1: new\n");
   CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: running"}) == "1/1: running\n");
   CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: running"}) == "");
   Display tty(true);

@@ -12,21 +12,31 @@ namespace {
 // Docker's numberedStates: the steps a task takes to running, of 9 (shoal has no "allocated").
 int stepOf(objects::TaskState state) {
   switch (state) {
-    case objects::TaskState::New: return 1;
-    case objects::TaskState::Pending: return 3;
-    case objects::TaskState::Assigned: return 4;
-    case objects::TaskState::Accepted: return 5;
-    case objects::TaskState::Preparing: return 6;
-    case objects::TaskState::Ready: return 7;
-    case objects::TaskState::Starting: return 8;
-    default: return 9;
+    case objects::TaskState::New:
+      return 1;
+    case objects::TaskState::Pending:
+      return 3;
+    case objects::TaskState::Assigned:
+      return 4;
+    case objects::TaskState::Accepted:
+      return 5;
+    case objects::TaskState::Preparing:
+      return 6;
+    case objects::TaskState::Ready:
+      return 7;
+    case objects::TaskState::Starting:
+      return 8;
+    default:
+      return 9;
   }
 }
 
 constexpr int kSteps = 9;
 constexpr size_t kLongestState = 9;  // "preparing", as docker pads the state column
 
-objects::TaskState stateOf(const objects::TaskT& t) { return t.status ? t.status->state : objects::TaskState::New; }
+objects::TaskState stateOf(const objects::TaskT& t) {
+  return t.status ? t.status->state : objects::TaskState::New;
+}
 
 int64_t createdAt(const objects::TaskT& t) { return t.meta ? t.meta->created_at() : 0; }
 
@@ -47,14 +57,16 @@ const objects::TaskT* shownTask(const std::vector<const objects::TaskT*>& tasks)
 // spec. The digest decides, as schedulerd's updater does: a scale bumps spec_version and
 // keeps the tasks, whose digest still matches.
 bool upToDate(const objects::TaskT& t, const objects::ServiceT& s, uint64_t digest) {
-  if (stateOf(t) != objects::TaskState::Running || t.desired_state != objects::TaskState::Running) return false;
+  if (stateOf(t) != objects::TaskState::Running || t.desired_state != objects::TaskState::Running)
+    return false;
   if (t.spec_digest) return t.spec_digest == digest;
   return !t.spec_version || !s.spec_version || t.spec_version == s.spec_version;
 }
 
 // "1/3: running   [=====>    ]", or the reason in place of the state and bar (docker shows
 // a task's error there).
-std::string taskLine(const std::string& id, const objects::TaskT* t, const objects::ServiceT& s, int64_t now) {
+std::string taskLine(const std::string& id, const objects::TaskT* t, const objects::ServiceT& s,
+                     int64_t now) {
   if (!t) return id + ": waiting for a task";
   std::string reason = stateOf(*t) == objects::TaskState::Running ? "" : taskReason(*t, &s, now);
   if (!reason.empty()) return id + ": " + reason.substr(0, reason.find('\n'));
@@ -63,15 +75,16 @@ std::string taskLine(const std::string& id, const objects::TaskT* t, const objec
   return id + ": " + state + " " + progressBar(stateOf(*t));
 }
 
-std::map<uint64_t, std::vector<const objects::TaskT*>> bySlot(const std::vector<const objects::TaskT*>& tasks) {
+std::map<uint64_t, std::vector<const objects::TaskT*>> bySlot(
+    const std::vector<const objects::TaskT*>& tasks) {
   std::map<uint64_t, std::vector<const objects::TaskT*>> out;
   for (const auto* t : tasks)
     if (t) out[t->slot].push_back(t);
   return out;
 }
 
-void replicatedFrame(ProgressFrame& f, const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks,
-                     int64_t now) {
+void replicatedFrame(ProgressFrame& f, const objects::ServiceT& s,
+                     const std::vector<const objects::TaskT*>& tasks, int64_t now) {
   uint64_t replicas = s.spec && s.spec->mode ? s.spec->mode->replicas : 0;
   auto slots = bySlot(tasks);
   uint64_t digest = schedulerd::taskSpecDigest(s), running = 0;
@@ -83,12 +96,14 @@ void replicatedFrame(ProgressFrame& f, const objects::ServiceT& s, const std::ve
     if (replicas <= kMaxProgressBars)
       lines.push_back(taskLine(std::to_string(slot) + "/" + std::to_string(replicas), t, s, now));
   }
-  f.lines.push_back("overall progress: " + std::to_string(running) + " out of " + std::to_string(replicas) + " tasks");
+  f.lines.push_back("overall progress: " + std::to_string(running) + " out of " +
+                    std::to_string(replicas) + " tasks");
   f.lines.insert(f.lines.end(), lines.begin(), lines.end());
   f.converged = running == replicas;
 }
 
-void globalFrame(ProgressFrame& f, const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks,
+void globalFrame(ProgressFrame& f, const objects::ServiceT& s,
+                 const std::vector<const objects::TaskT*>& tasks,
                  const std::map<std::string, std::string>& hostnames, int64_t now) {
   std::map<std::string, std::vector<const objects::TaskT*>> byNode;
   for (const auto* t : tasks)
@@ -100,7 +115,8 @@ void globalFrame(ProgressFrame& f, const objects::ServiceT& s, const std::vector
     if (upToDate(*t, s, digest)) ++running;
     auto host = hostnames.find(node);
     if (byNode.size() <= kMaxProgressBars)
-      lines.push_back(taskLine(host == hostnames.end() ? truncateId(node) : host->second, t, s, now));
+      lines.push_back(
+          taskLine(host == hostnames.end() ? truncateId(node) : host->second, t, s, now));
   }
   // Tasks not placed yet have no node: they are counted, and their reason shown.
   for (const auto* t : tasks)
@@ -110,33 +126,41 @@ void globalFrame(ProgressFrame& f, const objects::ServiceT& s, const std::vector
     }
   uint64_t total = 0;
   for (const auto& [node, nodeTasks] : byNode) total += node.empty() ? nodeTasks.size() : 1;
-  f.lines.push_back("overall progress: " + std::to_string(running) + " out of " + std::to_string(total) + " tasks");
+  f.lines.push_back("overall progress: " + std::to_string(running) + " out of " +
+                    std::to_string(total) + " tasks");
   f.lines.insert(f.lines.end(), lines.begin(), lines.end());
   f.converged = total > 0 && running == total;
 }
 
-void jobFrame(ProgressFrame& f, const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks) {
+void jobFrame(ProgressFrame& f, const objects::ServiceT& s,
+              const std::vector<const objects::TaskT*>& tasks) {
   uint64_t completed = 0, active = 0, all = 0;
   for (const auto* t : tasks) {
     if (!t || (s.spec_version && t->spec_version && t->spec_version != s.spec_version)) continue;
     ++all;
-    if (stateOf(*t) == objects::TaskState::Complete) ++completed;
-    else if (t->desired_state <= objects::TaskState::Complete && stateOf(*t) < objects::TaskState::Complete) ++active;
+    if (stateOf(*t) == objects::TaskState::Complete)
+      ++completed;
+    else if (t->desired_state <= objects::TaskState::Complete &&
+             stateOf(*t) < objects::TaskState::Complete)
+      ++active;
   }
   const auto* mode = s.spec ? s.spec->mode.get() : nullptr;
   bool replicated = mode && mode->kind == objects::ServiceModeKind::ReplicatedJob;
   uint64_t total = replicated ? mode->total_completions : completed + active;
-  f.lines.push_back("job progress: " + std::to_string(completed) + " out of " + std::to_string(total) + " complete");
+  f.lines.push_back("job progress: " + std::to_string(completed) + " out of " +
+                    std::to_string(total) + " complete");
   f.lines.push_back("active tasks: " + std::to_string(active) + " tasks");
   f.converged = replicated ? completed >= total : all > 0 && active == 0;
 }
 
 // The service's update status, when it is about this command's write (an older one, e.g. an
 // update that paused before a scale, says nothing about it).
-const objects::UpdateStatusT* relevantStatus(const objects::ServiceT& s, const ProgressTarget& target) {
+const objects::UpdateStatusT* relevantStatus(const objects::ServiceT& s,
+                                             const ProgressTarget& target) {
   const auto* us = s.update_status.get();
   if (!us || us->state == objects::UpdateState::Unknown) return nullptr;
-  bool ours = us->spec_version ? us->spec_version >= target.specVersion : us->started_at >= target.startedAt;
+  bool ours = us->spec_version ? us->spec_version >= target.specVersion
+                               : us->started_at >= target.startedAt;
   return ours ? us : nullptr;
 }
 
@@ -164,7 +188,11 @@ void applyUpdateStatus(ProgressFrame& f, const objects::ServiceT& s, const Progr
       f.failure = prefixed("rollback paused", us->message);
       break;
     case objects::UpdateState::RollbackCompleted:
-      if (!target.rollback) f.failure = prefixed("service rolled back", us->message);
+      // schedulerd's message already says "update rolled back: ..." for a failure action.
+      if (!target.rollback)
+        f.failure = us->message.rfind("update rolled back", 0) == 0
+                        ? us->message
+                        : prefixed("service rolled back", us->message);
       break;
     default:
       break;
@@ -175,17 +203,23 @@ void applyUpdateStatus(ProgressFrame& f, const objects::ServiceT& s, const Progr
 
 std::string progressBar(objects::TaskState state) {
   int filled = std::min(50, stepOf(state) * 100 / kSteps / 2);
-  return "[" + std::string(static_cast<size_t>(filled), '=') + ">" + std::string(static_cast<size_t>(50 - filled), ' ') + "]";
+  return "[" + std::string(static_cast<size_t>(filled), '=') + ">" +
+         std::string(static_cast<size_t>(50 - filled), ' ') + "]";
 }
 
-ProgressFrame progressOf(const objects::ServiceT& service, const std::vector<const objects::TaskT*>& tasks,
-                         const std::map<std::string, std::string>& hostnames, const ProgressTarget& target,
-                         int64_t now) {
+ProgressFrame progressOf(const objects::ServiceT& service,
+                         const std::vector<const objects::TaskT*>& tasks,
+                         const std::map<std::string, std::string>& hostnames,
+                         const ProgressTarget& target, int64_t now) {
   ProgressFrame f;
-  auto kind = service.spec && service.spec->mode ? service.spec->mode->kind : objects::ServiceModeKind::Replicated;
-  if (kind == objects::ServiceModeKind::Replicated) replicatedFrame(f, service, tasks, now);
-  else if (kind == objects::ServiceModeKind::Global) globalFrame(f, service, tasks, hostnames, now);
-  else jobFrame(f, service, tasks);
+  auto kind = service.spec && service.spec->mode ? service.spec->mode->kind
+                                                 : objects::ServiceModeKind::Replicated;
+  if (kind == objects::ServiceModeKind::Replicated)
+    replicatedFrame(f, service, tasks, now);
+  else if (kind == objects::ServiceModeKind::Global)
+    globalFrame(f, service, tasks, hostnames, now);
+  else
+    jobFrame(f, service, tasks);
   applyUpdateStatus(f, service, target);
   if (f.failure) f.converged = false;
   return f;
@@ -199,7 +233,8 @@ std::string Display::frame(const std::vector<std::string>& lines) {
     if (!shown_.empty()) out += "\x1b[" + std::to_string(shown_.size()) + "A";
     for (const auto& l : lines) out += "\r\x1b[2K" + l + "\n";
     for (size_t i = lines.size(); i < shown_.size(); ++i) out += "\r\x1b[2K\n";
-    if (shown_.size() > lines.size()) out += "\x1b[" + std::to_string(shown_.size() - lines.size()) + "A";
+    if (shown_.size() > lines.size())
+      out += "\x1b[" + std::to_string(shown_.size() - lines.size()) + "A";
   } else {
     for (size_t i = 0; i < lines.size(); ++i)
       if (i >= shown_.size() || shown_[i] != lines[i]) out += lines[i] + "\n";

@@ -30,19 +30,21 @@ struct ProgressTarget {
 };
 
 struct ProgressFrame {
-  std::vector<std::string> lines;       // the display now, without trailing newlines
-  std::vector<std::string> notes;       // one-off lines, e.g. "rollback: update rolled back: ..."
-  bool converged = false;               // then print "verify: Service converged" and exit 0
-  std::optional<std::string> failure;   // exit 1 with it: "update paused: ...", "service rolled back: ..."
+  std::vector<std::string> lines;  // the display now, without trailing newlines
+  std::vector<std::string> notes;  // one-off lines, e.g. "rollback: update rolled back: ..."
+  bool converged = false;          // then print "verify: Service converged" and exit 0
+  std::optional<std::string>
+      failure;  // exit 1 with it: "update paused: ...", "service rolled back: ..."
 };
 
 // Docker shows a line per slot (or per node) up to 20 of them; over that, only the overall line.
 inline constexpr size_t kMaxProgressBars = 20;
 
 // hostnames: node id → hostname, for global services' lines. now: ns since the epoch.
-ProgressFrame progressOf(const objects::ServiceT& service, const std::vector<const objects::TaskT*>& tasks,
-                         const std::map<std::string, std::string>& hostnames, const ProgressTarget& target,
-                         int64_t now);
+ProgressFrame progressOf(const objects::ServiceT& service,
+                         const std::vector<const objects::TaskT*>& tasks,
+                         const std::map<std::string, std::string>& hostnames,
+                         const ProgressTarget& target, int64_t now);
 
 // Docker's progress bar for a task state: new ... running on a 50-character bar.
 std::string progressBar(objects::TaskState state);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <set>
 #include <thread>
@@ -24,7 +25,8 @@ constexpr Millis kCall{10'000};
 constexpr Millis kPoll{100};
 
 int64_t nowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -66,7 +68,8 @@ class StoreReader {
   Status connect(const Globals& g, CallError& why) {
     if (auto m = requireManager(g, &why); !m) return m;
     if (auto c = client_.connect(store::endpointIn(g.runDir)); !c) {
-      why = {CallError::Kind::Unreachable, "cannot connect to raftd at " + socketOf(g, "raftd") + ": " + c.error().message};
+      why = {CallError::Kind::Unreachable,
+             "cannot connect to raftd at " + socketOf(g, "raftd") + ": " + c.error().message};
       return Error{why.message};
     }
     return {};
@@ -84,7 +87,8 @@ class StoreReader {
   // The service, or nullptr when it is gone.
   Result<std::unique_ptr<objects::ServiceT>> service(const std::string& id, CallError& why) {
     auto got = client_.get(objects::ObjectKind::Service, id);
-    if (!got && store::codeOf(got.error()) == wire::ErrorCode::NotFound) return std::unique_ptr<objects::ServiceT>();
+    if (!got && store::codeOf(got.error()) == wire::ErrorCode::NotFound)
+      return std::unique_ptr<objects::ServiceT>();
     if (!got) return fail(why, got.error().message);
     auto s = objects_codec::unpack<objects::Service>(got->data, "Service");
     if (!s) return fail(why, s.error().message);
@@ -98,14 +102,16 @@ class StoreReader {
   }
 
   template <class T>
-  Result<Owned<typename T::NativeTableType>> list(objects::ObjectKind kind, const store::ListFilter& filter,
-                                                  const char* what, CallError& why) {
+  Result<Owned<typename T::NativeTableType>> list(objects::ObjectKind kind,
+                                                  const store::ListFilter& filter, const char* what,
+                                                  CallError& why) {
     auto l = client_.list(kind, filter);
     if (!l) return fail(why, l.error().message);
     Owned<typename T::NativeTableType> out;
     for (const auto& b : l->objects) {
       auto o = objects_codec::unpack<T>(b, what);
-      if (!o) return fail(why, o.error().message + "; check raftd's log and `shoal debug status raftd`");
+      if (!o)
+        return fail(why, o.error().message + "; check raftd's log and `shoal debug status raftd`");
       out.push_back(std::move(*o));
     }
     return out;
@@ -117,7 +123,8 @@ class StoreReader {
 std::map<std::string, std::string> hostnamesOf(const Owned<objects::NodeT>& nodes) {
   std::map<std::string, std::string> out;
   for (const auto& n : nodes)
-    out[n->id] = n->description && !n->description->hostname.empty() ? n->description->hostname : n->id;
+    out[n->id] =
+        n->description && !n->description->hostname.empty() ? n->description->hostname : n->id;
   return out;
 }
 
@@ -128,10 +135,37 @@ struct Sent {
   std::vector<std::string> warnings;
 };
 
+// One request to raftd's service API. Unlike callDaemon, a refusal keeps raftd's code, so
+// that update and scale can tell a Conflict (the service changed since it was read).
 Result<Sent> send(const Globals& g, flatbuffers::FlatBufferBuilder& fbb, serviceapi::Body type,
                   flatbuffers::Offset<void> body, CallError& why) {
-  auto reply = callDaemon(g, "raftd", kServiceProtocol, bus::message<serviceapi::Envelope>(fbb, type, body), kCall, &why);
-  if (!reply) return reply.error();
+  std::string path = socketOf(g, "raftd");
+  if (!socketExists(path)) {
+    why = {CallError::Kind::Unreachable, unreachable(g, "raftd")};
+    return Error{why.message};
+  }
+  bus::SyncClient client(kServiceProtocol);
+  if (auto c = client.connect("ipc://" + path); !c) {
+    why = {CallError::Kind::Unreachable,
+           "cannot connect to raftd at " + path + ": " + c.error().message};
+    return Error{why.message};
+  }
+  auto reply = client.call(bus::message<serviceapi::Envelope>(fbb, type, body), kCall);
+  if (!reply && reply.error().code == static_cast<int>(wire::ErrorCode::DeadlineExceeded)) {
+    why = {CallError::Kind::Timeout,
+           "raftd did not answer on " + path + " within " + std::to_string(kCall.count() / 1000) +
+               "s: it may be busy or hung; check `systemctl status shoal-raftd` and its log"};
+    return Error{why.message, reply.error().code};
+  }
+  if (!reply) {
+    why = {CallError::Kind::Daemon, reply.error().message};
+    return reply.error();
+  }
+  if (const auto* e = reply->error(); e && e->code() != wire::ErrorCode::None) {
+    auto error = bus::errorFrom(*reply);
+    why = {CallError::Kind::Daemon, error.message};
+    return error;
+  }
   const auto* env = reply->as<serviceapi::Envelope>();
   const auto* r = env ? env->body_as_ServiceReply() : nullptr;
   Sent sent;
@@ -145,7 +179,8 @@ Result<Sent> sendUpdate(const Globals& g, const std::string& service, uint64_t v
                         const objects::ServiceSpecT* spec, bool rollback, CallError& why) {
   flatbuffers::FlatBufferBuilder fbb;
   auto specOffset = spec ? objects::ServiceSpec::Pack(fbb, spec) : 0;
-  auto body = serviceapi::CreateUpdateServiceRequest(fbb, fbb.CreateString(service), version, specOffset, rollback);
+  auto body = serviceapi::CreateUpdateServiceRequest(fbb, fbb.CreateString(service), version,
+                                                     specOffset, rollback);
   return send(g, fbb, serviceapi::Body::UpdateServiceRequest, body.Union(), why);
 }
 
@@ -163,9 +198,11 @@ struct WaitOptions {
 
 // Polls the service and its tasks every 100 ms and shows docker's progress until it
 // converges (0), or an update pauses or rolls back, the service goes, or --timeout (1).
-int waitConverged(const Globals& g, const std::string& id, ProgressTarget target, const WaitOptions& o) {
+int waitConverged(const Globals& g, const std::string& id, ProgressTarget target,
+                  const WaitOptions& o) {
   std::optional<int64_t> deadline;
-  if (!o.timeout.empty()) deadline = nowNanos() + parseDuration(o.timeout)->count();  // checked at parse
+  if (!o.timeout.empty())
+    deadline = nowNanos() + parseDuration(o.timeout)->count();  // checked at parse
   StoreReader reader;
   CallError why;
   if (auto c = reader.connect(g, why); !c) return printCallError(why);
@@ -182,7 +219,8 @@ int waitConverged(const Globals& g, const std::string& id, ProgressTarget target
     auto tasks = reader.tasks(tasksOfService(id), why);
     if (!tasks) return printCallError(why);
     std::map<std::string, std::string> hostnames;
-    if ((*service)->spec && (*service)->spec->mode && (*service)->spec->mode->kind == objects::ServiceModeKind::Global)
+    if ((*service)->spec && (*service)->spec->mode &&
+        (*service)->spec->mode->kind == objects::ServiceModeKind::Global)
       if (auto nodes = reader.nodes(why)) hostnames = hostnamesOf(*nodes);
     int64_t now = nowNanos();
     auto f = progressOf(**service, pointers(*tasks), hostnames, target, now);
@@ -200,8 +238,9 @@ int waitConverged(const Globals& g, const std::string& id, ProgressTarget target
       return 0;
     }
     if (deadline && now > *deadline) {
-      std::cerr << "error: service " << serviceName(**service) << " did not converge within " << o.timeout
-                << "; it goes on converging: watch it with `shoal service ps " << serviceName(**service) << "`\n";
+      std::cerr << "error: service " << serviceName(**service) << " did not converge within "
+                << o.timeout << "; it goes on converging: watch it with `shoal service ps "
+                << serviceName(**service) << "`\n";
       return 1;
     }
     std::this_thread::sleep_for(kPoll);
@@ -214,8 +253,10 @@ FlagValues collect(const CLI::App& sub, const std::vector<FlagInfo>& infos) {
   for (const auto& f : infos) {
     const auto* opt = sub.get_option_no_throw("--" + f.name);
     if (!opt || opt->count() == 0) continue;
-    if (f.boolean) out[f.name] = {opt->as<bool>() ? "true" : "false"};
-    else out[f.name] = opt->results();
+    if (f.boolean)
+      out[f.name] = {opt->as<bool>() ? "true" : "false"};
+    else
+      out[f.name] = opt->results();
   }
   return out;
 }
@@ -223,15 +264,21 @@ FlagValues collect(const CLI::App& sub, const std::vector<FlagInfo>& infos) {
 void addFlags(CLI::App& sub, const std::vector<FlagInfo>& infos) {
   for (const auto& f : infos) {
     std::string names = "--" + f.name + (f.shortName.empty() ? "" : ",-" + f.shortName);
-    if (f.boolean) sub.add_flag(names, f.help);
-    else sub.add_option(names, f.help)->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    if (f.boolean)
+      sub.add_flag(names, f.help);
+    else
+      sub.add_option(names, f.help)
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   }
 }
 
 void addWaitFlags(CLI::App& sub, WaitOptions& o) {
-  sub.add_flag("-d,--detach", o.detach, "Exit immediately instead of waiting for the service to converge");
+  sub.add_flag("-d,--detach", o.detach,
+               "Exit immediately instead of waiting for the service to converge");
   sub.add_flag("-q,--quiet", o.quiet, "Suppress progress output");
-  sub.add_option("--timeout", o.timeout, "Stop waiting for convergence after this long (default: wait until it converges)")
+  sub.add_option("--timeout", o.timeout,
+                 "Stop waiting for convergence after this long (default: wait until it converges)")
       ->check(CLI::Validator(
           [](std::string& t) -> std::string {
             auto d = parseDuration(t);
@@ -245,7 +292,8 @@ void addWaitFlags(CLI::App& sub, WaitOptions& o) {
 int create(const Globals& g, const CLI::App& sub, const WaitOptions& wait) {
   auto rest = sub.remaining();
   if (rest.empty()) {
-    std::cerr << "error: \"shoal service create\" requires at least 1 argument: IMAGE [COMMAND] [ARG...]\n";
+    std::cerr << "error: \"shoal service create\" requires at least 1 argument: IMAGE [COMMAND] "
+                 "[ARG...]\n";
     return 2;
   }
   std::vector<std::string> args(rest.begin() + 1, rest.end());
@@ -268,7 +316,8 @@ int create(const Globals& g, const CLI::App& sub, const WaitOptions& wait) {
 
 // ---- update, scale, rollback: read, change, write with the version read
 
-Result<std::unique_ptr<objects::ServiceT>> findService(StoreReader& reader, const std::string& ref, CallError& why) {
+Result<std::unique_ptr<objects::ServiceT>> findService(StoreReader& reader, const std::string& ref,
+                                                       CallError& why) {
   auto all = reader.services(why);
   if (!all) return all.error();
   auto found = resolveService(pointers(*all), ref);
@@ -281,16 +330,38 @@ Result<std::unique_ptr<objects::ServiceT>> findService(StoreReader& reader, cons
   return Error{"unreachable"};
 }
 
-// Sends the changed spec and waits, the way update and scale both end.
-int writeAndWait(const Globals& g, const objects::ServiceT& service, const WaitOptions& wait, const std::string& shown) {
-  int64_t started = nowNanos();
+// The read-modify-write of update and scale: read the service, change its spec, send it with
+// the version read. schedulerd writes the Service too (endpoint, update status), so a Conflict
+// is read and changed again, a few times, before it is the user's to retry.
+constexpr int kWriteAttempts = 3;
+
+using SpecChange = std::function<Status(objects::ServiceSpecT&)>;
+
+int readModifyWrite(const Globals& g, const std::string& ref, const SpecChange& change,
+                    const WaitOptions& wait, const std::string& shown) {
+  StoreReader reader;
   CallError why;
-  auto sent = sendUpdate(g, service.id, objects_codec::versionOf(service.meta), service.spec.get(), false, why);
-  if (!sent) return printCallError(why);
-  printWarnings(*sent);
-  std::cout << shown << "\n";
-  if (wait.detach) return 0;
-  return waitConverged(g, service.id, targetOf(service.spec_version + 1, started), wait);
+  if (auto c = reader.connect(g, why); !c) return printCallError(why);
+  for (int attempt = 1;; ++attempt) {
+    auto service = findService(reader, ref, why);
+    if (!service) return printCallError(why);
+    auto& s = **service;
+    if (!s.spec) s.spec = std::make_unique<objects::ServiceSpecT>();
+    if (auto changed = change(*s.spec); !changed) {
+      std::cerr << "error: " << changed.error().message << "\n";
+      return 1;
+    }
+    int64_t started = nowNanos();
+    auto sent = sendUpdate(g, s.id, objects_codec::versionOf(s.meta), s.spec.get(), false, why);
+    if (!sent && store::codeOf(sent.error()) == wire::ErrorCode::Conflict &&
+        attempt < kWriteAttempts)
+      continue;
+    if (!sent) return printCallError(why);
+    printWarnings(*sent);
+    std::cout << shown << "\n";
+    if (wait.detach) return 0;
+    return waitConverged(g, s.id, targetOf(s.spec_version + 1, started), wait);
+  }
 }
 
 int rollback(const Globals& g, const std::string& ref, const WaitOptions& wait) {
@@ -305,31 +376,24 @@ int rollback(const Globals& g, const std::string& ref, const WaitOptions& wait) 
   printWarnings(*sent);
   std::cout << ref << "\n";
   if (wait.detach) return 0;
-  return waitConverged(g, (*service)->id,
-                       targetOf((*service)->spec_version + 1, started, true), wait);
+  return waitConverged(g, (*service)->id, targetOf((*service)->spec_version + 1, started, true),
+                       wait);
 }
 
-int update(const Globals& g, const CLI::App& sub, const std::string& ref, bool rollbackFlag, const WaitOptions& wait) {
+int update(const Globals& g, const CLI::App& sub, const std::string& ref, bool rollbackFlag,
+           const WaitOptions& wait) {
   auto flags = collect(sub, updateFlags());
   if (rollbackFlag) {
     if (!flags.empty()) {
-      std::cerr << "error: --rollback cannot be given with other update flags: roll back first, then update\n";
+      std::cerr << "error: --rollback cannot be given with other update flags: roll back first, "
+                   "then update\n";
       return 1;
     }
     return rollback(g, ref, wait);
   }
-  StoreReader reader;
-  CallError why;
-  if (auto c = reader.connect(g, why); !c) return printCallError(why);
-  auto service = findService(reader, ref, why);
-  if (!service) return printCallError(why);
-  auto& s = **service;
-  if (!s.spec) s.spec = std::make_unique<objects::ServiceSpecT>();
-  if (auto applied = applyUpdateFlags(flags, *s.spec); !applied) {
-    std::cerr << "error: " << applied.error().message << "\n";
-    return 1;
-  }
-  return writeAndWait(g, s, wait, ref);
+  return readModifyWrite(
+      g, ref, [&flags](objects::ServiceSpecT& spec) { return applyUpdateFlags(flags, spec); }, wait,
+      ref);
 }
 
 int scale(const Globals& g, const std::vector<std::string>& specs, const WaitOptions& wait) {
@@ -342,30 +406,18 @@ int scale(const Globals& g, const std::vector<std::string>& specs, const WaitOpt
     }
     wanted.push_back(*a);
   }
-  StoreReader reader;
-  CallError why;
-  if (auto c = reader.connect(g, why); !c) return printCallError(why);
   int code = 0;
   for (const auto& w : wanted) {
-    auto service = findService(reader, w.service, why);
-    if (!service) {
-      code = printCallError(why);
-      continue;
-    }
-    auto& s = **service;
-    auto kind = s.spec && s.spec->mode ? s.spec->mode->kind : objects::ServiceModeKind::Replicated;
-    if (kind != objects::ServiceModeKind::Replicated && kind != objects::ServiceModeKind::ReplicatedJob) {
-      std::cerr << "error: " << w.service << ": scale can only be used with replicated or replicated-job mode\n";
+    auto change = [&w](objects::ServiceSpecT& spec) -> Status {
+      auto kind = spec.mode ? spec.mode->kind : objects::ServiceModeKind::Replicated;
+      if (kind != objects::ServiceModeKind::Replicated &&
+          kind != objects::ServiceModeKind::ReplicatedJob)
+        return Error{w.service + ": scale can only be used with replicated or replicated-job mode"};
+      return applyUpdateFlags({{"replicas", {std::to_string(w.replicas)}}}, spec);
+    };
+    if (readModifyWrite(g, w.service, change, wait,
+                        w.service + " scaled to " + std::to_string(w.replicas)) != 0)
       code = 1;
-      continue;
-    }
-    FlagValues flags{{"replicas", {std::to_string(w.replicas)}}};
-    if (auto applied = applyUpdateFlags(flags, *s.spec); !applied) {
-      std::cerr << "error: " << applied.error().message << "\n";
-      code = 1;
-      continue;
-    }
-    if (writeAndWait(g, s, wait, w.service + " scaled to " + std::to_string(w.replicas)) != 0) code = 1;
   }
   return code;
 }
@@ -388,10 +440,12 @@ int remove(const Globals& g, const std::vector<std::string>& refs) {
 
 // ---- ls, ps, inspect, node ps
 
-int printListing(const std::string& formatFlag, bool quiet, std::string_view table, std::string_view quietTemplate,
-                 const Headers& headers, const std::function<std::vector<nlohmann::json>(bool isTable)>& rows) {
+int printListing(const std::string& formatFlag, bool quiet, std::string_view table,
+                 std::string_view quietTemplate, const Headers& headers,
+                 const std::function<std::vector<nlohmann::json>(bool isTable)>& rows) {
   bool quietFormat = quiet && (formatFlag.empty() || formatFlag == "table");
-  auto format = ListingFormat::parse(quietFormat ? quietTemplate : std::string_view(formatFlag), table);
+  auto format =
+      ListingFormat::parse(quietFormat ? quietTemplate : std::string_view(formatFlag), table);
   if (!format) {
     std::cerr << "error: --format: " << format.error().message << "\n";
     return 2;
@@ -421,7 +475,8 @@ int ls(const Globals& g, const LsOptions& o) {
   std::map<std::string, std::vector<const objects::TaskT*>> byService;
   for (const auto& t : *tasks) byService[t->service_id].push_back(t.get());
   auto sorted = pointers(*services);
-  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return naturalLess(serviceName(*a), serviceName(*b)); });
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return naturalLess(serviceName(*a), serviceName(*b)); });
   return printListing(o.format, o.quiet, kServiceTable, "{{.ID}}", serviceHeaders(), [&](bool) {
     std::vector<nlohmann::json> rows;
     for (const auto* s : sorted) rows.push_back(serviceRow(*s, countTasks(*s, byService[s->id])));
@@ -436,8 +491,8 @@ struct PsOptions {
 };
 
 // The rows of service ps and node ps: the tasks through the filters, in docker's order.
-int printTasks(const PsOptions& o, const Owned<objects::TaskT>& tasks, const Owned<objects::ServiceT>& services,
-               const Owned<objects::NodeT>& nodes) {
+int printTasks(const PsOptions& o, const Owned<objects::TaskT>& tasks,
+               const Owned<objects::ServiceT>& services, const Owned<objects::NodeT>& nodes) {
   auto filter = parseTaskFilters(o.filters);
   if (!filter) {
     std::cerr << "error: " << filter.error().message << "\n";
@@ -508,7 +563,9 @@ int nodePs(const Globals& g, PsOptions o) {
     }
     if (!found) {
       std::cerr << "Error response from daemon: node " << ref
-                << (ref == "self" && self.empty() ? " not known: is this node in a swarm (shoal info)?" : " not found")
+                << (ref == "self" && self.empty()
+                        ? " not known: is this node in a swarm (shoal info)?"
+                        : " not found")
                 << "\n";
       return 1;
     }
@@ -521,7 +578,8 @@ int nodePs(const Globals& g, PsOptions o) {
   return printTasks(o, tasks, *services, *nodes);
 }
 
-int inspect(const Globals& g, const std::vector<std::string>& refs, const std::string& formatFlag, bool pretty) {
+int inspect(const Globals& g, const std::vector<std::string>& refs, const std::string& formatFlag,
+            bool pretty) {
   auto format = InspectFormat::parse(pretty ? "" : formatFlag);
   if (!format) {
     std::cerr << "error: --format: " << format.error().message << "\n";
@@ -543,8 +601,10 @@ int inspect(const Globals& g, const std::vector<std::string>& refs, const std::s
     }
     auto tasks = reader.tasks(tasksOfService((*s)->id), why);
     if (!tasks) return printCallError(why);
-    if (pretty) std::cout << servicePretty(**s, pointers(*tasks), now);
-    else objects.push_back(serviceInspect(**s, pointers(*tasks), now));
+    if (pretty)
+      std::cout << servicePretty(**s, pointers(*tasks), now);
+    else
+      objects.push_back(serviceInspect(**s, pointers(*tasks), now));
   }
   if (!pretty && (!objects.empty() || format->kind() != InspectFormat::Kind::Template)) {
     auto text = format->render(objects);
@@ -559,10 +619,12 @@ int inspect(const Globals& g, const std::vector<std::string>& refs, const std::s
 }
 
 void addPsFlags(CLI::App& sub, PsOptions& o) {
-  sub.add_option("-f,--filter", o.filters, "Filter output based on conditions provided (id=, name=, node=, desired-state=)");
+  sub.add_option("-f,--filter", o.filters,
+                 "Filter output based on conditions provided (id=, name=, node=, desired-state=)");
   sub.add_flag("--no-trunc", o.noTrunc, "Do not truncate output");
   sub.add_flag("-q,--quiet", o.quiet, "Only display task IDs");
-  sub.add_option("--format", o.format, "Format output: 'table', 'table TEMPLATE', 'json' or a Go template");
+  sub.add_option("--format", o.format,
+                 "Format output: 'table', 'table TEMPLATE', 'json' or a Go template");
 }
 
 }  // namespace
@@ -575,7 +637,8 @@ void addServiceCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   auto* c = service->add_subcommand("create", "Create a new service");
   addFlags(*c, createFlags());
   addWaitFlags(*c, createWait);
-  c->prefix_command();  // IMAGE and what follows are the task's, not shoal's (docker's SetInterspersed(false))
+  c->prefix_command();  // IMAGE and what follows are the task's, not shoal's (docker's
+                        // SetInterspersed(false))
   c->callback([&g, &outcome, c] { outcome.code = create(g, *c, createWait); });
 
   static WaitOptions updateWait;
@@ -586,7 +649,8 @@ void addServiceCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   addWaitFlags(*u, updateWait);
   u->add_flag("--rollback", updateRollback, "Rollback to previous specification");
   u->add_option("SERVICE", updateRef, "Service name, id or id prefix")->required();
-  u->callback([&g, &outcome, u] { outcome.code = update(g, *u, updateRef, updateRollback, updateWait); });
+  u->callback(
+      [&g, &outcome, u] { outcome.code = update(g, *u, updateRef, updateRollback, updateWait); });
 
   static WaitOptions scaleWait;
   static std::vector<std::string> scaleSpecs;
@@ -612,7 +676,8 @@ void addServiceCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   auto* l = service->add_subcommand("ls", "List services");
   l->alias("list");
   l->add_flag("-q,--quiet", lsOptions.quiet, "Only display IDs");
-  l->add_option("--format", lsOptions.format, "Format output: 'table', 'table TEMPLATE', 'json' or a Go template");
+  l->add_option("--format", lsOptions.format,
+                "Format output: 'table', 'table TEMPLATE', 'json' or a Go template");
   l->callback([&g, &outcome] { outcome.code = ls(g, lsOptions); });
 
   static PsOptions psOptions;
@@ -624,7 +689,8 @@ void addServiceCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   static std::vector<std::string> inspectRefs;
   static std::string inspectFormat;
   static bool pretty = false;
-  auto* in = service->add_subcommand("inspect", "Display detailed information on one or more services");
+  auto* in =
+      service->add_subcommand("inspect", "Display detailed information on one or more services");
   in->add_flag("--pretty", pretty, "Print the information in a human friendly format");
   in->add_option("-f,--format", inspectFormat, "Format output: 'json' or a Go template");
   in->add_option("SERVICE", inspectRefs, "Service name, id or id prefix")->required();
@@ -633,7 +699,8 @@ void addServiceCommands(CLI::App& app, Globals& g, Outcome& outcome) {
 
 void addNodePsCommand(CLI::App& node, Globals& g, Outcome& outcome) {
   static PsOptions nodePsOptions;
-  auto* p = node.add_subcommand("ps", "List tasks running on one or more nodes, defaults to current node");
+  auto* p = node.add_subcommand(
+      "ps", "List tasks running on one or more nodes, defaults to current node");
   addPsFlags(*p, nodePsOptions);
   p->add_option("NODE", nodePsOptions.refs, "Node id, id prefix, hostname or self (the default)");
   p->callback([&g, &outcome] { outcome.code = nodePs(g, nodePsOptions); });

@@ -2,6 +2,7 @@
 #include "tools/shoal/service_flags.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -67,7 +68,8 @@ Result<std::pair<std::string, std::string>> keyValue(std::string_view flag, std:
   std::string key(text.substr(0, eq));
   if (key.empty() || key.find_first_of(" \t\n") != std::string::npos)
     return bad(flag, text, "use KEY=VALUE (or KEY), with a key and no spaces in it");
-  return std::pair{key, eq == std::string_view::npos ? std::string() : std::string(text.substr(eq + 1))};
+  return std::pair{key,
+                   eq == std::string_view::npos ? std::string() : std::string(text.substr(eq + 1))};
 }
 
 // Docker reads --mount, --secret, --publish and --network as one CSV record (encoding/csv):
@@ -108,14 +110,20 @@ T& ensure(std::unique_ptr<T>& p) {
 }
 
 objects::TaskSpecT& taskOf(objects::ServiceSpecT& s) { return ensure(s.task); }
-objects::ContainerSpecT& containerOf(objects::ServiceSpecT& s) { return ensure(taskOf(s).container); }
-objects::ResourcesT& limitsOf(objects::ServiceSpecT& s) { return ensure(ensure(taskOf(s).resources).limits); }
+objects::ContainerSpecT& containerOf(objects::ServiceSpecT& s) {
+  return ensure(taskOf(s).container);
+}
+objects::ResourcesT& limitsOf(objects::ServiceSpecT& s) {
+  return ensure(ensure(taskOf(s).resources).limits);
+}
 objects::ResourcesT& reservationsOf(objects::ServiceSpecT& s) {
   return ensure(ensure(taskOf(s).resources).reservations);
 }
 objects::RestartPolicyT& restartOf(objects::ServiceSpecT& s) { return ensure(taskOf(s).restart); }
 objects::PlacementT& placementOf(objects::ServiceSpecT& s) { return ensure(taskOf(s).placement); }
-objects::HealthConfigT& healthOf(objects::ServiceSpecT& s) { return ensure(containerOf(s).healthcheck); }
+objects::HealthConfigT& healthOf(objects::ServiceSpecT& s) {
+  return ensure(containerOf(s).healthcheck);
+}
 objects::EndpointSpecT& endpointOf(objects::ServiceSpecT& s) { return ensure(s.endpoint); }
 objects::ServiceModeT& modeOf(objects::ServiceSpecT& s) { return ensure(s.mode); }
 objects::AnnotationsT& annotationsOf(objects::ServiceSpecT& s) { return ensure(s.annotations); }
@@ -125,13 +133,15 @@ objects::AnnotationsT& annotationsOf(objects::ServiceSpecT& s) { return ensure(s
 using KeyValues = std::vector<std::unique_ptr<objects::KeyValueT>>;
 
 void putLabel(KeyValues& labels, const std::string& key, const std::string& value) {
-  auto it = std::find_if(labels.begin(), labels.end(), [&](auto& kv) { return kv && kv->key == key; });
+  auto it =
+      std::find_if(labels.begin(), labels.end(), [&](auto& kv) { return kv && kv->key == key; });
   if (it == labels.end()) {
     auto kv = std::make_unique<objects::KeyValueT>();
     kv->key = key;
-    it = labels.insert(std::upper_bound(labels.begin(), labels.end(), key,
-                                        [](const std::string& k, auto& e) { return e && k < e->key; }),
-                       std::move(kv));
+    it = labels.insert(
+        std::upper_bound(labels.begin(), labels.end(), key,
+                         [](const std::string& k, auto& e) { return e && k < e->key; }),
+        std::move(kv));
   }
   (*it)->value = value;
 }
@@ -170,18 +180,21 @@ void addUnique(std::vector<std::string>& list, const Values& values) {
 }
 
 void removeAll(std::vector<std::string>& list, const Values& values) {
-  std::erase_if(list, [&](auto& e) { return std::find(values.begin(), values.end(), e) != values.end(); });
+  std::erase_if(
+      list, [&](auto& e) { return std::find(values.begin(), values.end(), e) != values.end(); });
 }
 
 // ---- flag by flag
 
 // Swarm's placement language is common/constraints.h's, the one raftd checks a spec with.
 Status checkConstraint(std::string_view flag, std::string_view c) {
-  if (auto parsed = constraints::parseConstraint(c); !parsed) return bad(flag, c, parsed.error().message);
+  if (auto parsed = constraints::parseConstraint(c); !parsed)
+    return bad(flag, c, parsed.error().message);
   return {};
 }
 
-Result<objects::PlacementPreferenceT> parsePreference(std::string_view flag, std::string_view text) {
+Result<objects::PlacementPreferenceT> parsePreference(std::string_view flag,
+                                                      std::string_view text) {
   auto parsed = constraints::parsePreference(text);
   if (!parsed) return bad(flag, text, parsed.error().message);
   objects::PlacementPreferenceT p;
@@ -204,8 +217,8 @@ Result<objects::RestartCondition> parseCondition(std::string_view text) {
   return bad("restart-condition", text, "use none, on-failure or any");
 }
 
-Result<objects::UpdateFailureAction> parseFailureAction(std::string_view flag, std::string_view text,
-                                                        bool rollback) {
+Result<objects::UpdateFailureAction> parseFailureAction(std::string_view flag,
+                                                        std::string_view text, bool rollback) {
   if (text == "pause") return objects::UpdateFailureAction::Pause;
   if (text == "continue") return objects::UpdateFailureAction::Continue;
   if (text == "rollback" && !rollback) return objects::UpdateFailureAction::Rollback;
@@ -302,7 +315,8 @@ Result<std::string> nonEmpty(std::string_view flag, std::string_view text) {
 Result<int64_t> parsePids(std::string_view flag, std::string_view text) {
   auto n = parseUint(flag, text);
   if (!n) return n.error();
-  if (*n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return bad(flag, text, "too large");
+  if (*n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return bad(flag, text, "too large");
   return static_cast<int64_t>(*n);
 }
 
@@ -321,8 +335,10 @@ Result<Values> shellWords(std::string_view flag, std::string_view text) {
   char quote = 0;
   for (char c : text) {
     if (quote) {
-      if (c == quote) quote = 0;
-      else word += c;
+      if (c == quote)
+        quote = 0;
+      else
+        word += c;
     } else if (c == '\'' || c == '"') {
       quote = c;
       inWord = true;
@@ -341,26 +357,37 @@ Result<Values> shellWords(std::string_view flag, std::string_view text) {
 }
 
 void addScalarHandlers(std::map<std::string, Handler, std::less<>>& h) {
-  h["replicas-max-per-node"] = scalar(parseUint, [](auto& s, uint64_t n) { placementOf(s).max_replicas = n; });
+  h["replicas-max-per-node"] =
+      scalar(parseUint, [](auto& s, uint64_t n) { placementOf(s).max_replicas = n; });
   h["limit-cpu"] = scalar(parseCpus, [](auto& s, int64_t n) { limitsOf(s).nano_cpus = n; });
   h["limit-memory"] = scalar(parseMemory, [](auto& s, int64_t n) { limitsOf(s).memory_bytes = n; });
   h["limit-pids"] = scalar(parsePids, [](auto& s, int64_t n) { limitsOf(s).pids = n; });
   h["reserve-cpu"] = scalar(parseCpus, [](auto& s, int64_t n) { reservationsOf(s).nano_cpus = n; });
-  h["reserve-memory"] = scalar(parseMemory, [](auto& s, int64_t n) { reservationsOf(s).memory_bytes = n; });
-  h["restart-condition"] = scalar([](auto, auto t) { return parseCondition(t); },
-                                  [](auto& s, objects::RestartCondition c) { restartOf(s).condition = c; });
-  h["restart-delay"] = scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { restartOf(s).delay = d; });
-  h["restart-max-attempts"] = scalar(parseUint, [](auto& s, uint64_t n) { restartOf(s).max_attempts = n; });
-  h["restart-window"] = scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { restartOf(s).window = d; });
+  h["reserve-memory"] =
+      scalar(parseMemory, [](auto& s, int64_t n) { reservationsOf(s).memory_bytes = n; });
+  h["restart-condition"] =
+      scalar([](auto, auto t) { return parseCondition(t); },
+             [](auto& s, objects::RestartCondition c) { restartOf(s).condition = c; });
+  h["restart-delay"] =
+      scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { restartOf(s).delay = d; });
+  h["restart-max-attempts"] =
+      scalar(parseUint, [](auto& s, uint64_t n) { restartOf(s).max_attempts = n; });
+  h["restart-window"] =
+      scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { restartOf(s).window = d; });
   h["stop-grace-period"] = scalar(parseNonNegativeDuration,
                                   [](auto& s, int64_t d) { containerOf(s).stop_grace_period = d; });
-  h["stop-signal"] = scalar(nonEmpty, [](auto& s, std::string v) { containerOf(s).stop_signal = v; });
-  h["health-cmd"] = scalar(nonEmpty, [](auto& s, std::string v) { healthOf(s).test = {"CMD-SHELL", v}; });
-  h["health-interval"] = scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { healthOf(s).interval = d; });
-  h["health-timeout"] = scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { healthOf(s).timeout = d; });
+  h["stop-signal"] =
+      scalar(nonEmpty, [](auto& s, std::string v) { containerOf(s).stop_signal = v; });
+  h["health-cmd"] = scalar(nonEmpty, [](auto& s, std::string v) {
+    healthOf(s).test = {"CMD-SHELL", v};
+  });
+  h["health-interval"] =
+      scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { healthOf(s).interval = d; });
+  h["health-timeout"] =
+      scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { healthOf(s).timeout = d; });
   h["health-retries"] = scalar(parseRetries, [](auto& s, int32_t n) { healthOf(s).retries = n; });
-  h["health-start-period"] = scalar(parseNonNegativeDuration,
-                                    [](auto& s, int64_t d) { healthOf(s).start_period = d; });
+  h["health-start-period"] =
+      scalar(parseNonNegativeDuration, [](auto& s, int64_t d) { healthOf(s).start_period = d; });
   h["no-healthcheck"] = scalar(parseBool, [](auto& s, bool on) {
     if (!on) return;
     healthOf(s) = objects::HealthConfigT{};
@@ -447,7 +474,9 @@ Status addConfigs(std::string_view flag, const Values& v, objects::ServiceSpecT&
     auto c = std::make_unique<objects::ConfigReferenceT>();
     c->config_name = r->secret_name;
     c->file = std::move(r->file);
-    std::erase_if(configs, [&](auto& e) { return e && e->file && c->file && e->file->name == c->file->name; });
+    std::erase_if(configs, [&](auto& e) {
+      return e && e->file && c->file && e->file->name == c->file->name;
+    });
     configs.push_back(std::move(c));
   }
   return {};
@@ -476,8 +505,9 @@ Status addPreferences(std::string_view flag, const Values& v, objects::ServiceSp
   for (const auto& text : v) {
     auto p = parsePreference(flag, text);
     if (!p) return p.error();
-    bool known = std::any_of(prefs.begin(), prefs.end(),
-                             [&](auto& e) { return e && e->spread_descriptor == p->spread_descriptor; });
+    bool known = std::any_of(prefs.begin(), prefs.end(), [&](auto& e) {
+      return e && e->spread_descriptor == p->spread_descriptor;
+    });
     if (!known) prefs.push_back(std::make_unique<objects::PlacementPreferenceT>(std::move(*p)));
   }
   return {};
@@ -486,12 +516,16 @@ Status addPreferences(std::string_view flag, const Values& v, objects::ServiceSp
 void addListHandlers(std::map<std::string, Handler, std::less<>>& h, std::string_view suffix) {
   std::string sfx(suffix);
   h["env" + sfx] = [](auto flag, auto& v, auto& s) { return addEnv(flag, v, containerOf(s).env); };
-  h["label" + sfx] = [](auto flag, auto& v, auto& s) { return addLabels(flag, v, annotationsOf(s).labels); };
+  h["label" + sfx] = [](auto flag, auto& v, auto& s) {
+    return addLabels(flag, v, annotationsOf(s).labels);
+  };
   h["container-label" + sfx] = [](auto flag, auto& v, auto& s) {
     return addLabels(flag, v, containerOf(s).labels);
   };
   h["constraint" + sfx] = [](auto flag, auto& v, auto& s) { return addConstraints(flag, v, s); };
-  h["placement-pref" + sfx] = [](auto flag, auto& v, auto& s) { return addPreferences(flag, v, s); };
+  h["placement-pref" + sfx] = [](auto flag, auto& v, auto& s) {
+    return addPreferences(flag, v, s);
+  };
   h["mount" + sfx] = [](auto, auto& v, auto& s) { return addMounts(v, s); };
   h["publish" + sfx] = [](auto flag, auto& v, auto& s) { return addPorts(flag, v, s); };
   h["secret" + sfx] = [](auto flag, auto& v, auto& s) { return addSecrets(flag, v, s); };
@@ -535,10 +569,14 @@ Status removePorts(std::string_view flag, const Values& v, objects::ServiceSpecT
     std::optional<objects::PortProtocol> proto;
     if (slash != std::string::npos) {
       std::string p = lower(key.substr(slash + 1));
-      if (p == "tcp") proto = objects::PortProtocol::Tcp;
-      else if (p == "udp") proto = objects::PortProtocol::Udp;
-      else if (p == "sctp") proto = objects::PortProtocol::Sctp;
-      else return bad(flag, text, "the protocol is tcp, udp or sctp");
+      if (p == "tcp")
+        proto = objects::PortProtocol::Tcp;
+      else if (p == "udp")
+        proto = objects::PortProtocol::Udp;
+      else if (p == "sctp")
+        proto = objects::PortProtocol::Sctp;
+      else
+        return bad(flag, text, "the protocol is tcp, udp or sctp");
     }
     std::erase_if(ports, [&](auto& e) {
       return e && e->target_port == *target && (!proto || e->protocol == *proto);
@@ -576,26 +614,30 @@ void addRemoveHandlers(std::map<std::string, Handler, std::less<>>& h) {
     return {};
   };
   h["mount-rm"] = [](auto, auto& v, auto& s) -> Status {
-    std::erase_if(containerOf(s).mounts,
-                  [&](auto& e) { return e && std::find(v.begin(), v.end(), e->target) != v.end(); });
+    std::erase_if(containerOf(s).mounts, [&](auto& e) {
+      return e && std::find(v.begin(), v.end(), e->target) != v.end();
+    });
     return {};
   };
   h["publish-rm"] = [](auto flag, auto& v, auto& s) { return removePorts(flag, v, s); };
   h["secret-rm"] = [](auto, auto& v, auto& s) -> Status {
     std::erase_if(containerOf(s).secrets, [&](auto& e) {
-      return e && std::any_of(v.begin(), v.end(), [&](auto& n) { return n == e->secret_name || n == e->secret_id; });
+      return e && std::any_of(v.begin(), v.end(),
+                              [&](auto& n) { return n == e->secret_name || n == e->secret_id; });
     });
     return {};
   };
   h["config-rm"] = [](auto, auto& v, auto& s) -> Status {
     std::erase_if(containerOf(s).configs, [&](auto& e) {
-      return e && std::any_of(v.begin(), v.end(), [&](auto& n) { return n == e->config_name || n == e->config_id; });
+      return e && std::any_of(v.begin(), v.end(),
+                              [&](auto& n) { return n == e->config_name || n == e->config_id; });
     });
     return {};
   };
   h["network-rm"] = [](auto, auto& v, auto& s) -> Status {
-    std::erase_if(taskOf(s).networks,
-                  [&](auto& e) { return e && std::find(v.begin(), v.end(), e->target) != v.end(); });
+    std::erase_if(taskOf(s).networks, [&](auto& e) {
+      return e && std::find(v.begin(), v.end(), e->target) != v.end();
+    });
     return {};
   };
 }
@@ -632,10 +674,12 @@ const std::map<std::string, Handler, std::less<>>& updateHandlers() {
 }
 
 // Flags whose removal must run before the additions of the same list.
-bool isRemoval(std::string_view name) { return name.size() > 3 && name.substr(name.size() - 3) == "-rm"; }
+bool isRemoval(std::string_view name) {
+  return name.size() > 3 && name.substr(name.size() - 3) == "-rm";
+}
 
-Status applyHandlers(const std::map<std::string, Handler, std::less<>>& handlers, const FlagValues& flags,
-                     objects::ServiceSpecT& spec, bool removals) {
+Status applyHandlers(const std::map<std::string, Handler, std::less<>>& handlers,
+                     const FlagValues& flags, objects::ServiceSpecT& spec, bool removals) {
   for (const auto& [name, values] : flags) {
     if (values.empty() || isRemoval(name) != removals) continue;
     auto it = handlers.find(name);
@@ -651,7 +695,8 @@ const std::string* last(const FlagValues& flags, std::string_view name) {
 }
 
 bool anyHealthFlag(const FlagValues& flags) {
-  for (const char* f : {"health-cmd", "health-interval", "health-timeout", "health-retries", "health-start-period"})
+  for (const char* f :
+       {"health-cmd", "health-interval", "health-timeout", "health-retries", "health-start-period"})
     if (last(flags, f)) return true;
   return false;
 }
@@ -682,7 +727,8 @@ Status applyMode(const FlagValues& flags, objects::ServiceSpecT& spec) {
     if (!n) return n.error();
     concurrent = *n;
   }
-  bool replicated = kind == objects::ServiceModeKind::Replicated || kind == objects::ServiceModeKind::ReplicatedJob;
+  bool replicated = kind == objects::ServiceModeKind::Replicated ||
+                    kind == objects::ServiceModeKind::ReplicatedJob;
   if (replicas && !replicated)
     return Error{"--replicas can only be used with replicated or replicated-job mode"};
   if (concurrent && kind != objects::ServiceModeKind::ReplicatedJob)
@@ -705,9 +751,14 @@ Status updateMode(const FlagValues& flags, objects::ServiceSpecT& spec) {
   if (const auto* r = last(flags, "replicas")) {
     auto n = parseReplicas("replicas", *r);
     if (!n) return n.error();
-    if (mode.kind == objects::ServiceModeKind::Replicated) mode.replicas = *n;
-    else if (mode.kind == objects::ServiceModeKind::ReplicatedJob) mode.total_completions = *n;
-    else return Error{"--replicas can only be used with replicated or replicated-job mode: this service is global"};
+    if (mode.kind == objects::ServiceModeKind::Replicated)
+      mode.replicas = *n;
+    else if (mode.kind == objects::ServiceModeKind::ReplicatedJob)
+      mode.total_completions = *n;
+    else
+      return Error{
+          "--replicas can only be used with replicated or replicated-job mode: this service is "
+          "global"};
   }
   if (const auto* c = last(flags, "max-concurrent")) {
     auto n = parseUint("max-concurrent", *c);
@@ -723,42 +774,53 @@ Status updateMode(const FlagValues& flags, objects::ServiceSpecT& spec) {
 std::vector<FlagInfo> commonFlags() {
   return {
       {"replicas", "", "Number of tasks"},
-      {"max-concurrent", "", "Number of job tasks to run concurrently (default equal to --replicas)"},
+      {"max-concurrent", "",
+       "Number of job tasks to run concurrently (default equal to --replicas)"},
       {"replicas-max-per-node", "", "Maximum number of tasks per node (default 0 = unlimited)"},
       {"limit-cpu", "", "Limit CPUs, e.g. 0.5"},
       {"limit-memory", "", "Limit Memory, e.g. 512M"},
       {"limit-pids", "", "Limit maximum number of processes (default 0 = unlimited)"},
       {"reserve-cpu", "", "Reserve CPUs"},
       {"reserve-memory", "", "Reserve Memory"},
-      {"restart-condition", "", "Restart when condition is met (\"none\", \"on-failure\", \"any\") (default \"any\")"},
+      {"restart-condition", "",
+       "Restart when condition is met (\"none\", \"on-failure\", \"any\") (default \"any\")"},
       {"restart-delay", "", "Delay between restart attempts (ns|us|ms|s|m|h) (default 5s)"},
       {"restart-max-attempts", "", "Maximum number of restarts before giving up"},
       {"restart-window", "", "Window used to evaluate the restart policy (ns|us|ms|s|m|h)"},
-      {"update-parallelism", "", "Maximum number of tasks updated simultaneously (0 to update all at once)"},
+      {"update-parallelism", "",
+       "Maximum number of tasks updated simultaneously (0 to update all at once)"},
       {"update-delay", "", "Delay between updates (ns|us|ms|s|m|h) (default 0s)"},
-      {"update-failure-action", "", "Action on update failure (\"pause\", \"continue\", \"rollback\")"},
-      {"update-monitor", "", "Duration after each task update to monitor for failure (ns|us|ms|s|m|h)"},
+      {"update-failure-action", "",
+       "Action on update failure (\"pause\", \"continue\", \"rollback\")"},
+      {"update-monitor", "",
+       "Duration after each task update to monitor for failure (ns|us|ms|s|m|h)"},
       {"update-max-failure-ratio", "", "Failure rate to tolerate during an update"},
       {"update-order", "", "Update order (\"start-first\", \"stop-first\")"},
-      {"rollback-parallelism", "", "Maximum number of tasks rolled back simultaneously (0 to roll back all at once)"},
+      {"rollback-parallelism", "",
+       "Maximum number of tasks rolled back simultaneously (0 to roll back all at once)"},
       {"rollback-delay", "", "Delay between task rollbacks (ns|us|ms|s|m|h) (default 0s)"},
       {"rollback-failure-action", "", "Action on rollback failure (\"pause\", \"continue\")"},
-      {"rollback-monitor", "", "Duration after each task rollback to monitor for failure (ns|us|ms|s|m|h)"},
+      {"rollback-monitor", "",
+       "Duration after each task rollback to monitor for failure (ns|us|ms|s|m|h)"},
       {"rollback-max-failure-ratio", "", "Failure rate to tolerate during a rollback"},
       {"rollback-order", "", "Rollback order (\"start-first\", \"stop-first\")"},
-      {"stop-grace-period", "", "Time to wait before force killing a container (ns|us|ms|s|m|h) (default 10s)"},
+      {"stop-grace-period", "",
+       "Time to wait before force killing a container (ns|us|ms|s|m|h) (default 10s)"},
       {"stop-signal", "", "Signal to stop the container"},
       {"health-cmd", "", "Command to run to check health"},
       {"health-interval", "", "Time between running the check (ms|s|m|h)"},
       {"health-timeout", "", "Maximum time to allow one check to run (ms|s|m|h)"},
       {"health-retries", "", "Consecutive failures needed to report unhealthy"},
-      {"health-start-period", "", "Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)"},
+      {"health-start-period", "",
+       "Start period for the container to initialize before counting retries towards unstable "
+       "(ms|s|m|h)"},
       {"no-healthcheck", "", "Disable any container-specified HEALTHCHECK", true},
       {"user", "u", "Username or UID (format: <name|uid>[:<group|gid>])"},
       {"workdir", "w", "Working directory inside the container"},
       {"hostname", "", "Container hostname"},
       {"read-only", "", "Mount the container's root filesystem as read only", true},
-      {"init", "", "Use an init inside each service container to forward signals and reap processes", true},
+      {"init", "",
+       "Use an init inside each service container to forward signals and reap processes", true},
       {"entrypoint", "", "Overwrite the default ENTRYPOINT of the image"},
       {"cap-add", "", "Add Linux capabilities"},
       {"cap-drop", "", "Drop Linux capabilities"},
@@ -779,9 +841,13 @@ Result<uint64_t> parseReplicas(std::string_view flag, std::string_view text) {
 Result<int64_t> parseCpus(std::string_view flag, std::string_view text) {
   // Docker's NanoCPUs: a decimal number of CPUs, exact to the nano-CPU ("0.5" is 5e8).
   auto dot = text.find('.');
-  std::string_view whole = text.substr(0, dot), frac = dot == std::string_view::npos ? "" : text.substr(dot + 1);
-  auto digits = [](std::string_view s) { return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }); };
-  if (text.empty() || (whole.empty() && frac.empty()) || !digits(whole) || !digits(frac) || whole.size() > 9)
+  std::string_view whole = text.substr(0, dot),
+                   frac = dot == std::string_view::npos ? "" : text.substr(dot + 1);
+  auto digits = [](std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (text.empty() || (whole.empty() && frac.empty()) || !digits(whole) || !digits(frac) ||
+      whole.size() > 9)
     return bad(flag, text, "use a number of CPUs, e.g. 1, 0.5 or 1.25");
   if (frac.size() > 9) return bad(flag, text, "too precise: at most 9 decimal places");
   int64_t nanos = 0;
@@ -810,10 +876,14 @@ Result<objects::MountT> parseMount(std::string_view text) {
     }
     if (!value) return fail("invalid field '" + f + "': it must be a key=value pair");
     if (key == "type") {
-      if (v == "bind") m.type = objects::MountType::Bind;
-      else if (v == "volume") m.type = objects::MountType::Volume;
-      else if (v == "tmpfs") m.type = objects::MountType::Tmpfs;
-      else return fail("type is bind, volume or tmpfs");
+      if (v == "bind")
+        m.type = objects::MountType::Bind;
+      else if (v == "volume")
+        m.type = objects::MountType::Volume;
+      else if (v == "tmpfs")
+        m.type = objects::MountType::Tmpfs;
+      else
+        return fail("type is bind, volume or tmpfs");
     } else if (key == "source" || key == "src") {
       m.source = v;
     } else if (key == "target" || key == "dst" || key == "destination") {
@@ -840,26 +910,36 @@ Result<objects::MountT> parseMount(std::string_view text) {
       ensure(m.tmpfs_options).mode = mode;
     } else if (key == "bind-propagation") {
       static const std::map<std::string, objects::BindPropagation, std::less<>> kinds = {
-          {"rprivate", objects::BindPropagation::RPrivate}, {"private", objects::BindPropagation::Private},
-          {"rshared", objects::BindPropagation::RShared},   {"shared", objects::BindPropagation::Shared},
-          {"rslave", objects::BindPropagation::RSlave},     {"slave", objects::BindPropagation::Slave}};
+          {"rprivate", objects::BindPropagation::RPrivate},
+          {"private", objects::BindPropagation::Private},
+          {"rshared", objects::BindPropagation::RShared},
+          {"shared", objects::BindPropagation::Shared},
+          {"rslave", objects::BindPropagation::RSlave},
+          {"slave", objects::BindPropagation::Slave}};
       auto it = kinds.find(v);
-      if (it == kinds.end()) return fail("bind-propagation is rprivate, private, rshared, shared, rslave or slave");
+      if (it == kinds.end())
+        return fail("bind-propagation is rprivate, private, rshared, shared, rslave or slave");
       ensure(m.bind_options).propagation = it->second;
     } else if (key == "bind-nonrecursive") {
       auto b = parseBool("mount", v);
       if (!b) return fail("bind-nonrecursive is true or false");
       ensure(m.bind_options).non_recursive = *b;
     } else if (key != "consistency") {  // docker accepts and ignores it on Linux
-      return fail("unexpected key '" + key + "': use type, source, target, readonly, volume-*, tmpfs-* or bind-*");
+      return fail("unexpected key '" + key +
+                  "': use type, source, target, readonly, volume-*, tmpfs-* or bind-*");
     }
   }
   if (m.target.empty()) return fail("target is required, e.g. target=/data");
-  if (m.type == objects::MountType::Bind && m.source.empty()) return fail("a bind mount needs a source (a host path)");
-  if (m.type == objects::MountType::Tmpfs && !m.source.empty()) return fail("a tmpfs mount has no source");
-  if (m.type != objects::MountType::Bind && m.bind_options) return fail("bind-* options are for type=bind only");
-  if (m.type != objects::MountType::Volume && m.volume_options) return fail("volume-* options are for type=volume only");
-  if (m.type != objects::MountType::Tmpfs && m.tmpfs_options) return fail("tmpfs-* options are for type=tmpfs only");
+  if (m.type == objects::MountType::Bind && m.source.empty())
+    return fail("a bind mount needs a source (a host path)");
+  if (m.type == objects::MountType::Tmpfs && !m.source.empty())
+    return fail("a tmpfs mount has no source");
+  if (m.type != objects::MountType::Bind && m.bind_options)
+    return fail("bind-* options are for type=bind only");
+  if (m.type != objects::MountType::Volume && m.volume_options)
+    return fail("volume-* options are for type=volume only");
+  if (m.type != objects::MountType::Tmpfs && m.tmpfs_options)
+    return fail("tmpfs-* options are for type=tmpfs only");
   return m;
 }
 
@@ -896,7 +976,8 @@ Result<std::vector<objects::PortConfigT>> parseLongPublish(const Values& fields)
   objects::PortConfigT p;
   for (const auto& f : fields) {
     auto [key, value] = field(f);
-    if (!value) return Error{"invalid field '" + f + "': use published=, target=, protocol= and mode="};
+    if (!value)
+      return Error{"invalid field '" + f + "': use published=, target=, protocol= and mode="};
     if (key == "published" || key == "target") {
       auto r = portRange(*value);
       if (!r || r->first != r->second) return Error{key + " is one port, from 1 to 65535"};
@@ -906,9 +987,12 @@ Result<std::vector<objects::PortConfigT>> parseLongPublish(const Values& fields)
       if (!proto) return proto.error();
       p.protocol = *proto;
     } else if (key == "mode") {
-      if (*value == "ingress") p.publish_mode = objects::PublishMode::Ingress;
-      else if (*value == "host") p.publish_mode = objects::PublishMode::Host;
-      else return Error{"mode is ingress or host"};
+      if (*value == "ingress")
+        p.publish_mode = objects::PublishMode::Ingress;
+      else if (*value == "host")
+        p.publish_mode = objects::PublishMode::Host;
+      else
+        return Error{"mode is ingress or host"};
     } else {
       return Error{"unexpected key '" + key + "': use published=, target=, protocol= and mode="};
     }
@@ -931,7 +1015,8 @@ Result<std::vector<objects::PortConfigT>> parsePublish(std::string_view text) {
   if (!proto) return proto.error();
   std::string_view ports = text.substr(0, slash);
   if (std::count(ports.begin(), ports.end(), ':') > 1)
-    return Error{"a host IP cannot be given: a published port is open on every node; use PUBLISHED:TARGET"};
+    return Error{
+        "a host IP cannot be given: a published port is open on every node; use PUBLISHED:TARGET"};
   auto colon = ports.find(':');
   auto target = portRange(colon == std::string_view::npos ? ports : ports.substr(colon + 1));
   if (!target) return target.error();
@@ -981,7 +1066,8 @@ Result<objects::SecretReferenceT> parseSecret(std::string_view flag, std::string
     } else if (key == "mode") {
       uint32_t mode = 0;
       auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), mode, 8);
-      if (value->empty() || ec != std::errc() || end != value->data() + value->size() || mode > 0777)
+      if (value->empty() || ec != std::errc() || end != value->data() + value->size() ||
+          mode > 0777)
         return bad(flag, text, "mode is octal permission bits, e.g. 0400");
       file.mode = mode;
     } else {
@@ -1004,7 +1090,8 @@ Result<objects::NetworkAttachmentConfigT> parseNetwork(std::string_view text) {
   if (!fields) return fields.error();
   for (const auto& f : *fields) {
     auto [key, value] = field(f);
-    if (!value) return bad("network", text, "invalid field '" + f + "': it must be a key=value pair");
+    if (!value)
+      return bad("network", text, "invalid field '" + f + "': it must be a key=value pair");
     if (key == "name") {
       n.target = *value;
     } else if (key == "alias") {
@@ -1024,7 +1111,8 @@ Result<objects::NetworkAttachmentConfigT> parseNetwork(std::string_view text) {
 Result<ScaleArg> parseScaleArg(std::string_view text) {
   auto eq = text.rfind('=');
   if (eq == std::string_view::npos || eq == 0)
-    return Error{"invalid scale specifier " + quoteInput(text) + ": use SERVICE=REPLICAS, e.g. web=3"};
+    return Error{"invalid scale specifier " + quoteInput(text) +
+                 ": use SERVICE=REPLICAS, e.g. web=3"};
   auto n = parseUint("", text.substr(eq + 1));
   if (!n)
     return Error{"invalid replicas value for service " + quoteInput(text.substr(0, eq)) + ": " +
@@ -1036,7 +1124,9 @@ const std::vector<FlagInfo>& createFlags() {
   static const auto flags = [] {
     std::vector<FlagInfo> f = {
         {"name", "", "Service name"},
-        {"mode", "", "Service mode (\"replicated\", \"global\", \"replicated-job\", \"global-job\") (default \"replicated\")"},
+        {"mode", "",
+         "Service mode (\"replicated\", \"global\", \"replicated-job\", \"global-job\") (default "
+         "\"replicated\")"},
         {"env", "e", "Set environment variables"},
         {"label", "l", "Service labels"},
         {"container-label", "", "Container labels"},
@@ -1061,10 +1151,24 @@ const std::vector<FlagInfo>& updateFlags() {
         {"args", "", "Service command args"},
         {"force", "", "Force update even if no changes require it", true},
     };
-    for (std::string list : {"env", "label", "container-label", "constraint", "placement-pref", "mount",
-                             "secret", "config", "network", "publish"}) {
-      f.push_back({list + "-add", "", "Add or update a " + list});
-      f.push_back({list + "-rm", "", "Remove a " + list});
+    // docker's pairs: what -add takes and what -rm names the entry by.
+    const std::vector<std::array<std::string, 3>> lists = {
+        {"env", "Add or update an environment variable",
+         "Remove an environment variable (by name)"},
+        {"label", "Add or update a service label", "Remove a service label (by key)"},
+        {"container-label", "Add or update a container label", "Remove a container label (by key)"},
+        {"constraint", "Add or update a placement constraint", "Remove a constraint"},
+        {"placement-pref", "Add a placement preference", "Remove a placement preference"},
+        {"mount", "Add or update a mount on a service", "Remove a mount by its target path"},
+        {"secret", "Add or update a secret on a service", "Remove a secret (by name)"},
+        {"config", "Add or update a config file on a service",
+         "Remove a configuration file (by name)"},
+        {"network", "Add a network", "Remove a network"},
+        {"publish", "Add or update a published port", "Remove a published port by its target port"},
+    };
+    for (const auto& [list, add, rm] : lists) {
+      f.push_back({list + "-add", "", add});
+      f.push_back({list + "-rm", "", rm});
     }
     for (auto& c : commonFlags()) f.push_back(c);
     return f;
@@ -1089,7 +1193,8 @@ Status applyUpdateFlags(const FlagValues& flags, objects::ServiceSpecT& spec) {
   if (auto s = checkHealthFlags(flags); !s) return s;
   if (auto s = updateMode(flags, spec); !s) return s;
   // A --health-cmd on a service whose check was switched off turns it back on.
-  if (anyHealthFlag(flags) && spec.task && spec.task->container && spec.task->container->healthcheck &&
+  if (anyHealthFlag(flags) && spec.task && spec.task->container &&
+      spec.task->container->healthcheck &&
       spec.task->container->healthcheck->test == std::vector<std::string>{"NONE"})
     spec.task->container->healthcheck->test.clear();
   if (auto s = applyHandlers(updateHandlers(), flags, spec, true); !s) return s;

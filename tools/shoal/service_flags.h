@@ -31,7 +31,7 @@ struct FlagInfo {
   std::string name;       // "replicas"
   std::string shortName;  // "e" for --env, or ""
   std::string help;
-  bool boolean = false;   // --read-only, --no-healthcheck, --force
+  bool boolean = false;  // --read-only, --no-healthcheck, --force
 };
 
 // The flags of `service create` and of `service update`, with docker's names and help.

@@ -28,9 +28,12 @@ const objects::ContainerSpecT* containerOf(const objects::ServiceSpecT* spec) {
 
 std::string_view protocolName(objects::PortProtocol p) {
   switch (p) {
-    case objects::PortProtocol::Tcp: return "tcp";
-    case objects::PortProtocol::Udp: return "udp";
-    case objects::PortProtocol::Sctp: return "sctp";
+    case objects::PortProtocol::Tcp:
+      return "tcp";
+    case objects::PortProtocol::Udp:
+      return "udp";
+    case objects::PortProtocol::Sctp:
+      return "sctp";
   }
   return "tcp";
 }
@@ -38,10 +41,14 @@ std::string_view protocolName(objects::PortProtocol p) {
 // Docker's mode names in `service ls`.
 std::string_view modeName(objects::ServiceModeKind kind) {
   switch (kind) {
-    case objects::ServiceModeKind::Replicated: return "replicated";
-    case objects::ServiceModeKind::Global: return "global";
-    case objects::ServiceModeKind::ReplicatedJob: return "replicated job";
-    case objects::ServiceModeKind::GlobalJob: return "global job";
+    case objects::ServiceModeKind::Replicated:
+      return "replicated";
+    case objects::ServiceModeKind::Global:
+      return "global";
+    case objects::ServiceModeKind::ReplicatedJob:
+      return "replicated job";
+    case objects::ServiceModeKind::GlobalJob:
+      return "global job";
   }
   return "replicated";
 }
@@ -79,33 +86,54 @@ std::string rfcOrEmpty(int64_t t) { return t ? rfc3339Nano(t) : ""; }
 
 std::string_view dockerTaskState(objects::TaskState state) {
   switch (state) {
-    case objects::TaskState::New: return "new";
-    case objects::TaskState::Pending: return "pending";
-    case objects::TaskState::Assigned: return "assigned";
-    case objects::TaskState::Accepted: return "accepted";
-    case objects::TaskState::Preparing: return "preparing";
-    case objects::TaskState::Ready: return "ready";
-    case objects::TaskState::Starting: return "starting";
-    case objects::TaskState::Running: return "running";
-    case objects::TaskState::Complete: return "complete";
-    case objects::TaskState::Shutdown: return "shutdown";
-    case objects::TaskState::Failed: return "failed";
-    case objects::TaskState::Rejected: return "rejected";
-    case objects::TaskState::Remove: return "remove";
-    case objects::TaskState::Orphaned: return "orphaned";
+    case objects::TaskState::New:
+      return "new";
+    case objects::TaskState::Pending:
+      return "pending";
+    case objects::TaskState::Assigned:
+      return "assigned";
+    case objects::TaskState::Accepted:
+      return "accepted";
+    case objects::TaskState::Preparing:
+      return "preparing";
+    case objects::TaskState::Ready:
+      return "ready";
+    case objects::TaskState::Starting:
+      return "starting";
+    case objects::TaskState::Running:
+      return "running";
+    case objects::TaskState::Complete:
+      return "complete";
+    case objects::TaskState::Shutdown:
+      return "shutdown";
+    case objects::TaskState::Failed:
+      return "failed";
+    case objects::TaskState::Rejected:
+      return "rejected";
+    case objects::TaskState::Remove:
+      return "remove";
+    case objects::TaskState::Orphaned:
+      return "orphaned";
   }
   return "unknown";
 }
 
 std::string_view dockerUpdateState(objects::UpdateState state) {
   switch (state) {
-    case objects::UpdateState::Unknown: return "";
-    case objects::UpdateState::Updating: return "updating";
-    case objects::UpdateState::Paused: return "paused";
-    case objects::UpdateState::Completed: return "completed";
-    case objects::UpdateState::RollbackStarted: return "rollback_started";
-    case objects::UpdateState::RollbackPaused: return "rollback_paused";
-    case objects::UpdateState::RollbackCompleted: return "rollback_completed";
+    case objects::UpdateState::Unknown:
+      return "";
+    case objects::UpdateState::Updating:
+      return "updating";
+    case objects::UpdateState::Paused:
+      return "paused";
+    case objects::UpdateState::Completed:
+      return "completed";
+    case objects::UpdateState::RollbackStarted:
+      return "rollback_started";
+    case objects::UpdateState::RollbackPaused:
+      return "rollback_paused";
+    case objects::UpdateState::RollbackCompleted:
+      return "rollback_completed";
   }
   return "";
 }
@@ -129,7 +157,9 @@ std::string humanDuration(int64_t nanos) {
 
 std::string truncateId(std::string_view id) { return std::string(id.substr(0, 12)); }
 
-std::string imageWithoutDigest(std::string_view image) { return std::string(image.substr(0, image.find('@'))); }
+std::string imageWithoutDigest(std::string_view image) {
+  return std::string(image.substr(0, image.find('@')));
+}
 
 std::string portsText(const std::vector<std::unique_ptr<objects::PortConfigT>>& ports) {
   std::string out;
@@ -146,7 +176,8 @@ std::string serviceName(const objects::ServiceT& s) {
   return s.spec && s.spec->annotations ? s.spec->annotations->name : "";
 }
 
-ServiceCounts countTasks(const objects::ServiceT& service, const std::vector<const objects::TaskT*>& tasks) {
+ServiceCounts countTasks(const objects::ServiceT& service,
+                         const std::vector<const objects::TaskT*>& tasks) {
   ServiceCounts c;
   uint64_t liveTasks = 0, activeJobTasks = 0;
   for (const auto* t : tasks) {
@@ -155,25 +186,34 @@ ServiceCounts countTasks(const objects::ServiceT& service, const std::vector<con
     if (state == objects::TaskState::Running && live(*t)) ++c.running;
     if (state == objects::TaskState::Complete) ++c.completed;
     if (live(*t)) ++liveTasks;
-    if (t->desired_state <= objects::TaskState::Complete && state < objects::TaskState::Complete) ++activeJobTasks;
+    if (t->desired_state <= objects::TaskState::Complete && state < objects::TaskState::Complete)
+      ++activeJobTasks;
   }
   const auto* mode = service.spec ? service.spec->mode.get() : nullptr;
   switch (kindOf(service)) {
-    case objects::ServiceModeKind::Replicated: c.desired = mode ? mode->replicas : 0; break;
-    case objects::ServiceModeKind::Global: c.desired = liveTasks; break;
+    case objects::ServiceModeKind::Replicated:
+      c.desired = mode ? mode->replicas : 0;
+      break;
+    case objects::ServiceModeKind::Global:
+      c.desired = liveTasks;
+      break;
     case objects::ServiceModeKind::ReplicatedJob: {
-      uint64_t total = mode ? mode->total_completions : 0, left = total > c.completed ? total - c.completed : 0;
+      uint64_t total = mode ? mode->total_completions : 0,
+               left = total > c.completed ? total - c.completed : 0;
       c.desired = std::min(mode ? mode->max_concurrent : 0, left);
       break;
     }
-    case objects::ServiceModeKind::GlobalJob: c.desired = activeJobTasks; break;
+    case objects::ServiceModeKind::GlobalJob:
+      c.desired = activeJobTasks;
+      break;
   }
   return c;
 }
 
 const Headers& serviceHeaders() {
-  static const Headers headers = {{"ID", "ID"},         {"Name", "NAME"},   {"Mode", "MODE"},
-                                  {"Replicas", "REPLICAS"}, {"Image", "IMAGE"}, {"Ports", "PORTS"}};
+  static const Headers headers = {{"ID", "ID"},       {"Name", "NAME"},
+                                  {"Mode", "MODE"},   {"Replicas", "REPLICAS"},
+                                  {"Image", "IMAGE"}, {"Ports", "PORTS"}};
   return headers;
 }
 
@@ -184,12 +224,13 @@ json serviceRow(const objects::ServiceT& service, const ServiceCounts& c) {
   auto kind = kindOf(service);
   // Docker's formatter: jobs show their progress, replicated services their per-node limit.
   if (kind == objects::ServiceModeKind::ReplicatedJob)
-    replicas += " (" + std::to_string(c.completed) + "/" + std::to_string(mode ? mode->total_completions : 0) +
-                " completed)";
+    replicas += " (" + std::to_string(c.completed) + "/" +
+                std::to_string(mode ? mode->total_completions : 0) + " completed)";
   else if (kind == objects::ServiceModeKind::GlobalJob)
-    replicas += " (" + std::to_string(c.completed) + "/" + std::to_string(c.desired + c.completed) + " completed)";
-  else if (kind == objects::ServiceModeKind::Replicated && spec && spec->task && spec->task->placement &&
-           spec->task->placement->max_replicas)
+    replicas += " (" + std::to_string(c.completed) + "/" + std::to_string(c.desired + c.completed) +
+                " completed)";
+  else if (kind == objects::ServiceModeKind::Replicated && spec && spec->task &&
+           spec->task->placement && spec->task->placement->max_replicas)
     replicas += " (max " + std::to_string(spec->task->placement->max_replicas) + " per node)";
   // The allocated ports once the allocator ran; the spec's numbered ones before.
   std::string ports;
@@ -266,7 +307,8 @@ std::string taskPorts(const objects::TaskT& t) {
 json taskRow(const objects::TaskT& t, const std::string& name, const TaskContext& ctx) {
   const auto* service = serviceOf(t, ctx);
   auto state = t.status ? t.status->state : objects::TaskState::New;
-  int64_t since = t.status && t.status->timestamp ? t.status->timestamp : (t.meta ? t.meta->created_at() : ctx.now);
+  int64_t since = t.status && t.status->timestamp ? t.status->timestamp
+                                                  : (t.meta ? t.meta->created_at() : ctx.now);
   std::string ago = lower(humanDuration(std::max<int64_t>(0, ctx.now - since)));
   std::string error = taskReason(t, service, ctx.now);
   auto node = ctx.hostnames.find(t.node_id);
@@ -292,7 +334,8 @@ std::vector<json> taskRows(std::vector<const objects::TaskT*> tasks, const TaskC
   // comes after web.9.
   std::stable_sort(named.begin(), named.end(), [](auto& a, auto& b) {
     if (a.first != b.first) return naturalLess(a.first, b.first);
-    int64_t ca = a.second->meta ? a.second->meta->created_at() : 0, cb = b.second->meta ? b.second->meta->created_at() : 0;
+    int64_t ca = a.second->meta ? a.second->meta->created_at() : 0,
+            cb = b.second->meta ? b.second->meta->created_at() : 0;
     return ca > cb;
   });
   std::vector<json> rows;
@@ -313,9 +356,12 @@ Result<TaskFilter> parseTaskFilters(const std::vector<std::string>& flags) {
       return Error{"bad format of filter " + quoteInput(flag) +
                    " (expected name=value): use id=, name=, node= or desired-state="};
     std::string key = lower(flag.substr(0, eq)), value = flag.substr(eq + 1);
-    if (key == "id") f.ids.push_back(value);
-    else if (key == "name") f.names.push_back(value);
-    else if (key == "node") f.nodes.push_back(value);
+    if (key == "id")
+      f.ids.push_back(value);
+    else if (key == "name")
+      f.names.push_back(value);
+    else if (key == "node")
+      f.nodes.push_back(value);
     else if (key == "desired-state") {
       std::string v = lower(value);
       if (v != "running" && v != "shutdown" && v != "accepted")
@@ -323,7 +369,8 @@ Result<TaskFilter> parseTaskFilters(const std::vector<std::string>& flags) {
                      ": use running, shutdown or accepted"};
       f.desiredStates.push_back(v);
     } else {
-      return Error{"invalid filter " + quoteInput(key) + ": service ps filters on id, name, node and desired-state"};
+      return Error{"invalid filter " + quoteInput(key) +
+                   ": service ps filters on id, name, node and desired-state"};
     }
   }
   return f;
@@ -345,7 +392,11 @@ bool matches(const TaskFilter& f, const objects::TaskT& t, const TaskContext& ct
   };
   return any(f.ids, [&](auto& p) { return hasPrefix(t.id, p); }) &&
          any(f.names, [&](auto& p) { return hasPrefix(name, p); }) &&
-         any(f.nodes, [&](auto& n) { return !t.node_id.empty() && (t.node_id == n || hostname == n || hasPrefix(t.node_id, n)); }) &&
+         any(f.nodes,
+             [&](auto& n) {
+               return !t.node_id.empty() &&
+                      (t.node_id == n || hostname == n || hasPrefix(t.node_id, n));
+             }) &&
          any(f.desiredStates, desired);
 }
 
@@ -364,9 +415,12 @@ json resourcesJson(const objects::ResourcesT* r) {
 
 std::string_view mountTypeName(objects::MountType t) {
   switch (t) {
-    case objects::MountType::Bind: return "bind";
-    case objects::MountType::Volume: return "volume";
-    case objects::MountType::Tmpfs: return "tmpfs";
+    case objects::MountType::Bind:
+      return "bind";
+    case objects::MountType::Volume:
+      return "volume";
+    case objects::MountType::Tmpfs:
+      return "tmpfs";
   }
   return "volume";
 }
@@ -410,9 +464,15 @@ json containerJson(const objects::ContainerSpecT& c) {
   }
   json secrets = json::array(), configs = json::array();
   for (const auto& s : c.secrets)
-    if (s) secrets.push_back({{"File", fileJson(s->file.get())}, {"SecretID", s->secret_id}, {"SecretName", s->secret_name}});
+    if (s)
+      secrets.push_back({{"File", fileJson(s->file.get())},
+                         {"SecretID", s->secret_id},
+                         {"SecretName", s->secret_name}});
   for (const auto& s : c.configs)
-    if (s) configs.push_back({{"File", fileJson(s->file.get())}, {"ConfigID", s->config_id}, {"ConfigName", s->config_name}});
+    if (s)
+      configs.push_back({{"File", fileJson(s->file.get())},
+                         {"ConfigID", s->config_id},
+                         {"ConfigName", s->config_name}});
   put(j, "Secrets", secrets);
   put(j, "Configs", configs);
   j["Init"] = c.init;
@@ -423,9 +483,12 @@ json containerJson(const objects::ContainerSpecT& c) {
 
 std::string_view conditionName(objects::RestartCondition c) {
   switch (c) {
-    case objects::RestartCondition::None: return "none";
-    case objects::RestartCondition::OnFailure: return "on-failure";
-    case objects::RestartCondition::Any: return "any";
+    case objects::RestartCondition::None:
+      return "none";
+    case objects::RestartCondition::OnFailure:
+      return "on-failure";
+    case objects::RestartCondition::Any:
+      return "any";
   }
   return "any";
 }
@@ -440,7 +503,8 @@ json taskTemplateJson(const objects::TaskSpecT& t) {
   }
   j["Resources"] = resources;
   if (t.restart) {
-    json r = {{"Condition", conditionName(t.restart->condition)}, {"Delay", t.restart->delay},
+    json r = {{"Condition", conditionName(t.restart->condition)},
+              {"Delay", t.restart->delay},
               {"MaxAttempts", t.restart->max_attempts}};
     put(r, "Window", t.restart->window);
     j["RestartPolicy"] = r;
@@ -471,20 +535,27 @@ json taskTemplateJson(const objects::TaskSpecT& t) {
 json modeJson(const objects::ServiceModeT* m) {
   auto kind = m ? m->kind : objects::ServiceModeKind::Replicated;
   switch (kind) {
-    case objects::ServiceModeKind::Replicated: return {{"Replicated", {{"Replicas", m ? m->replicas : 0}}}};
-    case objects::ServiceModeKind::Global: return {{"Global", json::object()}};
+    case objects::ServiceModeKind::Replicated:
+      return {{"Replicated", {{"Replicas", m ? m->replicas : 0}}}};
+    case objects::ServiceModeKind::Global:
+      return {{"Global", json::object()}};
     case objects::ServiceModeKind::ReplicatedJob:
-      return {{"ReplicatedJob", {{"MaxConcurrent", m->max_concurrent}, {"TotalCompletions", m->total_completions}}}};
-    case objects::ServiceModeKind::GlobalJob: return {{"GlobalJob", json::object()}};
+      return {{"ReplicatedJob",
+               {{"MaxConcurrent", m->max_concurrent}, {"TotalCompletions", m->total_completions}}}};
+    case objects::ServiceModeKind::GlobalJob:
+      return {{"GlobalJob", json::object()}};
   }
   return json::object();
 }
 
 std::string_view failureActionName(objects::UpdateFailureAction a) {
   switch (a) {
-    case objects::UpdateFailureAction::Pause: return "pause";
-    case objects::UpdateFailureAction::Continue: return "continue";
-    case objects::UpdateFailureAction::Rollback: return "rollback";
+    case objects::UpdateFailureAction::Pause:
+      return "pause";
+    case objects::UpdateFailureAction::Continue:
+      return "continue";
+    case objects::UpdateFailureAction::Rollback:
+      return "rollback";
   }
   return "pause";
 }
@@ -494,15 +565,18 @@ std::string_view orderName(objects::UpdateOrder o) {
 }
 
 json updateConfigJson(const objects::UpdateConfigT& u) {
-  json j = {{"Parallelism", u.parallelism}, {"FailureAction", failureActionName(u.failure_action)},
-            {"MaxFailureRatio", u.max_failure_ratio}, {"Order", orderName(u.order)}};
+  json j = {{"Parallelism", u.parallelism},
+            {"FailureAction", failureActionName(u.failure_action)},
+            {"MaxFailureRatio", u.max_failure_ratio},
+            {"Order", orderName(u.order)}};
   put(j, "Delay", u.delay);
   put(j, "Monitor", u.monitor);
   return j;
 }
 
 json portJson(const objects::PortConfigT& p) {
-  json j = {{"Protocol", protocolName(p.protocol)}, {"TargetPort", p.target_port},
+  json j = {{"Protocol", protocolName(p.protocol)},
+            {"TargetPort", p.target_port},
             {"PublishMode", p.publish_mode == objects::PublishMode::Host ? "host" : "ingress"}};
   put(j, "Name", p.name);
   put(j, "PublishedPort", p.published_port);
@@ -544,7 +618,8 @@ json endpointJson(const objects::EndpointT& e) {
 }
 
 // Every live task that is not running, and why: the question Swarm leaves open (moby#35849).
-json notRunningJson(const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks, int64_t now) {
+json notRunningJson(const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks,
+                    int64_t now) {
   json out = json::array();
   std::vector<const objects::TaskT*> sorted(tasks.begin(), tasks.end());
   std::sort(sorted.begin(), sorted.end(), [&](auto* a, auto* b) {
@@ -555,14 +630,16 @@ json notRunningJson(const objects::ServiceT& s, const std::vector<const objects:
     if (!live(*t) || state == objects::TaskState::Running) continue;
     std::string reason = taskReason(*t, &s, now);
     if (reason.empty() && t->status) reason = t->status->message;
-    out.push_back({{"Task", taskDisplayName(*t, &s)}, {"State", dockerTaskState(state)}, {"Reason", reason}});
+    out.push_back(
+        {{"Task", taskDisplayName(*t, &s)}, {"State", dockerTaskState(state)}, {"Reason", reason}});
   }
   return out;
 }
 
 }  // namespace
 
-json serviceInspect(const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks, int64_t now) {
+json serviceInspect(const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks,
+                    int64_t now) {
   const auto* meta = s.meta.get();
   json j = {{"ID", s.id},
             {"Version", {{"Index", meta ? meta->version() : 0}}},
@@ -579,7 +656,8 @@ json serviceInspect(const objects::ServiceT& s, const std::vector<const objects:
     j["UpdateStatus"] = u;
   }
   auto counts = countTasks(s, tasks);
-  j["ServiceStatus"] = {{"RunningTasks", counts.running}, {"DesiredTasks", counts.desired},
+  j["ServiceStatus"] = {{"RunningTasks", counts.running},
+                        {"DesiredTasks", counts.desired},
                         {"CompletedTasks", counts.completed}};
   j["NotRunning"] = notRunningJson(s, tasks, now);
   return j;
@@ -589,7 +667,8 @@ namespace {
 
 std::string dur(int64_t nanos) { return formatDuration(std::chrono::nanoseconds(nanos)); }
 
-void prettyUpdateConfig(std::string& out, const char* title, const char* orderTitle, const objects::UpdateConfigT* u) {
+void prettyUpdateConfig(std::string& out, const char* title, const char* orderTitle,
+                        const objects::UpdateConfigT* u) {
   if (!u) return;
   out += std::string(title) + ":\n";
   out += " Parallelism:\t" + std::to_string(u->parallelism) + "\n";
@@ -625,23 +704,28 @@ void prettyContainer(std::string& out, const objects::ContainerSpecT* c) {
     for (const auto& m : c->mounts)
       if (m)
         out += " Target:\t" + m->target + "\n  Source:\t" + m->source + "\n  ReadOnly:\t" +
-               (m->read_only ? "true" : "false") + "\n  Type:\t\t" + std::string(mountTypeName(m->type)) + "\n";
+               (m->read_only ? "true" : "false") + "\n  Type:\t\t" +
+               std::string(mountTypeName(m->type)) + "\n";
   }
 }
 
-void prettyTasks(std::string& out, const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks, int64_t now) {
+void prettyTasks(std::string& out, const objects::ServiceT& s,
+                 const std::vector<const objects::TaskT*>& tasks, int64_t now) {
   auto counts = countTasks(s, tasks);
-  out += "Tasks:\t\t" + std::to_string(counts.running) + " running, " + std::to_string(counts.desired) + " desired";
+  out += "Tasks:\t\t" + std::to_string(counts.running) + " running, " +
+         std::to_string(counts.desired) + " desired";
   if (isJob(kindOf(s))) out += ", " + std::to_string(counts.completed) + " completed";
   out += "\n";
   for (const auto& n : notRunningJson(s, tasks, now))
     out += " " + n["Task"].get<std::string>() + ":\t" + n["State"].get<std::string>() +
-           (n["Reason"].get<std::string>().empty() ? "" : ": " + n["Reason"].get<std::string>()) + "\n";
+           (n["Reason"].get<std::string>().empty() ? "" : ": " + n["Reason"].get<std::string>()) +
+           "\n";
 }
 
 }  // namespace
 
-std::string servicePretty(const objects::ServiceT& s, const std::vector<const objects::TaskT*>& tasks, int64_t now) {
+std::string servicePretty(const objects::ServiceT& s,
+                          const std::vector<const objects::TaskT*>& tasks, int64_t now) {
   // docker's serviceInspectPrettyTemplate, in its order, then shoal's task counts and reasons.
   const auto* spec = s.spec.get();
   std::string out = "\nID:\t\t" + s.id + "\nName:\t\t" + serviceName(s) + "\n";
@@ -653,14 +737,17 @@ std::string servicePretty(const objects::ServiceT& s, const std::vector<const ob
   auto kind = kindOf(s);
   out += "Service Mode:\t" + capitalizeFirst(modeName(kind)) + "\n";
   const auto* mode = spec ? spec->mode.get() : nullptr;
-  if (mode && kind == objects::ServiceModeKind::Replicated) out += " Replicas:\t" + std::to_string(mode->replicas) + "\n";
+  if (mode && kind == objects::ServiceModeKind::Replicated)
+    out += " Replicas:\t" + std::to_string(mode->replicas) + "\n";
   if (mode && kind == objects::ServiceModeKind::ReplicatedJob)
     out += " Max Concurrent:\t" + std::to_string(mode->max_concurrent) + "\n Total Completions:\t" +
            std::to_string(mode->total_completions) + "\n";
   if (const auto* us = s.update_status.get(); us && us->state != objects::UpdateState::Unknown) {
     out += "UpdateStatus:\n State:\t\t" + std::string(dockerUpdateState(us->state)) + "\n";
-    if (us->started_at) out += " Started:\t" + lower(humanDuration(now - us->started_at)) + " ago\n";
-    if (us->completed_at) out += " Completed:\t" + lower(humanDuration(now - us->completed_at)) + " ago\n";
+    if (us->started_at)
+      out += " Started:\t" + lower(humanDuration(now - us->started_at)) + " ago\n";
+    if (us->completed_at)
+      out += " Completed:\t" + lower(humanDuration(now - us->completed_at)) + " ago\n";
     out += " Message:\t" + us->message + "\n";
   }
   prettyTasks(out, s, tasks, now);
@@ -679,7 +766,8 @@ std::string servicePretty(const objects::ServiceT& s, const std::vector<const ob
       out += " Max Replicas Per Node:  " + std::to_string(task->placement->max_replicas) + "\n";
   }
   prettyUpdateConfig(out, "UpdateConfig", "Update order", spec ? spec->update.get() : nullptr);
-  prettyUpdateConfig(out, "RollbackConfig", "Rollback order", spec ? spec->rollback.get() : nullptr);
+  prettyUpdateConfig(out, "RollbackConfig", "Rollback order",
+                     spec ? spec->rollback.get() : nullptr);
   prettyContainer(out, task ? task->container.get() : nullptr);
   out += "Resources:\n";
   if (task && task->resources) {
@@ -691,7 +779,8 @@ std::string servicePretty(const objects::ServiceT& s, const std::vector<const ob
         std::snprintf(cpus, sizeof cpus, "%g", static_cast<double>(r->nano_cpus) / 1e9);
         out += "  CPU:\t\t" + std::string(cpus) + "\n";
       }
-      if (r->memory_bytes) out += "  Memory:\t" + bytesSize(static_cast<double>(r->memory_bytes)) + "\n";
+      if (r->memory_bytes)
+        out += "  Memory:\t" + bytesSize(static_cast<double>(r->memory_bytes)) + "\n";
       if (r->pids) out += "  PIDs:\t\t" + std::to_string(r->pids) + "\n";
     };
     res("Reservations", task->resources->reservations.get());
@@ -704,23 +793,27 @@ std::string servicePretty(const objects::ServiceT& s, const std::vector<const ob
     out += "\n";
   }
   const auto* ep = spec ? spec->endpoint.get() : nullptr;
-  out += "Endpoint Mode:\t" + std::string(ep && ep->mode == objects::ResolutionMode::Dnsrr ? "dnsrr" : "vip") + "\n";
+  out += "Endpoint Mode:\t" +
+         std::string(ep && ep->mode == objects::ResolutionMode::Dnsrr ? "dnsrr" : "vip") + "\n";
   // The allocated ports once the allocator ran, else the spec's.
-  const auto* ports = s.endpoint && !s.endpoint->ports.empty() ? &s.endpoint->ports : ep ? &ep->ports : nullptr;
+  const auto* ports = s.endpoint && !s.endpoint->ports.empty() ? &s.endpoint->ports
+                      : ep                                     ? &ep->ports
+                                                               : nullptr;
   if (ports && !ports->empty()) {
     out += "Ports:\n";
     for (const auto& p : *ports)
       if (p)
-        out += " PublishedPort = " + std::to_string(p->published_port) + "\n  Protocol = " +
-               std::string(protocolName(p->protocol)) + "\n  TargetPort = " + std::to_string(p->target_port) +
-               "\n  PublishMode = " + (p->publish_mode == objects::PublishMode::Host ? "host" : "ingress") + "\n";
+        out += " PublishedPort = " + std::to_string(p->published_port) +
+               "\n  Protocol = " + std::string(protocolName(p->protocol)) +
+               "\n  TargetPort = " + std::to_string(p->target_port) + "\n  PublishMode = " +
+               (p->publish_mode == objects::PublishMode::Host ? "host" : "ingress") + "\n";
   }
   out += "\n";
   return out;
 }
 
-Result<const objects::ServiceT*> resolveService(const std::vector<const objects::ServiceT*>& services,
-                                                std::string_view ref) {
+Result<const objects::ServiceT*> resolveService(
+    const std::vector<const objects::ServiceT*>& services, std::string_view ref) {
   if (ref.empty()) return Error{"service \"\" not found: give a service's name, id or id prefix"};
   for (const auto* s : services)
     if (s->id == ref) return s;
@@ -731,7 +824,8 @@ Result<const objects::ServiceT*> resolveService(const std::vector<const objects:
     if (hasPrefix(s->id, ref)) found.push_back(s);
   if (found.empty()) return Error{"service " + std::string(ref) + " not found"};
   if (found.size() > 1)
-    return Error{"service " + std::string(ref) + " is ambiguous (" + std::to_string(found.size()) + " matches found)"};
+    return Error{"service " + std::string(ref) + " is ambiguous (" + std::to_string(found.size()) +
+                 " matches found)"};
   return found.front();
 }
 

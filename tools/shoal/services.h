@@ -14,11 +14,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 #include "objects_generated.h"
@@ -50,7 +49,8 @@ std::string portsText(const std::vector<std::unique_ptr<objects::PortConfigT>>& 
 struct ServiceCounts {
   uint64_t running = 0, desired = 0, completed = 0;
 };
-ServiceCounts countTasks(const objects::ServiceT& service, const std::vector<const objects::TaskT*>& tasks);
+ServiceCounts countTasks(const objects::ServiceT& service,
+                         const std::vector<const objects::TaskT*>& tasks);
 
 // `service ls`: docker's default table and its columns. Row fields: ID (12 characters), Name,
 // Mode ("replicated", "global", "replicated job", "global job"), Replicas ("2/3", "2/3 (max 1
@@ -86,7 +86,8 @@ struct TaskContext {
 // The rows, in docker's order: by name (slots in number order), the newest first within a
 // slot. Fields: ID, Name, Image, Node, DesiredState ("Running"), CurrentState ("Running 5
 // seconds ago"), Error (quoted), Ports.
-std::vector<nlohmann::json> taskRows(std::vector<const objects::TaskT*> tasks, const TaskContext& context);
+std::vector<nlohmann::json> taskRows(std::vector<const objects::TaskT*> tasks,
+                                     const TaskContext& context);
 
 // `service ps --filter`: docker's keys id, name, node, desired-state (running, shutdown,
 // accepted), each key=value; values of one key OR-ed, keys AND-ed. A usage error otherwise.
@@ -99,16 +100,16 @@ bool matches(const TaskFilter& filter, const objects::TaskT& task, const TaskCon
 
 // `service inspect`: docker's swarm.Service (empty fields left out, as docker's omitempty),
 // with shoal's ServiceStatus and NotRunning.
-nlohmann::json serviceInspect(const objects::ServiceT& service, const std::vector<const objects::TaskT*>& tasks,
-                              int64_t now);
+nlohmann::json serviceInspect(const objects::ServiceT& service,
+                              const std::vector<const objects::TaskT*>& tasks, int64_t now);
 // `service inspect --pretty`: docker's human text, with the tasks' counts and reasons.
-std::string servicePretty(const objects::ServiceT& service, const std::vector<const objects::TaskT*>& tasks,
-                          int64_t now);
+std::string servicePretty(const objects::ServiceT& service,
+                          const std::vector<const objects::TaskT*>& tasks, int64_t now);
 
 // A SERVICE argument as docker's daemon finds it: a full id, else an exact name, else a unique
 // id prefix. Errors: "service X not found", "service X is ambiguous (N matches found)".
-Result<const objects::ServiceT*> resolveService(const std::vector<const objects::ServiceT*>& services,
-                                                std::string_view ref);
+Result<const objects::ServiceT*> resolveService(
+    const std::vector<const objects::ServiceT*>& services, std::string_view ref);
 
 std::string serviceName(const objects::ServiceT& service);
 
