@@ -154,10 +154,16 @@ void Scheduler::resync(const std::string& why) {
   if (!active_ || !loaded_) return;  // the lists under way come after the failure already
   ++counters_.resyncs;
   spdlog::info("listing the store again: {}", why);
-  store_->cancel(watch_);
-  loaded_ = false;
-  watchStore();
+  loaded_ = false;  // no pass until the new snapshot
   showStatusText();
+  // This may run inside one of the store client's callbacks (a watch's events, a write's
+  // answer), where the watch must not be cancelled: replace it from the loop instead.
+  daemon_.loop().post([this, generation = generation_] {
+    if (generation != generation_ || !store_) return;
+    store_->cancel(watch_);
+    loaded_ = false;
+    watchStore();
+  });
 }
 
 void Scheduler::onSnapshot(store::Snapshot snapshot) {
