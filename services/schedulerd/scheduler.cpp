@@ -239,7 +239,14 @@ class Scheduler {
   void build(Branch& b, std::vector<uint32_t> nodes, size_t level, const Demand& d);
   size_t place(Branch& b, size_t n, const Demand& d);
   size_t placeOnLeaf(Branch& b, size_t n, const Demand& d);
-  void placePinned(Group& g, const Demand& d);
+  // A group's tasks that found no node, explained once the pass placed everything it could.
+  struct Leftover {
+    const std::string* serviceId;
+    Demand demand;
+    std::vector<objects::TaskT*> free, pinned;
+  };
+  void placePinned(Group& g, const Demand& d, Leftover& left);
+  void explainLeftovers();
   void assign(objects::TaskT& task, uint32_t n, const Demand& d);
   void leavePending(objects::TaskT& task, const std::string& why);
 
@@ -254,6 +261,7 @@ class Scheduler {
   // The group's tasks not placed yet, in order, and the next one to place.
   std::vector<objects::TaskT*>* queue_ = nullptr;
   size_t next_ = 0;
+  std::vector<Leftover> leftovers_;
 };
 
 void Scheduler::indexNodes() {
@@ -500,39 +508,53 @@ void Scheduler::leavePending(objects::TaskT& task, const std::string& why) {
 }
 
 // A global task names its node already: it goes there when the node passes every filter.
-void Scheduler::placePinned(Group& g, const Demand& d) {
+void Scheduler::placePinned(Group& g, const Demand& d, Leftover& left) {
   for (objects::TaskT* t : g.pinned) {
     auto it = nodeIndex_.find(t->node_id);
-    if (it == nodeIndex_.end()) {
+    if (it == nodeIndex_.end())
       leavePending(*t, "no suitable node (its node " + t->node_id + " is not in the cluster)");
-    } else if (!d.invalid.empty() || check(it->second, d).why != Refusal::None) {
-      leavePending(*t, reason(d, {it->second}));
-    } else {
+    else if (!d.invalid.empty() || check(it->second, d).why != Refusal::None)
+      left.pinned.push_back(t);
+    else
       assign(*t, it->second, d);
-    }
   }
 }
 
 void Scheduler::placeGroup(Group& g) {
   const objects::TaskT& first = g.free.empty() ? *g.pinned.front() : *g.free.front();
-  Demand d = demandOf(first);
+  Leftover left{g.serviceId, demandOf(first), {}, {}};
+  const Demand& d = left.demand;
   countService(*g.serviceId);
-  placePinned(g, d);
-  if (g.free.empty()) return;
-  std::vector<uint32_t> all(nodes_.size()), candidates;
-  for (uint32_t n = 0; n < all.size(); ++n) {
-    all[n] = n;
-    if (d.invalid.empty() && check(n, d).why == Refusal::None) candidates.push_back(n);
+  placePinned(g, d, left);
+  if (!g.free.empty()) {
+    std::vector<uint32_t> candidates;
+    for (uint32_t n = 0; n < nodes_.size(); ++n)
+      if (d.invalid.empty() && check(n, d).why == Refusal::None) candidates.push_back(n);
+    Branch root;
+    build(root, std::move(candidates), 0, d);
+    queue_ = &g.free;
+    next_ = 0;
+    place(root, g.free.size(), d);
+    left.free.assign(g.free.begin() + static_cast<ptrdiff_t>(next_), g.free.end());
   }
-  Branch root;
-  build(root, std::move(candidates), 0, d);
-  queue_ = &g.free;
-  next_ = 0;
-  place(root, g.free.size(), d);
-  if (next_ == g.free.size()) return;
-  // Explained against the nodes as they are now, after this group's placements.
-  std::string why = reason(d, all);
-  for (size_t i = next_; i < g.free.size(); ++i) leavePending(*g.free[i], why);
+  if (!left.free.empty() || !left.pinned.empty()) leftovers_.push_back(std::move(left));
+}
+
+// The reasons are given against the nodes as the whole pass leaves them (placing a group only
+// takes from the nodes, so a node that refused a task still refuses it): the next pass, seeing
+// the same nodes, finds the same reasons and writes nothing.
+void Scheduler::explainLeftovers() {
+  std::vector<uint32_t> all(nodes_.size());
+  for (uint32_t n = 0; n < all.size(); ++n) all[n] = n;
+  for (Leftover& left : leftovers_) {
+    countService(*left.serviceId);
+    if (!left.free.empty()) {
+      std::string why = reason(left.demand, all);
+      for (objects::TaskT* t : left.free) leavePending(*t, why);
+    }
+    for (objects::TaskT* t : left.pinned)
+      leavePending(*t, reason(left.demand, {nodeIndex_.at(t->node_id)}));
+  }
 }
 
 void Scheduler::run() {
@@ -541,6 +563,7 @@ void Scheduler::run() {
   indexNodes();
   countLiveTasks();
   for (auto& [key, g] : groups) placeGroup(g);
+  explainLeftovers();
 }
 
 }  // namespace

@@ -21,7 +21,9 @@
 // - "failed recently": a task of the service ended FAILED or REJECTED on the node within the
 //   last 5 minutes (SwarmKit counts failures of the service per node over 5 minutes);
 // - a task that already names its node (a global task) is placed there or nowhere;
-// - a reason counts every node once, by its first refusing filter; amounts are the free
+// - a reason is given once the pass has placed all it could, against the nodes as the pass
+//   leaves them, so that the next pass finds the same reason and writes nothing; it counts
+//   every node once, by its first refusing filter; amounts are the free
 //   capacity of the refused nodes, "at most N free" when they differ; a spec whose placement
 //   does not parse (raftd refuses one) leaves its tasks pending with the parser's message;
 // - groups are placed in the order of (service id, spec digest), tasks by slot.

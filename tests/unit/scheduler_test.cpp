@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -564,6 +565,82 @@ TEST_CASE("scheduler: only PENDING tasks desired READY or RUNNING are placed") {
   CHECK(f.get(delayed.id).status->state == TaskState::Assigned);
   CHECK(f.get(fresh.id).status->state == TaskState::New);
   CHECK(f.get(stopping.id).status->state == TaskState::Pending);
+}
+
+// An independent statement of the filters, for the random clusters below.
+struct Fit {
+  const objects::NodeT* node;
+  int64_t cpu, memory;
+  std::map<std::string, uint64_t> perService;
+};
+
+bool fits(const Fit& n, const objects::TaskT& t) {
+  if (n.node->status->state != objects::NodeState::Ready ||
+      n.node->spec->availability != objects::NodeAvailability::Active)
+    return false;
+  auto& r = *t.spec->resources->reservations;
+  if (n.cpu < r.nano_cpus || n.memory < r.memory_bytes) return false;
+  auto parsed = constraints::parseConstraints(t.spec->placement->constraints);
+  REQUIRE(parsed);
+  if (!constraints::matchesAll(*parsed, *n.node)) return false;
+  auto max = t.spec->placement->max_replicas;
+  auto it = n.perService.find(t.service_id);
+  return max == 0 || it == n.perService.end() || it->second < max;
+}
+
+TEST_CASE("scheduler: random clusters keep every filter's promise; a second pass changes nothing") {
+  const std::vector<std::string> kConstraints = {"node.labels.zone==a", "node.labels.zone!=b",
+                                                 "node.role==manager", "node.labels.disk==ssd"};
+  for (uint32_t seed = 1; seed <= 40; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+    Fixture f;
+    int nodeCount = 1 + pick(12);
+    for (int i = 0; i < nodeCount; ++i) {
+      NodeOpts o{.id = "n" + std::to_string(i),
+                 .labels = {{"zone", std::string(1, static_cast<char>('a' + pick(3)))}}};
+      if (pick(2)) o.labels.push_back({"disk", "ssd"});
+      o.state = pick(6) ? objects::NodeState::Ready : objects::NodeState::Down;
+      o.availability = static_cast<objects::NodeAvailability>(pick(5) < 3 ? 0 : pick(3));
+      o.role = static_cast<objects::NodeRole>(pick(2));
+      o.cpus = (1 + pick(8)) * kCpu / 2;
+      o.memory = (1 + pick(8)) * 256 * kMiB;
+      f.node(o);
+    }
+    int services = 1 + pick(4);
+    for (int i = 0; i < services; ++i) {
+      auto s = f.service("s" + std::to_string(i), [&](objects::TaskSpecT& spec) {
+        if (pick(2)) constrain(spec, {kConstraints[static_cast<size_t>(pick(4))]});
+        reserve(spec, pick(4) * kCpu / 2, pick(4) * 256 * kMiB);
+        spec.placement->max_replicas = static_cast<uint64_t>(pick(3));
+        if (pick(2)) prefer(spec, "node.labels.zone");
+      });
+      f.pending(s, 1 + pick(10));
+    }
+    f.schedulePass();
+
+    std::map<std::string, Fit> free;
+    for (auto& [id, n] : f.view.nodes())
+      free[id] = Fit{n.get(), n->description->resources->nano_cpus,
+                     n->description->resources->memory_bytes, {}};
+    for (auto& [id, t] : f.view.tasks()) {
+      if (t->status->state != TaskState::Assigned) continue;
+      Fit& n = free.at(t->node_id);
+      // Every placed task passed the filters on what its node had left.
+      CHECK(fits(n, *t));
+      n.cpu -= t->spec->resources->reservations->nano_cpus;
+      n.memory -= t->spec->resources->reservations->memory_bytes;
+      ++n.perService[t->service_id];
+    }
+    for (auto& [id, t] : f.view.tasks()) {
+      if (t->status->state != TaskState::Pending) continue;
+      // A task left pending says why, and truly fits nowhere.
+      CHECK(t->status->err.starts_with("no suitable node"));
+      for (auto& [nodeId, n] : free) CHECK_MESSAGE(!fits(n, *t), std::string(t->id + " fits on " + nodeId));
+    }
+    CHECK(f.schedulePass() == 0);
+  }
 }
 
 // --- the allocator ------------------------------------------------------------------------------
