@@ -472,6 +472,22 @@ TEST_CASE(
   CHECK_FALSE(parseTaskFilters({"name"}));
 }
 
+TEST_CASE("service ls --filter") {
+  auto web = service("abc1", "web", {{"label", {"tier=front"}}});
+  auto agent = service("def2", "agent", {{"mode", {"global"}}});
+  auto f = parseServiceFilters({"mode=global"});
+  REQUIRE(f);
+  CHECK(matches(*f, *agent));
+  CHECK_FALSE(matches(*f, *web));
+  f = parseServiceFilters({"label=tier=front", "name=we", "id=abc"});
+  REQUIRE(f);
+  CHECK(matches(*f, *web));
+  CHECK_FALSE(matches(*parseServiceFilters({"label=tier=back"}), *web));
+  CHECK(matches(*parseServiceFilters({"label=tier"}), *web));
+  CHECK_FALSE(parseServiceFilters({"mode=daemon"}));
+  CHECK_FALSE(parseServiceFilters({"colour=red"}));
+}
+
 TEST_CASE("a paused update's failed tasks show the update's message") {
   auto web = service("svc1", "web", {{"replicas", {"1"}}});
   web->update_status = std::make_unique<objects::UpdateStatusT>();
@@ -568,6 +584,11 @@ TEST_CASE("progress: docker's per-slot lines and the overall count") {
   CHECK(f.lines[3] == "3/3: no suitable node (2 nodes lack 2 CPUs, 1.5 free)");
   CHECK_FALSE(f.converged);
   CHECK_FALSE(f.failure);
+  // A slot whose only task ended waits for its next one: no bar for a dead task.
+  auto ended =
+      task(*web, "t0", 1, objects::TaskState::Shutdown, objects::TaskState::Shutdown, kSecond);
+  auto one = progressOf(*web, {ended.get()}, {}, target, kNow);
+  CHECK(one.lines.at(1) == "1/3: waiting for a task");
 
   tasks[1]->status->state = objects::TaskState::Running;
   tasks[2]->status->state = objects::TaskState::Running;
@@ -633,6 +654,7 @@ TEST_CASE("progress display: in place on a terminal, changed lines otherwise") {
   CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: running"}) == "1/1: running\n");
   CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: running"}) == "");
   Display tty(true);
+  CHECK(tty.frame({}) == "");
   CHECK(tty.frame({"a", "b"}) == "\r\x1b[2Ka\n\r\x1b[2Kb\n");
   CHECK(tty.frame({"c"}) == "\x1b[2A\r\x1b[2Kc\n\r\x1b[2K\n\x1b[1A");
 }

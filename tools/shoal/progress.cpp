@@ -67,7 +67,9 @@ bool upToDate(const objects::TaskT& t, const objects::ServiceT& s, uint64_t dige
 // a task's error there).
 std::string taskLine(const std::string& id, const objects::TaskT* t, const objects::ServiceT& s,
                      int64_t now) {
-  if (!t) return id + ": waiting for a task";
+  // Only ended tasks (the scheduler has not made the slot's next one yet): docker shows no
+  // progress for them either.
+  if (!t || !live(*t)) return id + ": waiting for a task";
   std::string reason = stateOf(*t) == objects::TaskState::Running ? "" : taskReason(*t, &s, now);
   if (!reason.empty()) return id + ": " + reason.substr(0, reason.find('\n'));
   std::string state(dockerTaskState(stateOf(*t)));
@@ -227,6 +229,7 @@ ProgressFrame progressOf(const objects::ServiceT& service,
 
 std::string Display::frame(const std::vector<std::string>& lines) {
   std::string out;
+  if (lines == shown_) return "";  // redrawn only when something changed
   if (terminal_) {
     // Back to the top of the last frame, then every line rewritten and cleared to its end;
     // lines the new frame no longer has are cleared too.

@@ -461,10 +461,16 @@ int printListing(const std::string& formatFlag, bool quiet, std::string_view tab
 
 struct LsOptions {
   bool quiet = false;
+  std::vector<std::string> filters;
   std::string format;
 };
 
 int ls(const Globals& g, const LsOptions& o) {
+  auto filter = parseServiceFilters(o.filters);
+  if (!filter) {
+    std::cerr << "error: " << filter.error().message << "\n";
+    return 2;
+  }
   StoreReader reader;
   CallError why;
   if (auto c = reader.connect(g, why); !c) return printCallError(why);
@@ -479,7 +485,8 @@ int ls(const Globals& g, const LsOptions& o) {
             [](auto* a, auto* b) { return naturalLess(serviceName(*a), serviceName(*b)); });
   return printListing(o.format, o.quiet, kServiceTable, "{{.ID}}", serviceHeaders(), [&](bool) {
     std::vector<nlohmann::json> rows;
-    for (const auto* s : sorted) rows.push_back(serviceRow(*s, countTasks(*s, byService[s->id])));
+    for (const auto* s : sorted)
+      if (matches(*filter, *s)) rows.push_back(serviceRow(*s, countTasks(*s, byService[s->id])));
     return rows;
   });
 }
@@ -676,6 +683,8 @@ void addServiceCommands(CLI::App& app, Globals& g, Outcome& outcome) {
   auto* l = service->add_subcommand("ls", "List services");
   l->alias("list");
   l->add_flag("-q,--quiet", lsOptions.quiet, "Only display IDs");
+  l->add_option("-f,--filter", lsOptions.filters,
+                "Filter output based on conditions provided (id=, name=, mode=, label=)");
   l->add_option("--format", lsOptions.format,
                 "Format output: 'table', 'table TEMPLATE', 'json' or a Go template");
   l->callback([&g, &outcome] { outcome.code = ls(g, lsOptions); });

@@ -400,6 +400,56 @@ bool matches(const TaskFilter& f, const objects::TaskT& t, const TaskContext& ct
          any(f.desiredStates, desired);
 }
 
+Result<ServiceFilter> parseServiceFilters(const std::vector<std::string>& flags) {
+  ServiceFilter f;
+  for (const auto& flag : flags) {
+    auto eq = flag.find('=');
+    if (eq == std::string::npos)
+      return Error{"bad format of filter " + quoteInput(flag) +
+                   " (expected name=value): use id=, name=, mode= or label="};
+    std::string key = lower(flag.substr(0, eq)), value = flag.substr(eq + 1);
+    if (key == "id") {
+      f.ids.push_back(value);
+    } else if (key == "name") {
+      f.names.push_back(value);
+    } else if (key == "mode") {
+      if (value != "replicated" && value != "global" && value != "replicated-job" &&
+          value != "global-job")
+        return Error{"invalid mode filter value " + quoteInput(value) +
+                     ": use replicated, global, replicated-job or global-job"};
+      f.modes.push_back(value);
+    } else if (key == "label") {
+      auto at = value.find('=');
+      if (at == std::string::npos)
+        f.labels.emplace_back(value, std::nullopt);
+      else
+        f.labels.emplace_back(value.substr(0, at), value.substr(at + 1));
+    } else {
+      return Error{"invalid filter " + quoteInput(key) +
+                   ": service ls filters on id, name, mode and label"};
+    }
+  }
+  return f;
+}
+
+bool matches(const ServiceFilter& f, const objects::ServiceT& s) {
+  auto any = [](const std::vector<std::string>& wanted, auto pred) {
+    return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
+  };
+  std::string mode(modeName(kindOf(s)));
+  std::replace(mode.begin(), mode.end(), ' ', '-');
+  const auto* ann = s.spec ? s.spec->annotations.get() : nullptr;
+  for (const auto& [key, value] : f.labels) {
+    bool found = ann && std::any_of(ann->labels.begin(), ann->labels.end(), [&](auto& kv) {
+                   return kv && kv->key == key && (!value || kv->value == *value);
+                 });
+    if (!found) return false;
+  }
+  return any(f.ids, [&](auto& p) { return hasPrefix(s.id, p); }) &&
+         any(f.names, [&](auto& p) { return hasPrefix(serviceName(s), p); }) &&
+         any(f.modes, [&](auto& m) { return m == mode; });
+}
+
 // ---- inspect
 
 namespace {

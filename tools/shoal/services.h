@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +60,16 @@ inline constexpr std::string_view kServiceTable =
     "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}";
 const Headers& serviceHeaders();
 nlohmann::json serviceRow(const objects::ServiceT& service, const ServiceCounts& counts);
+
+// `service ls --filter`: docker's keys id (prefix), name (prefix), mode (replicated, global,
+// replicated-job, global-job) and label (key or key=value); values of one key OR-ed, keys
+// AND-ed. A usage error otherwise.
+struct ServiceFilter {
+  std::vector<std::string> ids, names, modes;
+  std::vector<std::pair<std::string, std::optional<std::string>>> labels;
+};
+Result<ServiceFilter> parseServiceFilters(const std::vector<std::string>& flags);
+bool matches(const ServiceFilter& filter, const objects::ServiceT& service);
 
 // `service ps` and `node ps`: docker's default table and columns.
 inline constexpr std::string_view kTaskTable =
