@@ -90,7 +90,8 @@ class PortAllocator {
  private:
   void claimWanted();
   void allocateService(const objects::ServiceT& s);
-  Status fill(const objects::ServiceT& s, std::vector<std::unique_ptr<objects::PortConfigT>>& ports);
+  Status fill(const objects::ServiceT& s,
+              std::vector<std::unique_ptr<objects::PortConfigT>>& ports);
   uint32_t freePort(objects::PortProtocol protocol);
   void record(const objects::ServiceT& s, std::vector<std::unique_ptr<objects::PortConfigT>> ports);
   void refuseTasks(const objects::ServiceT& s, const std::string& why);

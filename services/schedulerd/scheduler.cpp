@@ -174,7 +174,8 @@ void resourceParts(const Tally& t, const Demand& d, std::vector<std::string>& pa
 //   no suitable node (3 nodes fail constraint node.labels.zone==b; 1 node is drained)
 std::string explain(const Tally& t, const Demand& d, size_t candidates) {
   std::vector<std::string> parts;
-  if (t.notReady) parts.push_back(nodes(t.notReady) + verb(t.notReady, " is", " are") + " not ready");
+  if (t.notReady)
+    parts.push_back(nodes(t.notReady) + verb(t.notReady, " is", " are") + " not ready");
   if (t.drained) parts.push_back(nodes(t.drained) + verb(t.drained, " is", " are") + " drained");
   if (t.paused) parts.push_back(nodes(t.paused) + verb(t.paused, " is", " are") + " paused");
   resourceParts(t, d, parts);
@@ -385,7 +386,10 @@ void Scheduler::tally(Tally& t, uint32_t n, const Demand& d, Verdict v) const {
       t.memoryFreeMin = std::min(t.memoryFreeMin, std::max<int64_t>(s.freeMemory, 0));
       t.memoryFreeMax = std::max(t.memoryFreeMax, s.freeMemory);
       break;
-    case Refusal::Constraint: t.constraint.resize(d.constraints.size()); ++t.constraint[v.which]; break;
+    case Refusal::Constraint:
+      t.constraint.resize(d.constraints.size());
+      ++t.constraint[v.which];
+      break;
     case Refusal::Platform: ++t.platform; break;
     case Refusal::Port: t.port.resize(d.hostPorts.size()); ++t.port[v.which]; break;
     case Refusal::MaxReplicas: ++t.maxed; break;
@@ -413,10 +417,13 @@ void Scheduler::build(Branch& b, std::vector<uint32_t> nodes, size_t level, cons
   for (uint32_t n : nodes) b.tasks += serviceTasks_[n];
   if (level == d.spread.size()) {
     b.heap = std::move(nodes);
-    std::make_heap(b.heap.begin(), b.heap.end(), [this](uint32_t x, uint32_t y) { return better(y, x); });
+    std::make_heap(b.heap.begin(), b.heap.end(),
+                   [this](uint32_t x, uint32_t y) { return better(y, x); });
     return;
   }
-  auto valueOf = [&](uint32_t n) { return constraints::spreadValue(d.spread[level], *nodes_[n].node); };
+  auto valueOf = [&](uint32_t n) {
+    return constraints::spreadValue(d.spread[level], *nodes_[n].node);
+  };
   std::stable_sort(nodes.begin(), nodes.end(),
                    [&](uint32_t x, uint32_t y) { return valueOf(x) < valueOf(y); });
   for (size_t i = 0; i < nodes.size();) {

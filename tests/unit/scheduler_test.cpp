@@ -2,6 +2,8 @@
 // published ports and the scheduler's filters, spread and pending reasons
 // (services/schedulerd/allocator.h, scheduler.h), on Views built from packed objects as the
 // store would hand them over.
+#include "services/schedulerd/scheduler.h"
+
 #include <doctest/doctest.h>
 
 #include <functional>
@@ -13,7 +15,6 @@
 #include "common/constraints.h"
 #include "common/object_codec.h"
 #include "services/schedulerd/allocator.h"
-#include "services/schedulerd/scheduler.h"
 
 namespace shoal::schedulerd {
 namespace {
@@ -83,7 +84,8 @@ struct Fixture {
   }
 
   // A replicated service; `shape` adjusts its task template.
-  std::string service(const std::string& name, std::function<void(objects::TaskSpecT&)> shape = {}) {
+  std::string service(const std::string& name,
+                      std::function<void(objects::TaskSpecT&)> shape = {}) {
     objects::ServiceT s;
     s.id = "svc-" + name;
     s.spec = std::make_unique<objects::ServiceSpecT>();
@@ -184,8 +186,9 @@ void prefer(objects::TaskSpecT& spec, const std::string& descriptor) {
   spec.placement->preferences.push_back(std::move(p));
 }
 
-std::unique_ptr<objects::PortConfigT> port(uint32_t target, uint32_t published,
-                                           objects::PublishMode mode = objects::PublishMode::Ingress) {
+std::unique_ptr<objects::PortConfigT> port(
+    uint32_t target, uint32_t published,
+    objects::PublishMode mode = objects::PublishMode::Ingress) {
   auto p = std::make_unique<objects::PortConfigT>();
   p->target_port = target;
   p->published_port = published;
@@ -207,7 +210,8 @@ objects::ServiceT publishing(const std::string& name,
   return s;
 }
 
-std::vector<std::unique_ptr<objects::PortConfigT>> ports(std::initializer_list<uint32_t> published) {
+std::vector<std::unique_ptr<objects::PortConfigT>> ports(
+    std::initializer_list<uint32_t> published) {
   std::vector<std::unique_ptr<objects::PortConfigT>> out;
   for (uint32_t p : published) out.push_back(port(80, p));
   return out;
@@ -222,8 +226,11 @@ bool holds(const std::string& expr, const objects::NodeT& node) {
 }
 
 TEST_CASE("constraints: every key, == and !=, spaces, case as in Swarm") {
-  auto n = makeNode({.id = "abc", .labels = {{"zone", "b"}}, .role = objects::NodeRole::Manager,
-                     .arch = "x86_64", .engineLabels = {{"disk", "ssd"}}});
+  auto n = makeNode({.id = "abc",
+                     .labels = {{"zone", "b"}},
+                     .role = objects::NodeRole::Manager,
+                     .arch = "x86_64",
+                     .engineLabels = {{"disk", "ssd"}}});
   CHECK(holds("node.id==abc", n));
   CHECK_FALSE(holds("node.id!=abc", n));
   CHECK(holds("node.hostname == host-abc", n));
@@ -337,12 +344,14 @@ TEST_CASE("scheduler: constraints on every kind of key") {
       {{"node.role==manager"}, {{"n2", 4}}},
       {{"node.id==n4"}, {{"n4", 4}}},
       {{"node.hostname!=host-n1", "node.platform.arch==amd64"}, {{"n2", 2}, {"n4", 2}}},
-      {{"node.platform.os==linux", "node.labels.zone==b", "node.platform.arch!=amd64"}, {{"n3", 4}}},
+      {{"node.platform.os==linux", "node.labels.zone==b", "node.platform.arch!=amd64"},
+       {{"n3", 4}}},
       {{"engine.labels.disk==ssd"}, {{"n4", 4}}},
   };
   int i = 0;
   for (auto& c : cases) {
-    auto s = f.service("s" + std::to_string(++i), [&](auto& spec) { constrain(spec, c.constraints); });
+    auto s =
+        f.service("s" + std::to_string(++i), [&](auto& spec) { constrain(spec, c.constraints); });
     f.pending(s, 4);
     f.schedulePass();
     CHECK_MESSAGE(f.spread(s) == c.expected, c.constraints[0]);
@@ -408,7 +417,8 @@ TEST_CASE("scheduler: CPU and memory reservations, with the free amounts in the 
   auto mids = g.pending(mem, 2);
   g.schedulePass();
   CHECK(g.get(mids[0]).node_id == "n1");
-  CHECK(g.get(mids[1]).status->err == "no suitable node (1 node lacks 512MiB of memory, 256MiB free)");
+  CHECK(g.get(mids[1]).status->err ==
+        "no suitable node (1 node lacks 512MiB of memory, 256MiB free)");
 
   // Tasks already running on a node hold their reservations; nodes that differ show the most.
   Fixture h;
@@ -494,10 +504,11 @@ TEST_CASE("scheduler: the reason text of every kind") {
   t.endpoint->ports.push_back(port(80, 8080, objects::PublishMode::Host));
   f.put(t);
   f.schedulePass();
-  CHECK(f.get(t.id).status->err ==
-        "no suitable node (1 node is not ready; 1 node lacks 1 CPU, 0.5 free; 1 node lacks 200MiB of "
-        "memory, 100MiB free; 2 nodes fail constraint node.labels.zone!=a; port 8080/tcp is taken on "
-        "1 node; 1 node already runs the max 1 replica per node)");
+  CHECK(
+      f.get(t.id).status->err ==
+      "no suitable node (1 node is not ready; 1 node lacks 1 CPU, 0.5 free; 1 node lacks 200MiB of "
+      "memory, 100MiB free; 2 nodes fail constraint node.labels.zone!=a; port 8080/tcp is taken on "
+      "1 node; 1 node already runs the max 1 replica per node)");
 
   Fixture p;
   p.node({.id = "n1"});
@@ -508,7 +519,8 @@ TEST_CASE("scheduler: the reason text of every kind") {
   });
   auto ids = p.pending(arm, 1);
   p.schedulePass();
-  CHECK(p.get(ids[0]).status->err == "no suitable node (1 node does not match platform linux/arm64)");
+  CHECK(p.get(ids[0]).status->err ==
+        "no suitable node (1 node does not match platform linux/arm64)");
 
   Fixture none;
   auto lonely = none.service("lonely");
@@ -622,8 +634,10 @@ TEST_CASE("scheduler: random clusters keep every filter's promise; a second pass
 
     std::map<std::string, Fit> free;
     for (auto& [id, n] : f.view.nodes())
-      free[id] = Fit{n.get(), n->description->resources->nano_cpus,
-                     n->description->resources->memory_bytes, {}};
+      free[id] = Fit{n.get(),
+                     n->description->resources->nano_cpus,
+                     n->description->resources->memory_bytes,
+                     {}};
     for (auto& [id, t] : f.view.tasks()) {
       if (t->status->state != TaskState::Assigned) continue;
       Fit& n = free.at(t->node_id);
@@ -637,7 +651,8 @@ TEST_CASE("scheduler: random clusters keep every filter's promise; a second pass
       if (t->status->state != TaskState::Pending) continue;
       // A task left pending says why, and truly fits nowhere.
       CHECK(t->status->err.starts_with("no suitable node"));
-      for (auto& [nodeId, n] : free) CHECK_MESSAGE(!fits(n, *t), std::string(t->id + " fits on " + nodeId));
+      for (auto& [nodeId, n] : free)
+        CHECK_MESSAGE(!fits(n, *t), std::string(t->id + " fits on " + nodeId));
     }
     CHECK(f.schedulePass() == 0);
   }
@@ -700,7 +715,8 @@ TEST_CASE("allocator: a port held by one service is refused to another, whose ta
   CHECK(f.view.service(host.id)->endpoint->ports[0]->published_port == 8080);
 }
 
-TEST_CASE("allocate then schedule: new tasks reach ASSIGNED in one pass; a second changes nothing") {
+TEST_CASE(
+    "allocate then schedule: new tasks reach ASSIGNED in one pass; a second changes nothing") {
   Fixture f;
   for (auto id : {"n1", "n2"}) f.node({.id = id});
   auto s = publishing("web", ports({0}));

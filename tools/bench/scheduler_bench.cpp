@@ -111,8 +111,8 @@ Status prepare(View& view, const SchedulerBenchOptions& o) {
   for (int i = 0; i < o.services; ++i) {
     uint64_t replicas = static_cast<uint64_t>(o.tasks / o.services + (i < o.tasks % o.services));
     auto s = makeService(i, replicas);
-    if (auto st = view.put(objects::ObjectKind::Service, objects_codec::pack<objects::Service>(s)); !st)
-      return st;
+    auto packed = objects_codec::pack<objects::Service>(s);
+    if (auto st = view.put(objects::ObjectKind::Service, packed); !st) return st;
     uint64_t digest = view.digestOf(s.id);
     for (uint64_t slot = 1; slot <= replicas; ++slot) {
       auto t = makeTask(s, digest, slot, made++);
