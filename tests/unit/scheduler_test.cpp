@@ -658,6 +658,28 @@ TEST_CASE("scheduler: random clusters keep every filter's promise; a second pass
   }
 }
 
+TEST_CASE("scheduler and allocator: objects with fields left out do not trouble them") {
+  Fixture f;
+  objects::NodeT bare;
+  bare.id = "bare";
+  REQUIRE(f.view.put(objects::ObjectKind::Node, objects_codec::pack<objects::Node>(bare)));
+  f.node({.id = "n1"});
+  objects::ServiceT s;
+  s.id = "svc-nospec";
+  f.put(s);
+  objects::TaskT t;
+  t.id = "t-nospec";
+  t.service_id = s.id;
+  t.desired_state = TaskState::Running;
+  f.put(t);
+  CHECK(f.allocatePass() == 1);
+  CHECK(f.get(t.id).status->state == TaskState::Pending);
+  CHECK(f.schedulePass() == 1);
+  CHECK(f.get(t.id).node_id == "n1");
+  CHECK(f.allocatePass() == 0);
+  CHECK(f.schedulePass() == 0);
+}
+
 // --- the allocator ------------------------------------------------------------------------------
 
 TEST_CASE("allocator: published ports, dynamic ones from 30000, unique across services") {
