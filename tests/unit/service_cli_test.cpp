@@ -647,6 +647,24 @@ TEST_CASE("progress: over 20 replicas only the overall line; a scale keeps runni
   CHECK(f.converged);
 }
 
+TEST_CASE("verify: converged for the monitor period, as docker waits before it says so") {
+  Verifier v(5 * kSecond);
+  std::string line;
+  CHECK_FALSE(v.done(true, kNow, &line));
+  CHECK(line == "verify: Waiting 5 seconds to verify that tasks are stable...");
+  CHECK_FALSE(v.done(true, kNow + 4 * kSecond, &line));
+  CHECK_FALSE(v.done(false, kNow + 4500 * int64_t{1'000'000}, nullptr));  // a task failed: again
+  CHECK_FALSE(v.done(true, kNow + 6 * kSecond, &line));
+  CHECK(v.done(true, kNow + 11 * kSecond, &line));
+  CHECK(Verifier(0).done(true, kNow, nullptr));
+
+  auto web = service("s", "web", {{"update-monitor", {"7s"}}, {"rollback-monitor", {"2s"}}});
+  CHECK(verifyPeriod(*web, false) == 7 * kSecond);
+  CHECK(verifyPeriod(*web, true) == 2 * kSecond);
+  auto job = service("j", "job", {{"mode", {"replicated-job"}}, {"update-monitor", {"7s"}}});
+  CHECK(verifyPeriod(*job, false) == 0);
+}
+
 TEST_CASE("progress display: in place on a terminal, changed lines otherwise") {
   Display plain(false);
   CHECK(plain.frame({"overall progress: 0 out of 1 tasks", "1/1: new"}) ==

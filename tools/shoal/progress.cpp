@@ -227,6 +227,31 @@ ProgressFrame progressOf(const objects::ServiceT& service,
   return f;
 }
 
+bool Verifier::done(bool converged, int64_t now, std::string* line) {
+  if (!converged) {
+    since_.reset();
+    return false;
+  }
+  if (!since_) since_ = now;
+  if (now - *since_ >= monitor_) return true;
+  int64_t seconds = (monitor_ + 999'999'999) / 1'000'000'000;
+  if (line)
+    *line = "verify: Waiting " + std::to_string(seconds) +
+            " seconds to verify that tasks are stable...";
+  return false;
+}
+
+int64_t verifyPeriod(const objects::ServiceT& service, bool rollback) {
+  const auto* spec = service.spec.get();
+  if (!spec) return 0;
+  auto kind = spec->mode ? spec->mode->kind : objects::ServiceModeKind::Replicated;
+  if (kind == objects::ServiceModeKind::ReplicatedJob ||
+      kind == objects::ServiceModeKind::GlobalJob)
+    return 0;
+  const auto* config = rollback ? spec->rollback.get() : spec->update.get();
+  return config ? config->monitor : 0;
+}
+
 std::string Display::frame(const std::vector<std::string>& lines) {
   std::string out;
   if (lines == shown_) return "";  // redrawn only when something changed

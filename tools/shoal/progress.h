@@ -49,6 +49,24 @@ ProgressFrame progressOf(const objects::ServiceT& service,
 // Docker's progress bar for a task state: new ... running on a 50-character bar.
 std::string progressBar(objects::TaskState state);
 
+// Docker's verify step: a converged service must stay so for the update (or rollback)
+// config's monitor period before the wait ends, so that a task that fails right after it
+// started is seen. A frame that is not converged starts the period again. Jobs end at once.
+class Verifier {
+ public:
+  explicit Verifier(int64_t monitorNanos) : monitor_(monitorNanos) {}
+  // Whether the wait is over; while verifying, the line to show under the frame.
+  bool done(bool converged, int64_t now, std::string* line);
+
+ private:
+  int64_t monitor_;
+  std::optional<int64_t> since_;
+};
+
+// The monitor period of the service's update config (its rollback config for a rollback);
+// 0 for jobs, which docker does not verify.
+int64_t verifyPeriod(const objects::ServiceT& service, bool rollback);
+
 // Successive frames to output. On a terminal each frame replaces the last (cursor up, clear
 // line); otherwise a line is printed when it is new or its text changed.
 class Display {

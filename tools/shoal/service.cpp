@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -208,6 +209,7 @@ int waitConverged(const Globals& g, const std::string& id, ProgressTarget target
   if (auto c = reader.connect(g, why); !c) return printCallError(why);
   Display display(!o.quiet && ::isatty(STDOUT_FILENO));
   std::set<std::string> notesShown;
+  std::optional<Verifier> verifier;
   for (;;) {  // no deadline unless --timeout; Ctrl-C ends it (the service goes on converging)
     auto service = reader.service(id, why);
     if (!service) return printCallError(why);
@@ -224,6 +226,10 @@ int waitConverged(const Globals& g, const std::string& id, ProgressTarget target
       if (auto nodes = reader.nodes(why)) hostnames = hostnamesOf(*nodes);
     int64_t now = nowNanos();
     auto f = progressOf(**service, pointers(*tasks), hostnames, target, now);
+    if (!verifier) verifier.emplace(verifyPeriod(**service, target.rollback));
+    std::string verifying;
+    bool done = !f.failure && verifier->done(f.converged, now, &verifying);
+    if (!verifying.empty()) f.lines.push_back(verifying);
     if (!o.quiet) {
       for (const auto& n : f.notes)
         if (notesShown.insert(n).second) std::cout << display.note(n);
@@ -233,7 +239,7 @@ int waitConverged(const Globals& g, const std::string& id, ProgressTarget target
       std::cerr << "error: " << *f.failure << "\n";
       return 1;
     }
-    if (f.converged) {
+    if (done) {
       if (!o.quiet) std::cout << "verify: Service converged\n";
       return 0;
     }
