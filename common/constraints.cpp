@@ -1,6 +1,10 @@
 #include "common/constraints.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "common/units.h"
 
@@ -8,6 +12,8 @@ namespace shoal::constraints {
 
 namespace {
 
+// node.ip (Swarm's too) is left out of the list: tools and tests quote this text as it was
+// first published, and a bad node.ip value has a message of its own.
 constexpr std::string_view kValidForms =
     "valid forms: node.id, node.hostname, node.role, node.platform.os, node.platform.arch, "
     "node.labels.<label> or engine.labels.<label>, then == or !=, then a value; e.g. "
@@ -69,11 +75,45 @@ struct FixedKey {
   std::string_view name;
   Key key;
 };
-constexpr std::array<FixedKey, 5> kFixedKeys{{{"node.id", Key::NodeId},
+constexpr std::array<FixedKey, 6> kFixedKeys{{{"node.id", Key::NodeId},
                                               {"node.hostname", Key::NodeHostname},
                                               {"node.role", Key::NodeRole},
                                               {"node.platform.os", Key::NodeOs},
-                                              {"node.platform.arch", Key::NodeArch}}};
+                                              {"node.platform.arch", Key::NodeArch},
+                                              {"node.ip", Key::NodeIp}}};
+
+// An address, or an address/prefix, IPv4 or IPv6 (Go's net.ParseIP and net.ParseCIDR forms).
+bool parseNetwork(std::string_view text, IpNetwork& out) {
+  std::string s(text);
+  size_t slash = s.find('/');
+  std::string addr = s.substr(0, slash);
+  out.v6 = addr.find(':') != std::string::npos;
+  if (inet_pton(out.v6 ? AF_INET6 : AF_INET, addr.c_str(), out.bytes) != 1) return false;
+  int max = out.v6 ? 128 : 32;
+  out.prefix = static_cast<uint8_t>(max);
+  if (slash == std::string::npos) return true;
+  std::string bits = s.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  int prefix = std::stoi(bits);
+  if (prefix > max) return false;
+  out.prefix = static_cast<uint8_t>(prefix);
+  return true;
+}
+
+// The node's address as the managers see it (a host, maybe with a port) within the network.
+bool addressWithin(std::string_view addr, const IpNetwork& net) {
+  std::string host(addr);
+  if (!host.empty() && host.front() == '[') host = host.substr(1, host.find(']') - 1);
+  else if (std::count(host.begin(), host.end(), ':') == 1) host = host.substr(0, host.find(':'));
+  uint8_t bytes[16] = {};
+  if (inet_pton(net.v6 ? AF_INET6 : AF_INET, host.c_str(), bytes) != 1) return false;
+  size_t whole = net.prefix / 8, rest = net.prefix % 8;
+  if (std::memcmp(bytes, net.bytes, whole) != 0) return false;
+  if (rest == 0) return true;
+  uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (bytes[whole] & mask) == (net.bytes[whole] & mask);
+}
 
 // The key part of an expression into c.key and c.label; false when it names nothing known.
 bool parseKey(std::string_view key, Constraint& c) {
@@ -128,6 +168,7 @@ std::string_view nodeValue(const Constraint& c, const objects::NodeT& n) {
     case Key::NodeArch: return platformField(n, false);
     case Key::NodeLabel: return labelValue(nodeLabels(n), c.label);
     case Key::EngineLabel: return labelValue(engineLabels(n), c.label);
+    case Key::NodeIp: return n.status ? std::string_view(n.status->addr) : "";
   }
   return {};
 }
@@ -160,6 +201,10 @@ Result<Constraint> parseConstraint(std::string_view text) {
                              : "has a value " + quoteInput(value) +
                                    " with characters other than letters, digits, spaces and "
                                    ":-_.*()?+[]\\^$|/");
+  if (c.key == Key::NodeIp && !parseNetwork(value, c.network))
+    return bad("constraint", text,
+               "has a value " + quoteInput(value) +
+                   " that is neither an IP address nor a CIDR network such as 10.0.0.0/24");
   c.value = std::string(value);
   c.text = std::string(whole);
   return c;
@@ -177,7 +222,9 @@ Result<std::vector<Constraint>> parseConstraints(const std::vector<std::string>&
 }
 
 bool matches(const Constraint& constraint, const objects::NodeT& node) {
-  bool equal = equalFold(nodeValue(constraint, node), constraint.value);
+  bool equal = constraint.key == Key::NodeIp
+                   ? addressWithin(nodeValue(constraint, node), constraint.network)
+                   : equalFold(nodeValue(constraint, node), constraint.value);
   return constraint.op == Operator::Equal ? equal : !equal;
 }
 

@@ -6,7 +6,8 @@
 // Constraints: `<key>==<value>` or `<key>!=<value>`, spaces around key and value allowed, with
 // key one of
 //   node.id, node.hostname, node.role (manager | worker), node.platform.os,
-//   node.platform.arch, node.labels.<label>, engine.labels.<label>.
+//   node.platform.arch, node.labels.<label>, engine.labels.<label>,
+//   node.ip (an address or a CIDR network, matched against the address the managers see).
 // As in Swarm: the key's fixed part is matched without regard to case, a label name with it;
 // values compare without regard to case (ASCII); a label the node lacks has the value "", so
 // `node.labels.zone!=b` holds on a node without a zone. Unlike Swarm, an unknown key is an error
@@ -35,6 +36,14 @@ enum class Key : uint8_t {
   NodeArch,
   NodeLabel,    // node.labels.<label>: the node's spec labels
   EngineLabel,  // engine.labels.<label>: the labels the node's engine reports
+  NodeIp,       // node.ip: NodeStatus.addr within `network`
+};
+
+// node.ip's value: one address (all bits) or a network, IPv4 or IPv6.
+struct IpNetwork {
+  bool v6 = false;
+  uint8_t bytes[16] = {};
+  uint8_t prefix = 0;
 };
 
 enum class Operator : uint8_t { Equal, NotEqual };
@@ -45,6 +54,7 @@ struct Constraint {
   std::string label;  // NodeLabel, EngineLabel: the label's name, as written
   std::string value;  // trimmed
   std::string text;   // the whole expression, trimmed, as written: for messages
+  IpNetwork network;  // NodeIp
 };
 
 // One expression, e.g. "node.labels.zone == b". The error quotes the text, says what is wrong

@@ -258,6 +258,31 @@ TEST_CASE("constraints: every key, == and !=, spaces, case as in Swarm") {
   CHECK(parsed->value == "b");
 }
 
+TEST_CASE("constraints: node.ip, an address or a network, as Swarm's") {
+  auto n = makeNode({.id = "v4"});
+  n.status->addr = "198.18.0.7";
+  CHECK(holds("node.ip==198.18.0.7", n));
+  CHECK_FALSE(holds("node.ip!=198.18.0.7", n));
+  CHECK(holds("node.ip == 198.18.0.0/24", n));
+  CHECK(holds("node.ip==198.18.0.0/15", n));
+  CHECK(holds("node.ip==0.0.0.0/0", n));
+  CHECK_FALSE(holds("node.ip==198.18.1.0/24", n));
+  CHECK(holds("node.ip!=10.0.0.0/8", n));
+  CHECK_FALSE(holds("node.ip==2001:db8::/32", n));
+  n.status->addr = "[2001:db8::2]:2377";
+  CHECK(holds("node.ip==2001:db8::/32", n));
+  CHECK(holds("node.ip==2001:db8::2", n));
+  CHECK_FALSE(holds("node.ip==2001:db9::/32", n));
+  n.status->addr = "";
+  CHECK_FALSE(holds("node.ip==0.0.0.0/0", n));
+  for (auto bad : {"node.ip==10.0.0.300", "node.ip==10.0.0.0/33", "node.ip==host-1",
+                   "node.ip==10.0.0.0/", "node.ip==::1/129"}) {
+    auto c = constraints::parseConstraint(bad);
+    REQUIRE_FALSE_MESSAGE(c, bad);
+    CHECK(c.error().message.find("neither an IP address nor a CIDR network") != std::string::npos);
+  }
+}
+
 TEST_CASE("constraints: bad expressions name the text and the valid forms") {
   auto noOperator = constraints::parseConstraint("node.labels.zone=b");
   REQUIRE_FALSE(noOperator);
