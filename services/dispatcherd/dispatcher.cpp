@@ -99,6 +99,8 @@ void Dispatcher::closeEndpoints() {
   tick_ = 0;
   if (assignTimer_) daemon_.loop().cancel(assignTimer_);
   assignTimer_ = 0;
+  if (statusTimer_) daemon_.loop().cancel(statusTimer_);
+  statusTimer_ = 0;
   if (server_) server_->close();
   if (hello_) hello_->close();
   server_.reset();
@@ -914,7 +916,8 @@ void Dispatcher::updateTaskStatus(bus::Call& call,
 }
 
 void Dispatcher::flushTaskStatus(Clock::time_point now) {
-  if (!store_ || !active_ || !taskWrites_.due(now)) return;
+  if (!store_ || !active_) return;
+  if (!taskWrites_.due(now)) return armTaskStatus();
   for (auto& txn : taskWrites_.take(now, assignments_)) {
     uint64_t gen = writeGeneration_;
     store_->txn(std::move(txn.changes), {kWriteTimeout},
@@ -922,7 +925,8 @@ void Dispatcher::flushTaskStatus(Clock::time_point now) {
                   if (gen != writeGeneration_) return;
                   if (r) {
                     ++counters_.taskTxns;
-                    return taskWrites_.succeeded(id, *r);
+                    taskWrites_.succeeded(id, *r);
+                    return armTaskStatus();
                   }
                   if (store::codeOf(r.error()) == wire::ErrorCode::Conflict) {
                     ++counters_.taskConflicts;
@@ -934,8 +938,21 @@ void Dispatcher::flushTaskStatus(Clock::time_point now) {
                   taskWriteWarning_.warn("task status batch of " + std::to_string(ids.size()) +
                                          " not written (" + r.error().message + "); retrying");
                   taskWrites_.failed(id);
+                  armTaskStatus();
                 });
   }
+  armTaskStatus();
+}
+
+void Dispatcher::armTaskStatus() {
+  if (statusTimer_ || !store_ || !active_) return;
+  auto now = daemon_.loop().now();
+  auto at = taskWrites_.dueAt(now);
+  if (!at) return;
+  statusTimer_ = daemon_.loop().after(*at - now, [this] {
+    statusTimer_ = 0;
+    flushTaskStatus(daemon_.loop().now());
+  });
 }
 
 void Dispatcher::rereadTasks(uint64_t txn, const std::vector<std::string>& taskIds) {
@@ -955,6 +972,7 @@ void Dispatcher::rereadTasks(uint64_t txn, const std::vector<std::string>& taskI
                   if (--*left > 0) return;
                   taskWrites_.failed(txn);
                   pushDue();
+                  armTaskStatus();
                 });
 }
 

@@ -108,6 +108,8 @@ class Dispatcher {
   // --- task status (task_status.h)
   void updateTaskStatus(bus::Call& call, const dispatch::UpdateTaskStatusRequest& request);
   void flushTaskStatus(Clock::time_point now);
+  // A timer for the next write due, so that it goes on time rather than at the next tick.
+  void armTaskStatus();
   // After a Conflict: the transaction's tasks are read again, then it is rebuilt.
   void rereadTasks(uint64_t txn, const std::vector<std::string>& taskIds);
   // A certificate for the node's current role, issued now (and owed to the store).
@@ -163,6 +165,7 @@ class Dispatcher {
   Loop::TimerId assignTimer_ = 0;
   Clock::time_point assignTimerAt_{};
   TaskStatusWrites taskWrites_;
+  Loop::TimerId statusTimer_ = 0;
   bus::RateLimitedWarning badReports_;
   bus::RateLimitedWarning taskWriteWarning_;
 

@@ -127,6 +127,12 @@ bool TaskStatusWrites::due(Clock::time_point now) const {
   return !lastWrite_ || now - *lastWrite_ >= kInterval;
 }
 
+std::optional<Clock::time_point> TaskStatusWrites::dueAt(Clock::time_point now) const {
+  if (pending_.empty() || inFlight_.size() >= kMaxInFlight) return std::nullopt;
+  if (pending_.size() >= kMaxPending || !lastWrite_) return now;
+  return std::max(now, *lastWrite_ + kInterval);
+}
+
 bool TaskStatusWrites::waiting(const std::string& taskId, const TaskEntry& task) const {
   if (busy_.count(taskId)) return true;
   auto w = written_.find(taskId);

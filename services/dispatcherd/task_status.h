@@ -82,6 +82,9 @@ class TaskStatusWrites {
 
   // Whether transactions may go now.
   bool due(Clock::time_point now) const;
+  // When they may go: now, or 100 ms after the last; none while nothing is pending or as many
+  // transactions as allowed are in flight (an answer frees one).
+  std::optional<Clock::time_point> dueAt(Clock::time_point now) const;
   // Moves pending updates in flight, as transactions (each at most kMaxChanges).
   std::vector<Txn> take(Clock::time_point now, const Assignments& view);
   // The transaction was applied at `index` (the written tasks' new version).

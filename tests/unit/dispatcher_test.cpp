@@ -969,6 +969,7 @@ TEST_CASE("writes: due every 100 ms or at 10,000 pending, in transactions of at 
   w.report("n1", "t1", reported(TaskState::Accepted), view);
   clock.advance(99ms);
   CHECK_FALSE(w.due(clock.now));
+  CHECK(w.dueAt(clock.now) == clock.now + 1ms);
   clock.advance(1ms);
   CHECK(w.due(clock.now));
   auto one = w.take(clock.now, view);
@@ -991,6 +992,7 @@ TEST_CASE("writes: due every 100 ms or at 10,000 pending, in transactions of at 
   }
   CHECK(changes == TaskStatusWrites::kMaxInFlight * TaskStatusWrites::kMaxChanges);
   CHECK_FALSE(w.due(clock.now));  // as many in flight as allowed
+  CHECK_FALSE(w.dueAt(clock.now));
   w.succeeded(txns[0].id, 30'000);
   clock.advance(100ms);
   CHECK(w.due(clock.now));
