@@ -4,11 +4,14 @@
 // and a schedulerd stopped with SIGTERM and started again creates no second task for a slot.
 // On a 3-member raft the followers' schedulerd idles and says why, the leader's acts; when the
 // leader's raftd dies its schedulerd stops and a survivor's takes over; SIGTERM stops them all
-// cleanly.
+// cleanly. With dispatcherd and a fake-executor agentd on the node, the tasks run, a failed one
+// is replaced after its restart delay, and a scale down stops the others, while dispatcherd
+// writes the tasks' status beside schedulerd.
 #include <doctest/doctest.h>
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -20,12 +23,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/bus.h"
 #include "common/ids.h"
 #include "common/node_dir.h"
 #include "common/object_codec.h"
 #include "common/protocols.h"
 #include "common/store_client.h"
 #include "tests/support/daemons.h"
+#include "tests/support/tempdir.h"
 #include "tests/support/node_daemons.h"
 #include "tests/support/process.h"
 #include "tests/support/raft_members.h"
@@ -121,15 +126,38 @@ std::unique_ptr<objects::ServiceT> replicatedService(const std::string& name, ui
   return s;
 }
 
+// As the service API's update does for a scale: replicas changed, spec_version bumped.
+void scale(store::SyncClient& store, const std::string& serviceId, uint64_t replicas) {
+  auto stored = store.get(ObjectKind::Service, serviceId);
+  REQUIRE(stored.ok());
+  auto svc = objects_codec::unpack<objects::Service>(stored->data, "service");
+  REQUIRE(svc.ok());
+  uint64_t version = objects_codec::versionOf((*svc)->meta);
+  (*svc)->spec->mode->replicas = replicas;
+  (*svc)->spec_version += 1;
+  auto scaled = store.txn({{ObjectKind::Service, objects::Operation::Update, serviceId, version,
+                            objects_codec::pack<objects::Service>(**svc)}});
+  REQUIRE_MESSAGE(scaled.ok(), "scaling: " << (scaled ? "" : scaled.error().message));
+}
+
+// Why the last tasksOf() found nothing, for failure messages.
+std::string lastListError;
+
+// The service's tasks; none when they cannot be listed (a busy machine can make raftd miss a
+// read's deadline). It asserts nothing: waits retry it, and failure messages call it.
 std::vector<std::unique_ptr<objects::TaskT>> tasksOf(store::SyncClient& store, const std::string& serviceId) {
   store::ListFilter filter;
   filter.serviceId = serviceId;
   auto listed = store.list(ObjectKind::Task, filter);
-  REQUIRE_MESSAGE(listed.ok(), "listing tasks: " << (listed ? "" : listed.error().message));
   std::vector<std::unique_ptr<objects::TaskT>> out;
+  lastListError = listed ? "" : "listing the tasks failed: " + listed.error().message;
+  if (!listed) return out;
   for (auto& o : listed->objects) {
     auto t = objects_codec::unpack<objects::Task>(o, "task");
-    REQUIRE(t.ok());
+    if (!t) {
+      lastListError = t.error().message;
+      return {};
+    }
     out.push_back(std::move(t).value());
   }
   return out;
@@ -140,7 +168,7 @@ bool live(const objects::TaskT& t) { return t.desired_state <= TaskState::Runnin
 
 // One line per task, for failure messages.
 std::string describe(const std::vector<std::unique_ptr<objects::TaskT>>& tasks) {
-  std::string out;
+  std::string out = lastListError;
   for (auto& t : tasks)
     out += "\n  " + t->id + " slot " + std::to_string(t->slot) + " node " + t->node_id + " state " +
            objects::EnumNameTaskState(stateOf(*t)) + " desired " + objects::EnumNameTaskState(t->desired_state) +
@@ -209,16 +237,7 @@ TEST_CASE("schedulerd on one manager: idle outside a swarm, then 3 replicas assi
   REQUIRE_MESSAGE(assigned, "tasks:" << describe(tasksOf(store, serviceId)) << "\n" << sd.status().dump() << logs());
 
   INFO("scale to 1: 2 tasks get desired SHUTDOWN, none is added");
-  auto stored = store.get(ObjectKind::Service, serviceId);
-  REQUIRE(stored.ok());
-  auto svc = objects_codec::unpack<objects::Service>(stored->data, "service");
-  REQUIRE(svc.ok());
-  uint64_t version = objects_codec::versionOf((*svc)->meta);
-  (*svc)->spec->mode->replicas = 1;
-  (*svc)->spec_version += 1;
-  auto scaled = store.txn({{ObjectKind::Service, objects::Operation::Update, serviceId, version,
-                            objects_codec::pack<objects::Service>(**svc)}});
-  REQUIRE_MESSAGE(scaled.ok(), "scaling: " << (scaled ? "" : scaled.error().message));
+  scale(store, serviceId, 1);
   bool shutDown = waitFor([&] {
     auto tasks = tasksOf(store, serviceId);
     size_t down = 0;
@@ -301,6 +320,113 @@ TEST_CASE("schedulerd on three managers: the followers' idle and say why, the le
   for (size_t i = 0; i < sds.size(); ++i)
     if (static_cast<int>(i) != lead) CHECK_FALSE(sds[i]->status().value("active", true));
   for (auto& s : sds) s->stop();
+}
+
+// ---- with dispatcherd and agentd --executor fake on the node
+
+// One node's daemons, and the calls this test makes on their sockets.
+struct FullNode : testing::NodeDaemons {
+  using NodeDaemons::NodeDaemons;
+
+  void control(const std::string& daemon, control::Body type, flatbuffers::Offset<void> body,
+               flatbuffers::FlatBufferBuilder& fbb) const {
+    auto r = testing::callOn<control::Envelope>(socketOf(daemon),
+                                                bus::message<control::Envelope>(fbb, type, body), 10s);
+    REQUIRE_MESSAGE(r.ok(), daemon << ": " << (r ? "" : r.error().message) << logs());
+  }
+  void reload(const std::string& daemon) const {
+    flatbuffers::FlatBufferBuilder fbb;
+    control(daemon, control::Body::ReloadRequest, control::CreateReloadRequest(fbb).Union(), fbb);
+  }
+  nlohmann::json scheduler() const {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = control::CreateStatusRequest(fbb);
+    auto r = testing::callOn<control::Envelope>(
+        socketOf("schedulerd"), bus::message<control::Envelope>(fbb, control::Body::StatusRequest, body.Union()), 2s);
+    if (!r) return nlohmann::json::object();
+    auto j = nlohmann::json::parse(r->as<control::Envelope>()->body_as_StatusReply()->json()->str());
+    return j.value("scheduler", nlohmann::json::object());
+  }
+  void init(uint16_t port) const {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::string a = "127.0.0.1:" + std::to_string(port);
+    auto body = swarmapi::CreateInitRequestDirect(fbb, a.c_str(), a.c_str());
+    auto r = testing::callOn<swarmapi::Envelope>(
+        socketOf("raftd"), bus::message<swarmapi::Envelope>(fbb, swarmapi::Body::InitRequest, body.Union()), 20s);
+    REQUIRE_MESSAGE(r.ok(), "swarm init: " << (r ? "" : r.error().message) << logs());
+  }
+  void failTask(const std::string& taskId, int exitCode) const {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = agentapi::CreateFakeTaskRequestDirect(fbb, taskId.c_str(), agentapi::FakeAction::Fail, exitCode);
+    auto r = testing::callOn<agentapi::Envelope>(
+        socketOf("agentd"), bus::message<agentapi::Envelope>(fbb, agentapi::Body::FakeTaskRequest, body.Union()), 5s);
+    REQUIRE_MESSAGE(r.ok(), "failing task " << taskId << ": " << (r ? "" : r.error().message));
+  }
+};
+
+size_t countIn(const std::vector<std::unique_ptr<objects::TaskT>>& tasks, TaskState state) {
+  return std::count_if(tasks.begin(), tasks.end(), [&](auto& t) { return stateOf(*t) == state; });
+}
+
+TEST_CASE("schedulerd with dispatcherd and a fake executor: 3 replicas run, a failed one is "
+          "replaced after its restart delay, a scale to 1 stops two") {
+  testing::TempDir tmp;
+  FullNode n(tmp.path(), "m1");
+  uint16_t port = testing::freeRaftPort();
+  n.start("raftd");
+  n.start("dispatcherd");
+  n.start("agentd", {"--executor", "fake", "--fake-delay", "5ms"});
+  n.start("schedulerd");
+  n.init(port);
+  n.reload("dispatcherd");
+  n.reload("agentd");
+  REQUIRE_MESSAGE(waitFor([&] { return n.scheduler().value("state", "") == "active"; }, 20s),
+                  n.scheduler().dump() << n.logs());
+
+  store::SyncClient store;
+  REQUIRE(store.connect(n.socketOf("raftd")).ok());
+  auto service = replicatedService("web", 3);
+  service->spec->task->restart = std::make_unique<objects::RestartPolicyT>();
+  service->spec->task->restart->condition = objects::RestartCondition::Any;
+  service->spec->task->restart->delay = 300 * 1'000'000;  // 300 ms: a wake the cores ask for
+  std::string serviceId = service->id;
+  auto created = store.txn({{ObjectKind::Service, objects::Operation::Create, serviceId, 0,
+                             objects_codec::pack<objects::Service>(*service)}});
+  REQUIRE_MESSAGE(created.ok(), "writing the Service: " << (created ? "" : created.error().message));
+  auto report = [&] { return "tasks:" + describe(tasksOf(store, serviceId)) + "\n" + n.scheduler().dump() + n.logs(); };
+
+  INFO("3 replicas RUNNING");
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto tasks = tasksOf(store, serviceId);
+    return tasks.size() == 3 && countIn(tasks, TaskState::Running) == 3 && oneLivePerSlot(tasks, 3);
+  }, 30s), report());
+
+  INFO("slot 1's task fails: a new one runs in its slot, the failed one stays as history");
+  std::string failed;
+  for (auto& t : tasksOf(store, serviceId))
+    if (t->slot == 1) failed = t->id;
+  n.failTask(failed, 3);
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto tasks = tasksOf(store, serviceId);
+    size_t inSlot1 = 0;
+    for (auto& t : tasks) inSlot1 += t->slot == 1;
+    return tasks.size() == 4 && inSlot1 == 2 && countIn(tasks, TaskState::Running) == 3 &&
+           countIn(tasks, TaskState::Failed) == 1 && oneLivePerSlot(tasks, 3);
+  }, 30s), report());
+
+  INFO("scale to 1: the tasks of slots 2 and 3 reach SHUTDOWN");
+  scale(store, serviceId, 1);
+  REQUIRE_MESSAGE(waitFor([&] {
+    auto tasks = tasksOf(store, serviceId);
+    return countIn(tasks, TaskState::Shutdown) == 2 && countIn(tasks, TaskState::Running) == 1 &&
+           oneLivePerSlot(tasks, 1);
+  }, 30s), report());
+  auto s = n.scheduler();
+  CHECK_MESSAGE(s.value("pass_errors", 1) == 0, s.dump());
+  CHECK_MESSAGE(s.value("bad_objects", 1) == 0, s.dump());
+  MESSAGE("schedulerd beside dispatcherd: " << s.value("passes", 0) << " passes, " << s.value("txns", 0)
+          << " transactions, " << s.value("conflicts", 0) << " conflicts, " << s.value("resyncs", 0) << " resyncs");
+  n.stop("schedulerd");
 }
 
 }  // namespace
