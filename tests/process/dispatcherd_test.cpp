@@ -472,6 +472,15 @@ TEST_CASE("dispatcherd beside raftd: hello, joins, a session, Down after 3 misse
         hello, bus::message<dispatch::Envelope>(ofbb, dispatch::Body::OpenSessionRequest, openBody.Union()));
     REQUIRE_FALSE(onHelloOpen.ok());
     CHECK(contains(errorOf(onHelloOpen), "HelloRequest only"));
+    // A request that names its kind and leaves its table out passes the verifier: refused.
+    for (auto kind : {dispatch::Body::HeartbeatRequest, dispatch::Body::JoinRequest,
+                      dispatch::Body::UpdateTaskStatusRequest}) {
+      flatbuffers::FlatBufferBuilder efbb;
+      auto empty = w.client.call(bus::message<dispatch::Envelope>(efbb, kind, 0), 10s);
+      REQUIRE_FALSE(empty.ok());
+      CHECK(store::codeOf(empty.error()) == wire::ErrorCode::BadMessage);
+      CHECK(contains(errorOf(empty), "without its body"));
+    }
   }
   auto after = m.status()["dispatcher"];
   CHECK(after.value("active", false));
