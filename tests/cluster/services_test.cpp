@@ -370,7 +370,8 @@ TEST_CASE("an impossible constraint says why in service ps; bad input changes no
   CHECK(field(rows[0], "Error").find("node.labels.zone") != std::string::npos);
   CHECK(field(rows[0], "Node").empty());
 
-  l.must({"service", "create", "-d", "--name", "p", "--publish", "8080:80", "nginx:1"});
+  // A service that runs, so that the list below stays still (its REPLICAS would change).
+  createReplicated(l, "p", 1, "nginx:1", {"--publish", "8080:80"});
   auto before = l.rowsOf({"service", "ls", "--format", "json"});
   REQUIRE(before);
   REQUIRE(before->size() == 2);
