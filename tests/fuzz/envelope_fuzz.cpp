@@ -38,6 +38,10 @@ const FuzzedProtocol kFuzzed[] = {
     {&testing::kTestingProtocol, "testing", readEnvelope<testing::Envelope>},
     {&raftd::kRaftProtocol, "raft", readEnvelope<raftpeer::Envelope>},
     {&raftd::kStoreProtocol, "store", readEnvelope<storeapi::Envelope>},
+    {&kSwarmProtocol, "swarm", readEnvelope<swarmapi::Envelope>},
+    {&kDispatchProtocol, "dispatch", readEnvelope<dispatch::Envelope>},
+    {&kAgentProtocol, "agent", readEnvelope<agentapi::Envelope>},
+    {&kServiceProtocol, "service", readEnvelope<serviceapi::Envelope>},
 };
 
 // Reads are summed into a volatile so that the compiler cannot drop them.

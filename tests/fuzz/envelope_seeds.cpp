@@ -126,6 +126,36 @@ std::vector<bus::Buffer> seeds() {
   }
   out.push_back(bus::control(raftd::kStoreProtocol, wire::Kind::Error, 11, 0,
                              wire::ErrorCode::NotLeader, "not the leader"));
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = dispatch::CreateJoinRequest(fbb, fbb.CreateString("SWMTKN-1-abc-def"),
+                                            fbb.CreateString("198.18.0.2"));
+    add(bus::message<dispatch::Envelope>(fbb, dispatch::Body::JoinRequest, body.Union()), 7,
+        wire::Kind::Request, 5000, 0);
+  }
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto status = objects::CreateTaskStatus(fbb, 1, objects::TaskState::Running,
+                                            fbb.CreateString("started"));
+    std::vector<flatbuffers::Offset<dispatch::TaskStatusUpdate>> updates{
+        dispatch::CreateTaskStatusUpdate(fbb, fbb.CreateString("t1"), status)};
+    auto body = dispatch::CreateUpdateTaskStatusRequest(fbb, fbb.CreateString("s1"),
+                                                        fbb.CreateVector(updates));
+    add(bus::message<dispatch::Envelope>(fbb, dispatch::Body::UpdateTaskStatusRequest,
+                                         body.Union()),
+        8, wire::Kind::Request, 5000, 0);
+  }
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto annotations = objects::CreateAnnotations(fbb, fbb.CreateString("web"));
+    auto container = objects::CreateContainerSpec(fbb, fbb.CreateString("busybox"));
+    auto task = objects::CreateTaskSpec(fbb, container);
+    auto spec = objects::CreateServiceSpec(fbb, annotations, task);
+    auto body = serviceapi::CreateCreateServiceRequest(fbb, spec);
+    add(bus::message<serviceapi::Envelope>(fbb, serviceapi::Body::CreateServiceRequest,
+                                           body.Union()),
+        9, wire::Kind::Request, 5000, 0);
+  }
   return out;
 }
 
@@ -139,8 +169,10 @@ int main(int argc, char** argv) {
   }
   using namespace shoal;
   // A seed the verifier refuses would start the fuzzer off the accepted path: refuse it here.
-  const bus::Protocol* all[] = {&kControlProtocol, &testing::kTestingProtocol,
-                                &raftd::kRaftProtocol, &raftd::kStoreProtocol};
+  const bus::Protocol* all[] = {&kControlProtocol,     &testing::kTestingProtocol,
+                                &raftd::kRaftProtocol, &raftd::kStoreProtocol,
+                                &kSwarmProtocol,       &kDispatchProtocol,
+                                &kAgentProtocol,       &kServiceProtocol};
   int n = 0;
   for (auto& seed : seeds()) {
     if (auto ok = bus::verify({seed.data(), seed.size()}, all); !ok) {
