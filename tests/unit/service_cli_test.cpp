@@ -676,3 +676,24 @@ TEST_CASE("progress display: in place on a terminal, changed lines otherwise") {
   CHECK(tty.frame({"a", "b"}) == "\r\x1b[2Ka\n\r\x1b[2Kb\n");
   CHECK(tty.frame({"c"}) == "\x1b[2A\r\x1b[2Kc\n\r\x1b[2K\n\x1b[1A");
 }
+
+TEST_CASE("an ended task the restart policy keeps down says so") {
+  auto web = service("svc1", "web",
+                     {{"replicas", {"1"}}, {"restart-max-attempts", {"2"}}, {"restart-condition", {"on-failure"}}});
+  auto t = task(*web, "t1", 1, objects::TaskState::Failed, objects::TaskState::Running, kSecond);
+  t->status->err = "task: non-zero exit (1)";
+  t->restart_attempt = 2;
+  CHECK(taskReason(*t, web.get(), kNow) ==
+        "task: non-zero exit (1); not restarted: 2 of 2 restart attempts used");
+  t->restart_attempt = 1;  // a restart is still allowed: the orchestrator will replace it
+  CHECK(taskReason(*t, web.get(), kNow) == "task: non-zero exit (1)");
+  t->restart_attempt = 2;
+  t->desired_state = objects::TaskState::Shutdown;  // replaced: nothing to explain
+  CHECK(taskReason(*t, web.get(), kNow) == "task: non-zero exit (1)");
+  auto done = task(*web, "t2", 1, objects::TaskState::Complete, objects::TaskState::Running, kSecond);
+  CHECK(taskReason(*done, web.get(), kNow) ==
+        "not restarted: it completed and the restart condition is on-failure");
+  auto once = service("svc2", "once", {{"replicas", {"1"}}, {"restart-condition", {"none"}}});
+  auto o = task(*once, "t3", 1, objects::TaskState::Failed, objects::TaskState::Running, kSecond);
+  CHECK(taskReason(*o, once.get(), kNow) == "not restarted: restart condition none");
+}

@@ -263,6 +263,38 @@ const Headers& taskHeaders() {
   return headers;
 }
 
+namespace {
+
+// Why an ended task was not replaced. The orchestrator gives a replaced task desired SHUTDOWN
+// and leaves desired RUNNING on one whose restart the policy refuses (docs/services.md
+// "Restarts"), so an ended task still desired RUNNING is one that stays down, and Swarm never
+// says why.
+std::string noRestartReason(const objects::TaskT& task, const objects::ServiceT* service) {
+  auto state = task.status ? task.status->state : objects::TaskState::New;
+  bool ended = state == objects::TaskState::Complete || state == objects::TaskState::Failed ||
+               state == objects::TaskState::Rejected;
+  if (!ended || task.desired_state != objects::TaskState::Running) return "";
+  const objects::RestartPolicyT* policy = nullptr;
+  if (service && service->spec && service->spec->task) policy = service->spec->task->restart.get();
+  if (!policy && task.spec) policy = task.spec->restart.get();
+  if (!policy) return "";
+  if (policy->condition == objects::RestartCondition::None)
+    return "not restarted: restart condition none";
+  if (policy->condition == objects::RestartCondition::OnFailure &&
+      state == objects::TaskState::Complete)
+    return "not restarted: it completed and the restart condition is on-failure";
+  if (policy->max_attempts > 0 && task.restart_attempt >= policy->max_attempts) {
+    std::string used = std::to_string(policy->max_attempts);
+    std::string text = "not restarted: " + used + " of " + used + " restart attempts used";
+    if (policy->window > 0)
+      text += " within " + formatDuration(std::chrono::nanoseconds(policy->window));
+    return text;
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string taskReason(const objects::TaskT& task, const objects::ServiceT* service, int64_t now) {
   auto state = task.status ? task.status->state : objects::TaskState::New;
   if (task.not_before > now && task.desired_state == objects::TaskState::Ready &&
@@ -275,7 +307,10 @@ std::string taskReason(const objects::TaskT& task, const objects::ServiceT* serv
   if (failed && us && us->state == objects::UpdateState::Paused && !us->message.empty() &&
       (!us->spec_version || task.spec_version == us->spec_version))
     return us->message;
-  return task.status ? task.status->err : "";
+  std::string err = task.status ? task.status->err : "";
+  std::string noRestart = noRestartReason(task, service);
+  if (noRestart.empty()) return err;
+  return err.empty() ? noRestart : err + "; " + noRestart;
 }
 
 std::string taskDisplayName(const objects::TaskT& task, const objects::ServiceT* service) {
