@@ -1,5 +1,7 @@
 #include "services/raftd/service_control.h"
 
+#include <sodium.h>
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -214,6 +216,10 @@ void ServiceControl::create(Req r) {
   std::shared_ptr<objects::ServiceSpecT> spec(req->spec()->UnPack());
   readObjects([this, r, spec](Result<ObjectsPtr> objects) {
     if (!objects) return fail(r, objects.error());
+    if (!spec->annotations) spec->annotations = std::make_unique<objects::AnnotationsT>();
+    if (spec->annotations->name.empty())  // docker names a service created without --name
+      spec->annotations->name = service_rules::generatedName(
+          (*objects)->services, [](uint32_t n) { return randombytes_uniform(n); });
     if (auto st = service_rules::validate(*spec, **objects, nullptr); !st)
       return fail(r, st.error());
     auto service = service_rules::newService(newId(), std::make_unique<objects::ServiceSpecT>(*spec));

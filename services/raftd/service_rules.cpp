@@ -1,5 +1,7 @@
 #include "services/raftd/service_rules.h"
 
+#include <strings.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -464,6 +466,33 @@ Result<const objects::ServiceT*> resolveService(
   for (const auto& s : services)
     if (s->id == *id) return s.get();
   return Error{"no service " + quoteInput(query), static_cast<int>(ErrorCode::NotFound)};
+}
+
+std::string generatedName(const std::vector<std::unique_ptr<objects::ServiceT>>& services,
+                          const std::function<uint32_t(uint32_t)>& pick) {
+  static constexpr std::string_view kAdjectives[] = {
+      "amber", "brave",  "calm",   "clever", "eager",  "gentle", "happy", "keen",
+      "lucid", "merry",  "nimble", "proud",  "quiet",  "rapid",  "sharp", "steady",
+      "swift", "tender", "vivid",  "wise",   "bold",   "bright", "cosy",  "jolly"};
+  static constexpr std::string_view kSurnames[] = {
+      "lovelace", "hopper",  "turing",   "noether", "curie",   "franklin", "meitner",
+      "dijkstra", "lamport", "liskov",   "ritchie", "thompson", "knuth",   "hamilton",
+      "goldberg", "shannon", "babbage",  "kepler",  "galois",  "euler",    "hypatia",
+      "ramanujan", "tesla",  "volta"};
+  auto taken = [&](const std::string& name) {
+    return std::any_of(services.begin(), services.end(), [&](const auto& s) {
+      return s && strcasecmp(nameOf(*s).c_str(), name.c_str()) == 0;
+    });
+  };
+  auto draw = [&] {
+    return std::string(kAdjectives[pick(std::size(kAdjectives))]) + "_" +
+           std::string(kSurnames[pick(std::size(kSurnames))]);
+  };
+  std::string name;
+  for (int i = 0; i < 20; ++i)
+    if (!taken(name = draw())) return name;
+  for (int n = 2;; ++n)
+    if (!taken(name + std::to_string(n))) return name + std::to_string(n);
 }
 
 std::unique_ptr<objects::ServiceT> newService(std::string id,

@@ -9,6 +9,7 @@
 // `invalid --constraint "node.labels.zone=b": ...`.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -68,6 +69,12 @@ void applyUpdate(objects::ServiceT& service, std::unique_ptr<objects::ServiceSpe
 // RollbackStarted "manually requested rollback". Refused (InvalidArgument) without a previous
 // spec; the caller validates the spec that comes back before writing.
 Status applyRollback(objects::ServiceT& service, int64_t now);
+
+// A name for a service created without --name, as docker makes one: "<adjective>_<surname>",
+// not taken by `services` (a number is added after 20 draws that were all taken). pick(n):
+// a uniform number below n (randomness is injected, so tests replay).
+std::string generatedName(const std::vector<std::unique_ptr<objects::ServiceT>>& services,
+                          const std::function<uint32_t(uint32_t)>& pick);
 
 // The service's name, or its id when it has none.
 std::string nameOf(const objects::ServiceT& service);

@@ -204,7 +204,6 @@ TEST_CASE("the service API on a real raftd") {
 
   SUBCASE("every refusal names what was wrong, and nothing is written") {
     const Refused cases[] = {
-        {"no name", [](auto& s) { s.annotations->name = ""; }, "a service needs a name: give --name"},
         {"bad name", [](auto& s) { s.annotations->name = "a b"; }, "invalid --name \"a b\""},
         {"taken name", [](auto& s) { s.annotations->name = "WEB"; },
          "a service named web already exists"},
@@ -295,6 +294,17 @@ TEST_CASE("the service API on a real raftd") {
     CHECK(contains(missing.message, "no service \"nope\""));
     CHECK(store::codeOf(m.refusal(removeRequest("nope"))) == ErrorCode::NotFound);
     CHECK(m.services() == before);
+  }
+
+  SUBCASE("a create without a name gets one, as docker's does") {
+    auto unnamed = spec("");
+    std::string id = m.accepted(createRequest(unnamed));
+    std::string name;
+    for (auto& bytes : m.services()) {
+      auto* stored = flatbuffers::GetRoot<objects::Service>(bytes.data());
+      if (stored->id()->str() == id) name = stored->spec()->annotations()->name()->str();
+    }
+    CHECK_MESSAGE(name.find('_') != std::string::npos, name);
   }
 
   SUBCASE("update, scale, rollback, stale versions and rm") {

@@ -129,6 +129,27 @@ TEST_CASE("names") {
   CHECK(validate(*ok, objects, nullptr).ok());
 }
 
+TEST_CASE("a service created without a name gets docker's kind of name, never a taken one") {
+  auto objects = store();
+  uint32_t next = 0;
+  auto counter = [&next](uint32_t n) { return next++ % n; };
+  std::string name = generatedName(objects.services, counter);
+  CHECK(name.find('_') != std::string::npos);
+  auto spec = webSpec();
+  spec->annotations->name = name;
+  CHECK(validate(*spec, objects, nullptr).ok());  // a valid service name
+  // Every draw the same name, and that name taken: a number makes it free.
+  auto always0 = [](uint32_t) { return uint32_t(0); };
+  std::string first = generatedName(objects.services, always0);
+  auto taken = std::make_unique<objects::ServiceT>();
+  taken->id = "takenid000000000000000000";
+  taken->spec = std::make_unique<objects::ServiceSpecT>();
+  taken->spec->annotations = std::make_unique<objects::AnnotationsT>();
+  taken->spec->annotations->name = first;
+  objects.services.push_back(std::move(taken));
+  CHECK(generatedName(objects.services, always0) == first + "2");
+}
+
 TEST_CASE("image and mode") {
   CHECK(refusal([](auto& s) { s.task->container->image = ""; }) ==
         "a service needs an image: `shoal service create [OPTIONS] IMAGE [COMMAND]`");
