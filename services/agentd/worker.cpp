@@ -256,6 +256,13 @@ Result<std::string> Worker::find(std::string_view ref) const {
       matches.push_back(id);
   }
   if (matches.size() == 1) return matches.front();
+  // A slot's name also names its older tasks while the node still holds them: the one task
+  // of the slot that is meant to run is the one a user means.
+  std::vector<std::string> live;
+  for (const auto& id : matches)
+    if (tasks_.at(id).assigned.task()->desired_state() <= objects::TaskState::Running)
+      live.push_back(id);
+  if (live.size() == 1) return live.front();
   if (matches.empty())
     return Error{"no task '" + std::string(ref) + "' is assigned to this node",
                  static_cast<int>(wire::ErrorCode::NotFound)};

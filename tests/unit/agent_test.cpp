@@ -815,6 +815,17 @@ TEST_CASE("an assigned task is verified; names, ids and prefixes find it") {
   CHECK(w.find("zzz").error().code == static_cast<int>(wire::ErrorCode::NotFound));
 }
 
+TEST_CASE("a slot's name finds its live task while the node still holds older ones") {
+  RecordingExecutor ex;
+  Worker w(ex, [] { return int64_t{0}; });
+  w.replaceAll({assigned("old1", TaskState::Shutdown, TaskState::Failed),
+                assigned("new1", TaskState::Running)});
+  CHECK(*w.find("web.1") == "new1");
+  w.replaceAll({assigned("old1", TaskState::Shutdown, TaskState::Failed),
+                assigned("old2", TaskState::Shutdown, TaskState::Failed)});
+  CHECK(contains(w.find("web.1").error().message, "names 2 tasks"));
+}
+
 TEST_CASE("the fake executor walks to RUNNING on timers and obeys a test's actions") {
   Loop loop;
   FakeExecutor fake(loop, 1ms);
