@@ -45,20 +45,6 @@ bool validTag(std::string_view t) {
   return true;
 }
 
-Status checkDigest(std::string_view text, std::string_view d) {
-  auto colon = d.find(':');
-  if (colon == std::string_view::npos || colon == 0)
-    return invalid(text, "a digest is algorithm:hex, e.g. sha256:<64 hex digits>");
-  auto algorithm = d.substr(0, colon), hex = d.substr(colon + 1);
-  for (char c : hex)
-    if (!std::isxdigit(static_cast<unsigned char>(c)) || std::isupper(static_cast<unsigned char>(c)))
-      return invalid(text, "a digest's hex digits are 0-9 and a-f");
-  if (algorithm == "sha256" && hex.size() != 64)
-    return invalid(text, "a sha256 digest has 64 hex digits, not " + std::to_string(hex.size()));
-  if (hex.size() < 32) return invalid(text, "a digest has at least 32 hex digits");
-  return {};
-}
-
 bool looksLikeRegistry(std::string_view first) {
   return first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos ||
          first == "localhost";
@@ -72,7 +58,7 @@ Result<Reference> parse(std::string_view text) {
   std::string_view rest = text;
   if (auto at = rest.find('@'); at != std::string_view::npos) {
     ref.digest = std::string(rest.substr(at + 1));
-    if (auto st = checkDigest(text, ref.digest); !st) return st.error();
+    if (auto st = checkDigest(ref.digest); !st) return invalid(text, st.error().message);
     rest = rest.substr(0, at);
   }
   // A tag is after the last ':' that comes after the last '/' (a ':' before it is a port).
@@ -115,6 +101,21 @@ Result<Reference> parse(std::string_view text) {
   for (size_t i = 0; i < parts.size(); ++i) ref.path += (i ? "/" : "") + std::string(parts[i]);
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;
+}
+
+Status checkDigest(std::string_view d) {
+  auto colon = d.find(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return Error{"a digest is algorithm:hex, e.g. sha256:<64 hex digits>"};
+  auto algorithm = d.substr(0, colon), hex = d.substr(colon + 1);
+  for (char c : hex) {
+    auto u = static_cast<unsigned char>(c);
+    if (!std::isxdigit(u) || std::isupper(u)) return Error{"a digest's hex digits are 0-9 and a-f"};
+  }
+  if (algorithm == "sha256" && hex.size() != 64)
+    return Error{"a sha256 digest has 64 hex digits, not " + std::to_string(hex.size())};
+  if (hex.size() < 32) return Error{"a digest has at least 32 hex digits"};
+  return {};
 }
 
 std::string Reference::full() const {

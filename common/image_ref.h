@@ -40,6 +40,10 @@ struct Reference {
   std::string manifestRef() const { return digest.empty() ? tag : digest; }
 };
 
+// A content digest as registries name blobs: algorithm:hex, lowercase hex, 64 digits for
+// sha256, at least 32 for others. The error says which rule it broke.
+Status checkDigest(std::string_view digest);
+
 // Errors quote the input and say which rule it broke, e.g. `invalid image "Busybox":
 // repository names must be lowercase`.
 Result<Reference> parse(std::string_view text);
