@@ -33,31 +33,13 @@ namespace {
 using namespace std::chrono_literals;
 using objects::ObjectKind;
 using testing::daemonPath;
+using testing::freePortPair;
 using testing::Process;
 
 constexpr int64_t kSecond = 1'000'000'000;
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
-}
-
-// A dispatcher port P whose raft port P+1 was free a moment ago too.
-int freePortPair() {
-  for (int i = 0; i < 50; ++i) {
-    int p = testing::freePort();
-    if (p >= 65533) continue;
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(p + 1));
-    bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (free) return p;
-  }
-  FAIL("no pair of free ports");
-  return 0;
 }
 
 struct InitArgs {

@@ -42,6 +42,25 @@ inline int freePort() {
   return ntohs(addr.sin_port);
 }
 
+// A dispatcher port P whose raft port P+1 was free a moment ago too (docs/cluster.md "Ports").
+inline int freePortPair() {
+  for (int i = 0; i < 50; ++i) {
+    int p = freePort();
+    if (p >= 65533) continue;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(p + 1));
+    bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (free) return p;
+  }
+  FAIL("no pair of free ports");
+  return 0;
+}
+
 // Asks done() every 50 ms until it holds or limit passed; whether it held, asked once more
 // at the end so that a slow last step still counts.
 template <class F>
