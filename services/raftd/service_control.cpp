@@ -9,7 +9,7 @@
 
 #include "common/ids.h"
 #include "common/object_codec.h"
-#include "services/schedulerd/view.h"
+#include "common/spec_digest.h"
 
 namespace shoal::raftd {
 
@@ -46,7 +46,7 @@ ErrorCode codeOf(const Error& e) {
 bool templateChanged(const objects::ServiceT& current, const objects::ServiceSpecT& spec) {
   objects::ServiceT next;
   next.spec = std::make_unique<objects::ServiceSpecT>(spec);
-  return schedulerd::taskSpecDigest(current) != schedulerd::taskSpecDigest(next);
+  return taskSpecDigest(current) != taskSpecDigest(next);
 }
 
 // The service as an update to `spec` (or, when it is null, a rollback) makes it, checked

@@ -59,7 +59,7 @@ std::unique_ptr<objects::ServiceT> newService(std::string id,
                                               std::unique_ptr<objects::ServiceSpecT> spec);
 
 // An update of `service` to `spec`: the old spec kept as previous_spec, spec_version bumped,
-// and, when what the tasks run changed (templateChanged: schedulerd::taskSpecDigest differs),
+// and, when what the tasks run changed (templateChanged: taskSpecDigest differs),
 // update_status = Updating "update in progress". A change of replicas alone is a scale and
 // leaves update_status as it was.
 void applyUpdate(objects::ServiceT& service, std::unique_ptr<objects::ServiceSpecT> spec,

@@ -6,14 +6,6 @@ namespace shoal::schedulerd {
 
 namespace {
 
-uint64_t fnv1a(const uint8_t* data, size_t size, uint64_t h = 1469598103934665603ull) {
-  for (size_t i = 0; i < size; ++i) {
-    h ^= data[i];
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 template <class T>
 std::unique_ptr<typename T::NativeTableType> decode(std::string_view bytes) {
   auto r = objects_codec::unpack<T>(bytes, "object");
@@ -23,20 +15,6 @@ std::unique_ptr<typename T::NativeTableType> decode(std::string_view bytes) {
 const std::set<std::string> kNoTasks;
 
 }  // namespace
-
-uint64_t taskSpecDigest(const objects::ServiceT& service) {
-  uint64_t h = 1469598103934665603ull;
-  const objects::TaskSpecT empty;
-  flatbuffers::FlatBufferBuilder fbb(1024);
-  fbb.Finish(objects::TaskSpec::Pack(fbb, service.spec && service.spec->task ? service.spec->task.get() : &empty));
-  h = fnv1a(fbb.GetBufferPointer(), fbb.GetSize(), h);
-  if (service.spec && service.spec->endpoint) {
-    flatbuffers::FlatBufferBuilder e(256);
-    e.Finish(objects::EndpointSpec::Pack(e, service.spec->endpoint.get()));
-    h = fnv1a(e.GetBufferPointer(), e.GetSize(), h);
-  }
-  return h;
-}
 
 std::string taskName(const objects::ServiceT& service, const objects::TaskT& task) {
   std::string name = service.spec && service.spec->annotations ? service.spec->annotations->name : service.id;

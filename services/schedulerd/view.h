@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "common/spec_digest.h"
 #include "objects_generated.h"
 
 namespace shoal::schedulerd {
@@ -26,10 +27,8 @@ inline constexpr Time kMillisecond = 1'000'000;
 template <class T>
 using Table = std::map<std::string, std::unique_ptr<T>>;
 
-// A digest of what a task of the service runs: its TaskSpec and its EndpointSpec, packed.
-// Tasks record it (Task.spec_digest); a task whose digest differs from its service's is dirty
-// and the updater replaces it. Stable across processes and builds (FNV-1a over the bytes).
-uint64_t taskSpecDigest(const objects::ServiceT& service);
+// common/spec_digest.h: what tasks of a service run; a task with another digest is dirty.
+using shoal::taskSpecDigest;
 
 // Names of tasks, Swarm's: <service>.<slot> for replicated tasks, <service>.<node id> for
 // global ones (the id is appended by `service ps` as Swarm does: <name>.<task id>).

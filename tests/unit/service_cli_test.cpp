@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "services/schedulerd/view.h"
+#include "common/spec_digest.h"
 #include "tools/shoal/progress.h"
 #include "tools/shoal/service_flags.h"
 #include "tools/shoal/services.h"
@@ -55,7 +55,7 @@ std::unique_ptr<objects::TaskT> task(const objects::ServiceT& s, const std::stri
   t->node_id = "node1id";
   t->spec = std::make_unique<objects::TaskSpecT>(*s.spec->task);
   t->spec_version = s.spec_version;
-  t->spec_digest = shoal::schedulerd::taskSpecDigest(s);
+  t->spec_digest = shoal::taskSpecDigest(s);
   t->desired_state = desired;
   t->status = std::make_unique<objects::TaskStatusT>();
   t->status->state = state;

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "services/schedulerd/view.h"
+#include "common/spec_digest.h"
 #include "tools/shoal/services.h"
 
 namespace shoal::cli {
@@ -89,7 +89,7 @@ void replicatedFrame(ProgressFrame& f, const objects::ServiceT& s,
                      const std::vector<const objects::TaskT*>& tasks, int64_t now) {
   uint64_t replicas = s.spec && s.spec->mode ? s.spec->mode->replicas : 0;
   auto slots = bySlot(tasks);
-  uint64_t digest = schedulerd::taskSpecDigest(s), running = 0;
+  uint64_t digest = taskSpecDigest(s), running = 0;
   std::vector<std::string> lines;
   for (uint64_t slot = 1; slot <= replicas; ++slot) {
     auto it = slots.find(slot);
@@ -110,7 +110,7 @@ void globalFrame(ProgressFrame& f, const objects::ServiceT& s,
   std::map<std::string, std::vector<const objects::TaskT*>> byNode;
   for (const auto* t : tasks)
     if (t && live(*t) && !t->node_id.empty()) byNode[t->node_id].push_back(t);
-  uint64_t digest = schedulerd::taskSpecDigest(s), running = 0;
+  uint64_t digest = taskSpecDigest(s), running = 0;
   std::vector<std::string> lines;
   for (const auto& [node, nodeTasks] : byNode) {
     const auto* t = shownTask(nodeTasks);
