@@ -9,6 +9,10 @@
 #include "store_generated.h"
 #include "service_generated.h"
 #include "swarm_generated.h"
+#include "images_generated.h"
+#include "containers_generated.h"
+#include "overlay_generated.h"
+#include "logs_generated.h"
 
 namespace shoal {
 
@@ -39,6 +43,18 @@ inline const bus::Protocol kAgentProtocol = bus::makeProtocol<agentapi::Envelope
 inline const bus::Protocol kServiceProtocol = bus::makeProtocol<serviceapi::Envelope>(
     "service", 1, serviceapi::EnvelopeIdentifier(), serviceapi::VerifyEnvelopeBuffer);
 
+inline const bus::Protocol kImageProtocol = bus::makeProtocol<imageapi::Envelope>(
+    "image", 1, imageapi::EnvelopeIdentifier(), imageapi::VerifyEnvelopeBuffer);
+
+inline const bus::Protocol kContainerProtocol = bus::makeProtocol<containerapi::Envelope>(
+    "container", 1, containerapi::EnvelopeIdentifier(), containerapi::VerifyEnvelopeBuffer);
+
+inline const bus::Protocol kOverlayProtocol = bus::makeProtocol<overlayapi::Envelope>(
+    "overlay", 1, overlayapi::EnvelopeIdentifier(), overlayapi::VerifyEnvelopeBuffer);
+
+inline const bus::Protocol kLogProtocol = bus::makeProtocol<logapi::Envelope>(
+    "log", 1, logapi::EnvelopeIdentifier(), logapi::VerifyEnvelopeBuffer);
+
 }  // namespace shoal
 
 template <>
@@ -64,4 +80,20 @@ inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::agentapi::Envel
 template <>
 inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::serviceapi::Envelope>() {
   return shoal::kServiceProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::imageapi::Envelope>() {
+  return shoal::kImageProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::containerapi::Envelope>() {
+  return shoal::kContainerProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::overlayapi::Envelope>() {
+  return shoal::kOverlayProtocol;
+}
+template <>
+inline const shoal::bus::Protocol& shoal::bus::protocolOf<shoal::logapi::Envelope>() {
+  return shoal::kLogProtocol;
 }

@@ -62,7 +62,7 @@ FakeNodes::Node::Node(Loop& loop, zmq::context_t& ctx, size_t i, node::NodeDir d
                  if (auto st = dir.save(*config); !st)
                    spdlog::error("fake node {}: {}", description.hostname, st.error().message);
                },
-               {}, {}}) {
+               {}, {}, {}, {}}) {
   session.attach(&worker);
 }
 

@@ -166,6 +166,10 @@ void Session::onOpen(const bus::Client* c, Result<bus::Frame> r) {
   if (state_ != SessionState::Active) return;
   openAssignments();
   scheduleReports();
+  if (hooks_.opened && client_) {
+    openedHookCalled_ = true;
+    hooks_.opened(*client_, sessionId_);
+  }
 }
 
 bool Session::accept(const dispatch::Envelope* env, const std::string& manager) {
@@ -381,6 +385,8 @@ void Session::onAssignments(const bus::Client* c, const bus::Frame& frame) {
     return reopenAssignments(Millis(0));
   }
   streamBackoff_.reset();
+  // Before the tasks: preparing one reads the secrets it refers to.
+  if (secrets_) secrets_->take(a->secrets(), a->configs(), a->full());
   std::vector<AssignedTask> tasks;
   if (a->updated()) {
     for (const auto* t : *a->updated()) {
@@ -431,6 +437,10 @@ void Session::reopenAssignments(Millis after) {
 }
 
 void Session::resetTaskLink() {
+  if (openedHookCalled_) {
+    openedHookCalled_ = false;
+    if (hooks_.closed) hooks_.closed();
+  }
   if (assignmentsStream_ && client_) client_->cancel(assignmentsStream_);
   assignmentsStream_ = 0;
   chain_.reset();

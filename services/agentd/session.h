@@ -30,6 +30,7 @@
 #include "dispatch_generated.h"
 #include "services/agentd/failover.h"
 #include "services/agentd/node_description.h"
+#include "services/agentd/secrets.h"
 #include "services/agentd/worker.h"
 
 namespace shoal::agentd {
@@ -52,6 +53,11 @@ class Session {
     std::function<void(const dispatch::SessionReply&)> reply;
     // The state went to or from Active or Refused (for the daemon's status line).
     std::function<void()> stateChanged;
+    // A session became Active on this client (the log agent opens its subscriptions stream
+    // on it, docs/containers.md "Logs"), and the session on it is gone. The client lives
+    // until closed() returns; never keep it past that.
+    std::function<void(bus::Client& client, const std::string& sessionId)> opened;
+    std::function<void()> closed;
   };
   // How long an OpenSession may wait for its answer: a live dispatcher answers at once, and a
   // dead one should not hold the node's failover back. Never more than one heartbeat timeout
@@ -81,6 +87,9 @@ class Session {
   // The node's tasks: assignments go to it and its reports to the dispatcher. Set once,
   // before start(); the worker outlives the session's use of it (stop() ends that).
   void attach(Worker* worker);
+  // Where the secrets and configs of the assignments go (before the worker sees the tasks
+  // that use them). Set once, before start().
+  void attachSecrets(SecretStore* secrets) { secrets_ = secrets; }
 
   // Renews the node's certificate on the open session (dispatch RenewRequest).
   using RenewFn = std::function<void(Result<std::vector<uint8_t>>)>;
@@ -149,6 +158,8 @@ class Session {
   Loop::TimerId heartbeatTimer_ = 0;
 
   Worker* worker_ = nullptr;
+  SecretStore* secrets_ = nullptr;
+  bool openedHookCalled_ = false;
   AssignmentChain chain_;
   uint64_t assignmentsStream_ = 0;
   Backoff streamBackoff_;

@@ -112,7 +112,7 @@ SwarmAgent::SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription descri
       session_(daemon.loop(), daemon.zmq(), dir_.key(), description_,
                {[this](const std::vector<node::Manager>& m) { onManagersChanged(m); },
                 [this](const dispatch::SessionReply& r) { onSessionReply(r); },
-                [this] { updateStatusText(); }}) {
+                [this] { updateStatusText(); }, {}, {}}) {
   session_.attach(&worker_);
 }
 

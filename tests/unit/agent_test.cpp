@@ -497,7 +497,7 @@ TEST_CASE("the session: a redirect to the leader, heartbeats, failover on a lost
   int replies = 0, listChanges = 0, stateChanges = 0;
   Session session(loop, ctx, curve::generate(), describeNode({"n1", "x86_64", 1, 1 << 30}, "t"),
                   {[&](const std::vector<node::Manager>&) { ++listChanges; },
-                   [&](const dispatch::SessionReply&) { ++replies; }, [&] { ++stateChanges; }});
+                   [&](const dispatch::SessionReply&) { ++replies; }, [&] { ++stateChanges; }, {}, {}});
   session.start({follower.manager()}, "127.0.0.1", 5s);
   CHECK(session.state() == SessionState::Connecting);
 

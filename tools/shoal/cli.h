@@ -25,5 +25,14 @@ void addDumpStoreCommand(CLI::App& debug, Outcome& outcome);
 void addServiceCommands(CLI::App& app, Globals& globals, Outcome& outcome);
 // `node ps`, registered on the node command (it lists tasks, as the service commands do).
 void addNodePsCommand(CLI::App& node, Globals& globals, Outcome& outcome);
+// Issue 10 (docs/containers.md): the node's images (image.cpp), `login`/`logout`
+// (login.cpp), its containers and volumes (container.cpp), `service logs` and `container
+// logs` (logs.cpp, registered on the service and container commands), secrets and configs
+// (secret.cpp).
+void addImageCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+void addLoginCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+void addContainerCommands(CLI::App& app, Globals& globals, Outcome& outcome);
+void addLogsCommands(CLI::App& service, CLI::App& container, Globals& globals, Outcome& outcome);
+void addSecretCommands(CLI::App& app, Globals& globals, Outcome& outcome);
 
 }  // namespace shoal::cli

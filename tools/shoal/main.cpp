@@ -19,6 +19,12 @@ int main(int argc, char** argv) {
   shoal::cli::addNodeCommands(app, globals, outcome);
   shoal::cli::addNodePsCommand(*app.get_subcommand("node"), globals, outcome);
   shoal::cli::addServiceCommands(app, globals, outcome);
+  shoal::cli::addImageCommands(app, globals, outcome);
+  shoal::cli::addLoginCommands(app, globals, outcome);
+  shoal::cli::addContainerCommands(app, globals, outcome);
+  shoal::cli::addLogsCommands(*app.get_subcommand("service"), *app.get_subcommand("container"),
+                              globals, outcome);
+  shoal::cli::addSecretCommands(app, globals, outcome);
   shoal::cli::addInfoCommand(app, globals, outcome);
   shoal::cli::addDebugCommands(app, globals, outcome);
   try {

@@ -1,0 +1,10 @@
+// Placeholder until its owner lands it (docs/containers.md "Who builds what").
+#include "tools/shoal/cli.h"
+
+namespace shoal::cli {
+
+void addSecretCommands(CLI::App& app, Globals&, Outcome&) {
+  (void)app;
+}
+
+}  // namespace shoal::cli
