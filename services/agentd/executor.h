@@ -69,6 +69,9 @@ class Executor {
   // A task that was STARTING or RUNNING before agentd restarted: find it and report where it
   // stands (RUNNING, or COMPLETE/FAILED if it ended meanwhile, or FAILED if it is gone).
   virtual void adopt(const objects::Task& task) = 0;
+  // After a complete set of assignments: `assigned` are every task the node holds now. An
+  // executor that keeps tasks across restarts (runc) removes what it kept of the others.
+  virtual void reconcile(const std::set<std::string>& assigned) { (void)assigned; }
 
  protected:
   void emit(const TaskEvent& event) const {

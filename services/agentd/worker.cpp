@@ -160,6 +160,7 @@ void Worker::replaceAll(std::vector<AssignedTask> tasks) {
     if (!ids.count(id)) gone.push_back(id);
   for (const auto& id : gone) forget(id);
   for (auto& t : tasks) put(std::move(t));
+  executor_.reconcile(ids);
 }
 
 void Worker::update(std::vector<AssignedTask> tasks, const std::vector<std::string>& removed) {
