@@ -42,6 +42,10 @@ const FuzzedProtocol kFuzzed[] = {
     {&kDispatchProtocol, "dispatch", readEnvelope<dispatch::Envelope>},
     {&kAgentProtocol, "agent", readEnvelope<agentapi::Envelope>},
     {&kServiceProtocol, "service", readEnvelope<serviceapi::Envelope>},
+    {&kImageProtocol, "images", readEnvelope<imageapi::Envelope>},
+    {&kContainerProtocol, "containers", readEnvelope<containerapi::Envelope>},
+    {&kOverlayProtocol, "overlay", readEnvelope<overlayapi::Envelope>},
+    {&kLogProtocol, "logs", readEnvelope<logapi::Envelope>},
 };
 
 // Reads are summed into a volatile so that the compiler cannot drop them.

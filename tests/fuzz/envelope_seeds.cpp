@@ -156,6 +156,38 @@ std::vector<bus::Buffer> seeds() {
                                            body.Union()),
         9, wire::Kind::Request, 5000, 0);
   }
+  // Issue 10's protocols: one request each, so the fuzzer starts on their accepted paths.
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = imageapi::CreatePullRequest(fbb, fbb.CreateString("busybox"));
+    add(bus::message<imageapi::Envelope>(fbb, imageapi::Body::PullRequest, body.Union()), 10,
+        wire::Kind::Request, 5000, 0);
+  }
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = containerapi::CreateRemoveRequest(fbb, fbb.CreateString("web.1.x"), true);
+    add(bus::message<containerapi::Envelope>(fbb, containerapi::Body::RemoveRequest,
+                                             body.Union()),
+        11, wire::Kind::Request, 5000, 0);
+  }
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto body = overlayapi::CreateCreateSandboxRequest(fbb, fbb.CreateString("t1"));
+    add(bus::message<overlayapi::Envelope>(fbb, overlayapi::Body::CreateSandboxRequest,
+                                           body.Union()),
+        12, wire::Kind::Request, 5000, 0);
+  }
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<uint8_t> line{'h', 'i'};
+    std::vector<flatbuffers::Offset<logapi::LogMessage>> messages{logapi::CreateLogMessage(
+        fbb, fbb.CreateString("t1"), fbb.CreateString("n1"), logapi::LogStream::Stderr, 1,
+        fbb.CreateVector(line))};
+    auto body = logapi::CreatePublishRequest(fbb, fbb.CreateString("s1"), fbb.CreateString("sub1"),
+                                             fbb.CreateVector(messages));
+    add(bus::message<logapi::Envelope>(fbb, logapi::Body::PublishRequest, body.Union()), 13,
+        wire::Kind::Request, 5000, 0);
+  }
   return out;
 }
 
@@ -172,7 +204,9 @@ int main(int argc, char** argv) {
   const bus::Protocol* all[] = {&kControlProtocol,     &testing::kTestingProtocol,
                                 &raftd::kRaftProtocol, &raftd::kStoreProtocol,
                                 &kSwarmProtocol,       &kDispatchProtocol,
-                                &kAgentProtocol,       &kServiceProtocol};
+                                &kAgentProtocol,       &kServiceProtocol,
+                                &kImageProtocol,       &kContainerProtocol,
+                                &kOverlayProtocol,     &kLogProtocol};
   int n = 0;
   for (auto& seed : seeds()) {
     if (auto ok = bus::verify({seed.data(), seed.size()}, all); !ok) {
