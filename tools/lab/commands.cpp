@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <regex>
 #include <set>
@@ -217,6 +218,49 @@ void createNetwork(Lab& lab) {
   }
 }
 
+void writeFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  if (!out.flush()) throw LabError("cannot write " + path);
+}
+
+// Waits until the registry accepts connections on its address (from inside the hub), or says
+// why not: it exited (its log tells why, e.g. the address is taken) or it took too long.
+void waitForRegistry(const Lab& lab, pid_t pid, const std::string& log) {
+  const auto& address = lab.registry->address;
+  std::string host = address.substr(0, address.rfind(':'));
+  std::string probe = "exec 3<>/dev/tcp/" + host + "/" + std::to_string(kRegistryPort);
+  auto end = Clock::now() + kDaemonReady;
+  while (Clock::now() < end) {
+    if (auto code = waitChild(pid, 0ms))
+      throw LabError("the registry (" + std::string(kRegistryBinary) + ") exited with " + std::to_string(*code) +
+                     " before it listened on " + address + "\n--- " + log + "\n" + tail(readFile(log), 10));
+    if (runInNetns(lab.hubNetns, {"/bin/bash", "-c", probe}, labEnvironment({}), 5s).code == 0) return;
+    std::this_thread::sleep_for(100ms);
+  }
+  throw LabError("the registry did not listen on " + address + " within 30 s\n--- " + log + "\n" +
+                 tail(readFile(log), 10));
+}
+
+// Debian's docker-registry in the hub namespace, on an address of the bridge itself, so every
+// node reaches it on the lab's subnet and nothing outside the lab does. Its config, storage
+// and log are in the lab's dir; its pid is recorded at once (and `down` also finds it as a
+// process of the hub namespace, should the state file be lost).
+void startRegistry(Lab& lab) {
+  ip({"-n", lab.hubNetns, "addr", "add", lab.registryHost() + "/24", "dev", kBridge});
+  Registry r;
+  r.address = lab.registryHost() + ":" + std::to_string(kRegistryPort);
+  fs::create_directories(lab.registryDir() + "/data");
+  const std::string config = lab.registryDir() + "/config.yml", log = lab.registryDir() + "/registry.log";
+  writeFile(config, registryConfig(r.address, lab.registryDir() + "/data"));
+  r.process.argv = {kRegistryBinary, "serve", config};
+  r.process.pid = spawnInNetns(lab.hubNetns, r.process.argv, labEnvironment({}), lab.registryDir(), log);
+  r.process.startTime = startTime(r.process.pid).value_or(0);
+  lab.registry = r;
+  save(lab);
+  waitForRegistry(lab, r.process.pid, log);
+}
+
 // A command run in a node's namespace with its run dir, as `shoal-lab exec` runs it, output
 // captured (for `up`'s checks).
 CommandResult runInNode(const Lab& lab, const Node& n, const std::vector<std::string>& argv,
@@ -341,7 +385,11 @@ void printUsage(const Lab& lab) {
             << "  shoal-lab ls" << n << "                                # nodes, addresses, daemon pids\n"
             << "  shoal-lab kill" << n << " m1          /  shoal-lab start" << n << " m1   # SIGKILL all of m1's daemons, or one: kill m1 raftd\n"
             << "  shoal-lab partition" << n << " m1     /  shoal-lab heal" << n << "\n"
-            << "  shoal-lab down" << n << "                              # removes everything\n"
+            << "  shoal-lab down" << n << "                              # removes everything\n";
+  if (lab.registry)
+    std::cout << "  shoal-lab push" << n << " oci:DIR:latest busybox:latest  # an image into the lab's registry, as "
+              << lab.registry->address << "/busybox:latest\n";
+  std::cout
             << "(export SHOAL_LAB=" << lab.name << " to leave out --name)\n";
 }
 
@@ -389,6 +437,95 @@ std::string killProcessesOf(const std::optional<Lab>& lab, const std::vector<std
   return problems;
 }
 
+// The dirs of lab name's nodes, found on disk (m1, w2, ...), not through the state file.
+std::vector<fs::path> nodeDirsOf(const std::string& name) {
+  static const std::regex node("[mw][1-9][0-9]{0,2}");
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(labDir(name), ec))
+    if (e.is_directory() && std::regex_match(e.path().filename().string(), node)) dirs.push_back(e.path());
+  return dirs;
+}
+
+// The names in dir that can be container ids (runc's state dirs, bundles): never "." or "..".
+std::vector<std::string> idsIn(const fs::path& dir) {
+  static const std::regex id("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+  std::vector<std::string> ids;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory() && std::regex_match(e.path().filename().string(), id))
+      ids.push_back(e.path().filename().string());
+  return ids;
+}
+
+std::string findRunc() {
+  for (const char* p : {"/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc"})
+    if (::access(p, X_OK) == 0) return p;
+  return "";
+}
+
+// Kills what is left in a container's cgroups (/sys/fs/cgroup/<controller>/shoal/<id> on this
+// hybrid machine, /sys/fs/cgroup/shoal/<id> on a pure v2 one) and removes them, deepest first.
+std::string removeCgroups(const std::string& id) {
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  for (auto& top : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    fs::path base = top.path() / "shoal" / id;
+    if (!top.is_directory() || !fs::is_directory(base)) continue;
+    for (auto& e : fs::recursive_directory_iterator(base, ec))
+      if (e.is_directory()) dirs.push_back(e.path());
+    dirs.push_back(base);
+  }
+  if (fs::is_directory("/sys/fs/cgroup/shoal/" + id)) dirs.push_back("/sys/fs/cgroup/shoal/" + id);
+  std::sort(dirs.begin(), dirs.end(), [](auto& a, auto& b) { return a.string().size() > b.string().size(); });
+  std::string problems;
+  for (auto& d : dirs) {
+    std::vector<pid_t> pids;
+    std::stringstream procs(readFile((d / "cgroup.procs").string()));
+    for (pid_t p; procs >> p;) pids.push_back(p);
+    killAll(pids, kKillBound);
+    // A cgroup whose last process just died may stay busy for a moment.
+    bool gone = false;
+    for (int i = 0; i < 50 && !gone; ++i) {
+      gone = ::rmdir(d.c_str()) == 0 || errno == ENOENT;
+      if (!gone) std::this_thread::sleep_for(20ms);
+    }
+    if (!gone) problems += "\n  cannot remove cgroup " + d.string() + ": " + std::strerror(errno);
+  }
+  return problems;
+}
+
+// The containers the lab's agentds ran, found on disk whatever the state file says: each
+// process in a task's network namespace (overlayd's bind mounts in <node>/run/netns) is
+// killed, each container in a node's runc root (agentd's default <node>/run/runc, or
+// <node>/runc) is deleted with `runc delete --force` (its processes and runc's state), and
+// the cgroups of every container id (runc's and the bundles' in agentd's state) are emptied
+// and removed. Called once the daemons and shims are dead, so that none starts another.
+std::string removeContainers(const std::string& name) {
+  std::string problems;
+  std::set<std::string> ids;
+  for (auto& node : nodeDirsOf(name)) {
+    std::vector<pid_t> inSandboxes;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(node / "run/netns", ec))
+      for (pid_t p : processesInNetnsFile(e.path().string())) inSandboxes.push_back(p);
+    for (pid_t p : killAll(inSandboxes, kKillBound))
+      problems += "\n  pid " + std::to_string(p) + " in a task's namespace did not die on SIGKILL";
+    for (auto& id : idsIn(node / "state/agentd/containers")) ids.insert(id);
+    for (auto root : {node / "run/runc", node / "runc"})
+      for (auto& id : idsIn(root)) {
+        ids.insert(id);
+        std::string runc = findRunc();
+        auto r = runc.empty() ? CommandResult{-1, "", "runc is not installed"}
+                              : runCommand({runc, "--root", root.string(), "delete", "--force", id}, 30s);
+        if (r.code != 0 && fs::exists(root / id))
+          problems += "\n  runc --root " + root.string() + " delete --force " + id + " failed: " + r.err;
+      }
+  }
+  for (auto& id : ids) problems += removeCgroups(id);
+  return problems;
+}
+
 // Removes everything of lab name that exists, whatever state it was left in; returns whether
 // there was anything.
 bool teardown(const std::string& name) {
@@ -399,6 +536,7 @@ bool teardown(const std::string& name) {
   }
   auto namespaces = namespacesOf(name);
   std::string problems = killProcessesOf(lab, namespaces);
+  problems += removeContainers(name);
   // Deleting a node's namespace deletes its veth pair; deleting the hub deletes the bridges.
   for (auto& ns : namespaces)
     if (!ipQuiet({"netns", "delete", ns}) && netnsExists(ns)) problems += "\n  cannot delete netns " + ns;
@@ -447,6 +585,9 @@ int up(const UpOptions& o) {
   if (!o.heartbeat.empty() && !std::regex_match(o.heartbeat, duration))
     throw LabError("bad --heartbeat '" + o.heartbeat + "': give a duration such as 1s or 500ms");
   checkExecutorOptions(o);
+  if (o.registry && ::access(kRegistryBinary, X_OK) != 0)
+    throw LabError(std::string("--registry needs Debian's docker-registry at ") + kRegistryBinary +
+                   ": install it (./tools/deps does, or apt-get install docker-registry)");
   auto binaries = findBinaries(o.binDir);
   Lab lab;
   {
@@ -459,12 +600,16 @@ int up(const UpOptions& o) {
     lab = plan(o.name, freeIndex(), o.managers, o.workers);
     if (o.fakeNodes > 0) addFakeHost(lab, o.fakeNodes);
     lab.agentdArgs = agentdArgs(o);
+    if (o.registry)
+      lab.agentdArgs.insert(lab.agentdArgs.end(), {"--insecure-registry", lab.registryHost() + ":" +
+                                                                              std::to_string(kRegistryPort)});
     lab.binaries = binaries;
     fs::create_directories(lab.dir);
     save(lab);  // from here on, a failure or a crash leaves something `down` can find
   }
   try {
     createNetwork(lab);
+    if (o.registry) startRegistry(lab);
     for (auto& n : lab.nodes) startDaemons(lab, n);
     formCluster(lab, o.heartbeat);
     waitForCluster(lab);
@@ -506,6 +651,7 @@ int ls(const std::optional<std::string>& name, bool json) {
           const auto& r = lab.node(jn["name"]).daemons.at(d);
           jd["running"] = running(r);
         }
+      if (lab.registry) j["registry"]["running"] = running(lab.registry->process);
       all.push_back(j);
     }
     std::cout << all.dump(2) << "\n";
@@ -524,6 +670,12 @@ int ls(const std::optional<std::string>& name, bool json) {
       std::string cut = n.partition ? std::to_string(n.partition) : "-";
       std::printf("%-5s %-8s %-24s %-15s %-4s %s\n", n.name.c_str(), n.role.c_str(), n.netns.c_str(),
                   n.address.c_str(), cut.c_str(), daemons.c_str());
+    }
+    if (lab.registry) {
+      const auto& r = *lab.registry;
+      std::string pid = running(r.process) ? std::to_string(r.process.pid) : "down";
+      std::printf("registry %s in %s: docker-registry=%s (%s)\n", r.address.c_str(), lab.hubNetns.c_str(),
+                  pid.c_str(), lab.registryDir().c_str());
     }
   }
   if (!name && labs.empty()) std::cout << "no labs (shoal-lab up makes one)\n";
@@ -644,6 +796,41 @@ int heal(const std::string& name) {
   }
   save(lab);
   std::cout << (groups.empty() ? "lab " + lab.name + " had no partitions\n" : "lab " + lab.name + " healed\n");
+  return 0;
+}
+
+namespace {
+// skopeo's transports that read a local image; docker:// would copy from another registry,
+// which the lab (no way out of the machine) cannot reach from the hub anyway.
+bool localSource(const std::string& source) {
+  for (const char* t : {"oci:", "oci-archive:", "docker-archive:", "dir:"})
+    if (source.starts_with(t) && source.size() > std::strlen(t)) return true;
+  return false;
+}
+}  // namespace
+
+int push(const std::string& name, const std::string& source, const std::string& image) {
+  checkRoot();
+  Lab lab = mustLoad(name);
+  if (!lab.registry)
+    throw LabError("lab " + name + " has no registry: it was made without --registry (`shoal-lab down --name " + name +
+                   "`, then `shoal-lab up --registry ...`)");
+  if (!running(lab.registry->process))
+    throw LabError("the registry of lab " + name + " is not running (its log: " + lab.registryDir() +
+                   "/registry.log)");
+  if (auto bad = checkRepositoryRef(image); !bad.empty()) throw LabError("bad image '" + image + "': " + bad);
+  if (!localSource(source))
+    throw LabError("bad source '" + source + "': give oci:DIR[:REF], oci-archive:FILE, docker-archive:FILE or dir:DIR");
+  std::string dest = lab.registry->address + "/" + image + (image.find(':') == std::string::npos ? ":latest" : "");
+  // In the hub, where the registry's address is local. --insecure-policy: the machine's
+  // /etc/containers/policy.json is about pulling from elsewhere; this copies our own image.
+  std::vector<std::string> argv = {"/usr/bin/skopeo", "--insecure-policy", "copy", "--all",
+                                   "--dest-tls-verify=false", source, "docker://" + dest};
+  if (::access(argv[0].c_str(), X_OK) != 0) throw LabError("push needs skopeo: install it (./tools/deps does)");
+  auto r = runInNetns(lab.hubNetns, argv, labEnvironment({}), 300s);
+  if (r.code != 0)
+    throw LabError("`" + commandLine(argv) + "` failed (exit " + std::to_string(r.code) + "):\n" + r.out + r.err);
+  std::cout << dest << "\n";
   return 0;
 }
 

@@ -17,6 +17,7 @@ struct UpOptions {
   std::string executor;   // agentd --executor (fake | runc); empty: agentd's default
   std::string fakeDelay;  // agentd --fake-delay (with --executor fake); empty: agentd's default
   int fakeNodes = 0;      // > 0: one more worker whose agentd poses as this many nodes
+  bool registry = false;  // a docker-registry on the hub's bridge, trusted by every agentd
 };
 
 int up(const UpOptions& options);
@@ -27,5 +28,8 @@ int kill(const std::string& name, const std::string& node, const std::optional<s
 int start(const std::string& name, const std::string& node, const std::optional<std::string>& daemon);
 int partition(const std::string& name, const std::vector<std::string>& nodes);
 int heal(const std::string& name);
+// Copies an image (a skopeo source: oci:DIR:REF, oci-archive:, docker-archive:, dir:) into
+// the lab's registry as image (NAME[:TAG]); prints the reference the nodes pull.
+int push(const std::string& name, const std::string& source, const std::string& image);
 
 }  // namespace shoal::lab

@@ -305,9 +305,11 @@ bool sameProcess(pid_t pid, uint64_t start) {
   return now && *now == start;
 }
 
-std::vector<pid_t> processesIn(const std::string& netns) {
+std::vector<pid_t> processesIn(const std::string& netns) { return processesInNetnsFile("/run/netns/" + netns); }
+
+std::vector<pid_t> processesInNetnsFile(const std::string& path) {
   struct stat ns;
-  if (::stat(("/run/netns/" + netns).c_str(), &ns) != 0) return {};
+  if (::stat(path.c_str(), &ns) != 0) return {};
   std::vector<pid_t> pids;
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {

@@ -59,6 +59,9 @@ std::optional<uint64_t> startTime(pid_t pid);
 bool sameProcess(pid_t pid, uint64_t startTime);
 // Every process whose network namespace is the named one.
 std::vector<pid_t> processesIn(const std::string& netns);
+// Every process whose network namespace is the one bound at path (a task's sandbox that
+// overlayd bind-mounted under a node's run dir); none if path is not a namespace.
+std::vector<pid_t> processesInNetnsFile(const std::string& path);
 // SIGKILLs the pids and waits (bounded) until they are gone; returns those still there.
 std::vector<pid_t> killAll(const std::vector<pid_t>& pids, std::chrono::milliseconds bound);
 

@@ -14,6 +14,22 @@ const std::vector<std::string>& allDaemons() {
 }
 
 std::string Lab::subnet() const { return "198.18." + std::to_string(index) + ".0/24"; }
+std::string Lab::registryHost() const {
+  return "198.18." + std::to_string(index) + "." + std::to_string(kRegistryHost);
+}
+
+namespace {
+nlohmann::json recordJson(const DaemonRecord& r) {
+  return {{"argv", r.argv}, {"pid", r.pid}, {"start_time", r.startTime}};
+}
+DaemonRecord recordFromJson(const nlohmann::json& jr) {
+  DaemonRecord r;
+  r.argv = jr.value("argv", std::vector<std::string>{});
+  r.pid = jr.value("pid", 0);
+  r.startTime = jr.value("start_time", uint64_t{0});
+  return r;
+}
+}  // namespace
 
 Node& Lab::node(const std::string& n) {
   for (auto& x : nodes)
@@ -34,6 +50,11 @@ nlohmann::json Lab::toJson() const {
   j["hub_netns"] = hubNetns;
   j["binaries"] = binaries;
   j["agentd_args"] = agentdArgs;
+  if (registry) {
+    j["registry"] = recordJson(registry->process);
+    j["registry"]["address"] = registry->address;
+    j["registry"]["dir"] = registryDir();
+  }
   j["nodes"] = nlohmann::json::array();
   for (auto& n : nodes) {
     nlohmann::json jn = {{"name", n.name},          {"role", n.role},
@@ -42,8 +63,7 @@ nlohmann::json Lab::toJson() const {
                          {"run_dir", runDir(n)},    {"dir", nodeDir(n)},
                          {"daemons", nlohmann::json::object()}};
     if (n.fakeNodes > 0) jn["fake_nodes"] = n.fakeNodes;
-    for (auto& [d, r] : n.daemons)
-      jn["daemons"][d] = {{"argv", r.argv}, {"pid", r.pid}, {"start_time", r.startTime}};
+    for (auto& [d, r] : n.daemons) jn["daemons"][d] = recordJson(r);
     j["nodes"].push_back(jn);
   }
   return j;
@@ -57,6 +77,8 @@ Lab Lab::fromJson(const nlohmann::json& j) {
   lab.hubNetns = j.at("hub_netns").get<std::string>();
   lab.binaries = j.value("binaries", std::map<std::string, std::string>{});
   lab.agentdArgs = j.value("agentd_args", std::vector<std::string>{});
+  if (j.contains("registry") && j["registry"].is_object())
+    lab.registry = Registry{j["registry"].at("address").get<std::string>(), recordFromJson(j["registry"])};
   for (auto& jn : j.at("nodes")) {
     Node n;
     n.name = jn.at("name").get<std::string>();
@@ -67,13 +89,7 @@ Lab Lab::fromJson(const nlohmann::json& j) {
     n.partition = jn.value("partition", 0);
     n.fakeNodes = jn.value("fake_nodes", 0);
     auto daemons = jn.value("daemons", nlohmann::json::object());
-    for (auto& [d, jr] : daemons.items()) {
-      DaemonRecord r;
-      r.argv = jr.value("argv", std::vector<std::string>{});
-      r.pid = jr.value("pid", 0);
-      r.startTime = jr.value("start_time", uint64_t{0});
-      n.daemons[d] = r;
-    }
+    for (auto& [d, jr] : daemons.items()) n.daemons[d] = recordFromJson(jr);
     lab.nodes.push_back(std::move(n));
   }
   return lab;
@@ -116,6 +132,43 @@ Lab plan(const std::string& name, int index, int managers, int workers) {
   for (int i = 1; i <= managers; ++i) add("m" + std::to_string(i), "manager", i);
   for (int i = 1; i <= workers; ++i) add("w" + std::to_string(i), "worker", 100 + i);
   return lab;
+}
+
+std::string registryConfig(const std::string& address, const std::string& dataDir) {
+  // No health section (its storage poller would only add log lines); info is one line per
+  // request, which is what a user debugging a pull wants to read in registry.log.
+  return "version: 0.1\n"
+         "log:\n"
+         "  level: info\n"
+         "  formatter: text\n"
+         "storage:\n"
+         "  filesystem:\n"
+         "    rootdirectory: " + dataDir + "\n"
+         "  delete:\n"
+         "    enabled: true\n"
+         "http:\n"
+         "  addr: " + address + "\n";
+}
+
+std::string checkRepositoryRef(const std::string& ref) {
+  static const std::regex component("[a-z0-9]+([._-][a-z0-9]+)*");
+  static const std::regex tag("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+  if (ref.empty()) return "the image name is empty";
+  if (ref.find('@') != std::string::npos) return "a digest cannot be pushed to: give NAME[:TAG]";
+  auto colon = ref.rfind(':');
+  std::string repo = colon == std::string::npos ? ref : ref.substr(0, colon);
+  if (colon != std::string::npos && !std::regex_match(ref.substr(colon + 1), tag))
+    return "bad tag '" + ref.substr(colon + 1) + "': use up to 128 of A-Z, a-z, 0-9, '_', '.', '-'";
+  size_t start = 0;
+  while (true) {
+    auto slash = repo.find('/', start);
+    std::string c = repo.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (!std::regex_match(c, component))
+      return "bad name component '" + c + "' in '" + repo +
+             "': use a-z, 0-9 and single '.', '_' or '-' between them (the lab's registry is added in front)";
+    if (slash == std::string::npos) return "";
+    start = slash + 1;
+  }
 }
 
 void addFakeHost(Lab& lab, int fakeNodes) {

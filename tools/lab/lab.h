@@ -31,6 +31,12 @@ inline constexpr int kMaxManagers = 99;  // m<i> is .<i>
 inline constexpr int kMaxWorkers = 150;  // w<i> is .<100+i>
 inline constexpr int kDispatcherPort = 2377;  // `swarm join` goes here
 inline constexpr int kRaftPort = 2378;
+// The lab's registry (shoal-lab up --registry): Debian's docker-registry in the hub namespace,
+// on the bridge's own address 198.18.<index>.254, plain HTTP (every agentd is told to trust it
+// with --insecure-registry).
+inline constexpr int kRegistryHost = 254;
+inline constexpr int kRegistryPort = 5000;
+inline constexpr const char* kRegistryBinary = "/usr/bin/docker-registry";
 
 // The daemons of a node, in the order they are started (DESIGN.md §1). Every node runs all
 // of them, as every Swarm node runs dockerd: a worker's raftd, schedulerd and dispatcherd stay
@@ -41,6 +47,13 @@ struct DaemonRecord {
   std::vector<std::string> argv;  // how it is started, also by `start`
   pid_t pid = 0;                  // 0: not running as far as the lab knows
   uint64_t startTime = 0;         // field 22 of /proc/<pid>/stat when it was started
+};
+
+// The lab's registry: where it listens and its process (docker-registry runs in the foreground,
+// so the process shoal-lab started is the registry).
+struct Registry {
+  std::string address;  // host:port, as image references and --insecure-registry name it
+  DaemonRecord process;
 };
 
 struct Node {
@@ -65,6 +78,10 @@ struct Lab {
   std::vector<Node> nodes;
   // Added to every agentd's command line (shoal-lab up --executor, --fake-delay).
   std::vector<std::string> agentdArgs;
+  std::optional<Registry> registry;  // up --registry
+
+  std::string registryDir() const { return dir + "/registry"; }  // config.yml, data/, registry.log
+  std::string registryHost() const;  // 198.18.<index>.254
 
   std::string subnet() const;  // 198.18.<index>.0/24
   std::string nodeDir(const Node& n) const { return dir + "/" + n.name; }
@@ -96,6 +113,15 @@ bool ownsNetns(const std::string& name, const std::string& netns);
 
 // A new lab's description: nodes, addresses, names. Nothing is created.
 Lab plan(const std::string& name, int index, int managers, int workers);
+// docker-registry's config.yml for a lab registry listening on address (host:port) and storing
+// under dataDir: no auth, deletes allowed, no health poller, logs as text.
+std::string registryConfig(const std::string& address, const std::string& dataDir);
+// Whether ref is a repository[:tag] that `shoal-lab push` may name in the lab's registry: lower
+// case path components of [a-z0-9._-] separated by '/', an optional tag of [A-Za-z0-9_.-]
+// (at most 128, not starting with '.' or '-'); no registry host, no digest. Empty when fine,
+// else what is wrong.
+std::string checkRepositoryRef(const std::string& ref);
+
 // Adds to a planned lab one more worker, w<workers + 1>, whose agentd poses as fakeNodes
 // nodes of the swarm (a scale test's many nodes on one process).
 void addFakeHost(Lab& lab, int fakeNodes);

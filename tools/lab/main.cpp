@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
                   "With --executor fake: the time between a fake task's steps (agentd --fake-delay), e.g. 10ms");
   upc->add_option("--fake-nodes", upo.fakeNodes,
                   "With --executor fake: one more worker whose agentd poses as this many nodes (agentd --fake-nodes)");
+  upc->add_flag("--registry", upo.registry,
+                "Run Debian's docker-registry in the lab on <subnet>.254:5000 (storage in the lab's dir) and "
+                "give every agentd --insecure-registry for it; `shoal-lab push` fills it");
   upc->callback([&] { code = up(upo); });
 
   std::string name = defaultName();
@@ -87,6 +90,16 @@ int main(int argc, char** argv) {
   auto* healc = app.add_subcommand("heal", "Undo every partition");
   healc->add_option("--name", name, "The lab's name");
   healc->callback([&] { code = heal(name); });
+
+  std::string source, image;
+  auto* pushc = app.add_subcommand(
+      "push", "Copy an image into the lab's registry (up --registry) with skopeo: push [--name N] SOURCE NAME[:TAG]; "
+              "prints the reference the nodes pull, e.g. 198.18.0.254:5000/busybox:latest");
+  pushc->add_option("--name", name, "The lab's name");
+  pushc->add_option("source", source, "A local image as skopeo names it: oci:DIR[:REF], oci-archive:FILE, "
+                                      "docker-archive:FILE, dir:DIR")->required();
+  pushc->add_option("image", image, "Its name in the lab's registry, NAME[:TAG] (default tag latest)")->required();
+  pushc->callback([&] { code = push(name, source, image); });
 
   try {
     app.parse(argc, argv);
