@@ -563,6 +563,8 @@ json containerJson(const objects::ContainerSpecT& c) {
   j["Init"] = c.init;
   put(j, "CapabilityAdd", c.capability_add);
   put(j, "CapabilityDrop", c.capability_drop);
+  // --with-registry-auth's credentials are the user's password: never printed.
+  if (!c.registry_auth.empty()) j["RegistryAuth"] = "<redacted>";
   return j;
 }
 
