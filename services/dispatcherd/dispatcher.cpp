@@ -101,6 +101,7 @@ void Dispatcher::closeEndpoints() {
   assignTimer_ = 0;
   if (statusTimer_) daemon_.loop().cancel(statusTimer_);
   statusTimer_ = 0;
+  logs_.reset();  // ends its streams while the server can still send
   if (server_) server_->close();
   if (hello_) hello_->close();
   server_.reset();
@@ -152,6 +153,8 @@ Status Dispatcher::bind(const node::NodeConfig& config, const curve::KeyPair& ke
   server_ = std::make_unique<bus::Server>(loop, daemon_.zmq());
   server_->setCurve({key.publicKey, key.secretKey}, "dispatcher");
   server_->serve(kDispatchProtocol, [this](bus::Call call) { serveDispatch(std::move(call)); });
+  logs_ = makeLogBroker();
+  server_->serve(kLogProtocol, [this](bus::Call call) { logs_->serve(std::move(call)); });
   std::string listen = node::joinHostPort(config.listenHost, config.port);
   if (auto st = server_->bind("tcp://" + listen); !st) {
     std::string why = "cannot listen on " + listen + ": " + st.error().message;
@@ -865,12 +868,14 @@ void Dispatcher::endStreams(const std::string& nodeId, wire::ErrorCode code, con
   for (auto& [id, s] : streams_)
     if (s.nodeId == nodeId && (keep.empty() || s.sessionId != keep)) ending.push_back(s.stream);
   for (auto& stream : ending) stream->end(code, why);
+  if (logs_) logs_->nodeGone(nodeId, keep);
 }
 
 void Dispatcher::endAllStreams(wire::ErrorCode code, const std::string& why) {
   std::vector<std::shared_ptr<bus::ServerStream>> ending;
   for (auto& [id, s] : streams_) ending.push_back(s.stream);
   for (auto& stream : ending) stream->end(code, why);
+  if (logs_) logs_->reset(why);
 }
 
 // --- task status -----------------------------------------------------------------------------
@@ -1058,10 +1063,55 @@ void Dispatcher::status(nlohmann::json& j) {
     return nlohmann::json{{"received", st.received}, {"sent", st.sent},
                           {"bad_messages", st.badMessages}, {"expired", st.expired}, {"dropped", st.dropped}};
   };
+  if (logs_) logs_->status(d);
   if (server_) d["dispatch_bus"] = busStats(*server_);
   if (hello_) d["hello_bus"] = busStats(*hello_);
   if (zap_) d["zap"] = {{"admitted", zap_->admitted()}, {"refused", zap_->refused()}};
   j["dispatcher"] = std::move(d);
+}
+
+// --- logs (log_broker.h) ---------------------------------------------------------------------
+
+std::unique_ptr<LogBroker> Dispatcher::makeLogBroker() {
+  LogBroker::Hooks hooks;
+  hooks.nodeOfKey = [this](const std::string& key) -> Result<std::string> {
+    auto* node = nodes_.byKey(key);
+    if (!node) return Error{"this node is not one of the swarm's nodes (removed?); join again"};
+    if (auto why = certificateRefusal(node->certificateExpiry, unixNanos())) return Error{*why};
+    return node->id;
+  };
+  hooks.inSession = [this](const std::string& node, const std::string& sid) { return inSession(node, sid); };
+  hooks.isManager = [this](const std::string& id) {
+    auto* node = nodes_.byId(id);
+    return node && node->role == objects::NodeRole::Manager;
+  };
+  hooks.refusal = [this]() -> std::optional<std::string> {
+    if (!active_) return why();
+    if (!loaded_) return std::string("it is still reading the store");
+    return std::nullopt;
+  };
+  hooks.resolve = [this](const logapi::LogSelector* selector) { return logTasks(selector); };
+  return std::make_unique<LogBroker>(daemon_.loop(), std::move(hooks));
+}
+
+// Every assigned task of the selector's services and the named tasks, by node: ended ones too,
+// as `docker service logs` shows them.
+std::map<std::string, std::vector<std::string>> Dispatcher::logTasks(const logapi::LogSelector* selector) const {
+  std::set<std::string> services, tasks;
+  if (selector && selector->service_ids())
+    for (auto* s : *selector->service_ids()) services.insert(s->str());
+  if (selector && selector->task_ids())
+    for (auto* t : *selector->task_ids()) tasks.insert(t->str());
+  std::map<std::string, std::vector<std::string>> out;
+  for (auto& [nodeId, ids] : assignments_.byNode())
+    for (auto& id : ids) {
+      const TaskEntry* entry = assignments_.task(id);
+      if (!entry) continue;
+      auto* task = flatbuffers::GetRoot<objects::Task>(entry->bytes.data());  // verified when read
+      if (tasks.count(id) || (task->service_id() && services.count(task->service_id()->str())))
+        out[nodeId].push_back(id);
+    }
+  return out;
 }
 
 }  // namespace shoal::dispatcherd

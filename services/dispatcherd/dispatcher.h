@@ -27,6 +27,7 @@
 #include "common/store_client.h"
 #include "services/dispatcherd/assignments.h"
 #include "services/dispatcherd/join.h"
+#include "services/dispatcherd/log_broker.h"
 #include "services/dispatcherd/records.h"
 #include "services/dispatcherd/sessions.h"
 #include "services/dispatcherd/status_writes.h"
@@ -123,6 +124,10 @@ class Dispatcher {
   void status(nlohmann::json& j);
   std::string why() const;
 
+  // --- logs (log_broker.h): the broker on the CURVE server, with the view it reads.
+  std::unique_ptr<LogBroker> makeLogBroker();
+  std::map<std::string, std::vector<std::string>> logTasks(const logapi::LogSelector* selector) const;
+
   Daemon& daemon_;
   identity::FillRandom random_ = identity::systemRandom();
 
@@ -132,6 +137,7 @@ class Dispatcher {
   std::unique_ptr<curve::ZapHandler> zap_;
   std::unique_ptr<bus::Server> server_;  // P, CURVE
   std::unique_ptr<bus::Server> hello_;   // P+2, plain
+  std::unique_ptr<LogBroker> logs_;      // on server_; goes before it
   std::unique_ptr<store::Client> store_;
   uint64_t raftClusterId_ = 0;
 
