@@ -132,6 +132,15 @@ void ServiceControl::reply(const Req& r, const std::string& serviceId) {
   done();
 }
 
+void ServiceControl::replyObject(const Req& r, Result<std::string> id) {
+  if (!id) return fail(r, id.error());
+  ++served_;
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = serviceapi::CreateObjectReplyDirect(fbb, id->c_str());
+  r->call.reply(bus::message<serviceapi::Envelope>(fbb, serviceapi::Body::ObjectReply, body.Union()));
+  done();
+}
+
 void ServiceControl::fail(const Req& r, ErrorCode code, const std::string& message) {
   if (code == ErrorCode::None) code = ErrorCode::Internal;  // an error always says one
   ++refused_;
@@ -151,6 +160,7 @@ void ServiceControl::serve(Req r) {
     return fail(r, ErrorCode::BadMessage,
                 std::string("service message ") + serviceapi::EnumNameBody(env->body_type()) +
                     " has no body");
+  if (serveSecrets(r)) return;
   switch (env->body_type()) {
     case serviceapi::Body::CreateServiceRequest:
       return create(std::move(r));
@@ -164,6 +174,33 @@ void ServiceControl::serve(Req r) {
       return fail(r, ErrorCode::Unimplemented,
                   std::string("service message ") + serviceapi::EnumNameBody(env->body_type()) +
                       " is not a request raftd serves");
+  }
+}
+
+bool ServiceControl::serveSecrets(const Req& r) {
+  auto* env = r->call.as<serviceapi::Envelope>();
+  auto then = [this, r](Result<std::string> id) { replyObject(r, std::move(id)); };
+  switch (env->body_type()) {
+    case serviceapi::Body::CreateSecretRequest: {
+      auto* spec = env->body_as_CreateSecretRequest()->spec();
+      if (!spec) fail(r, ErrorCode::InvalidArgument, "a secret create carries no spec");
+      else secrets_.createSecret(std::shared_ptr<objects::SecretSpecT>(spec->UnPack()), then);
+      return true;
+    }
+    case serviceapi::Body::CreateConfigRequest: {
+      auto* spec = env->body_as_CreateConfigRequest()->spec();
+      if (!spec) fail(r, ErrorCode::InvalidArgument, "a config create carries no spec");
+      else secrets_.createConfig(std::shared_ptr<objects::ConfigSpecT>(spec->UnPack()), then);
+      return true;
+    }
+    case serviceapi::Body::RemoveSecretRequest:
+      secrets_.removeSecret(str(env->body_as_RemoveSecretRequest()->secret()), then);
+      return true;
+    case serviceapi::Body::RemoveConfigRequest:
+      secrets_.removeConfig(str(env->body_as_RemoveConfigRequest()->config()), then);
+      return true;
+    default:
+      return false;
   }
 }
 

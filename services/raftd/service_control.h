@@ -19,6 +19,7 @@
 #include "common/protocols.h"
 #include "services/raftd/local_store.h"
 #include "services/raftd/node.h"
+#include "services/raftd/secret_control.h"
 #include "services/raftd/service_rules.h"
 
 namespace shoal::raftd {
@@ -54,6 +55,8 @@ class ServiceControl {
   void done();
   void serve(Req r);
   void reply(const Req& r, const std::string& serviceId);
+  // A secret or config request's answer (ObjectReply), or its refusal.
+  void replyObject(const Req& r, Result<std::string> id);
   void fail(const Req& r, wire::ErrorCode code, const std::string& message);
   void fail(const Req& r, const Error& error);
 
@@ -64,6 +67,8 @@ class ServiceControl {
   // schedulers write endpoint and update_status) reads again, a few times.
   void updateOnce(Req r, UpdateArgs args, int attempt);
   void remove(Req r, std::string query, int attempt);
+  // Secrets and configs (secret_control.h); false when the body is none of theirs.
+  bool serveSecrets(const Req& r);
 
   // Every Service, Network, Secret and Config, decoded.
   void readObjects(Then<ObjectsPtr> fn);
@@ -75,6 +80,7 @@ class ServiceControl {
 
   Daemon& daemon_;
   LocalStore store_;
+  SecretControl secrets_{store_};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::deque<bus::Call> queue_;
   bool busy_ = false;

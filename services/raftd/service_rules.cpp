@@ -539,4 +539,169 @@ std::string nameOf(const objects::ServiceT& service) {
   return service.id;
 }
 
+// --- secrets and configs -----------------------------------------------------------------------
+
+namespace {
+
+Error conflict(std::string message) {
+  return Error{std::move(message), static_cast<int>(ErrorCode::Conflict)};
+}
+
+std::string sizeText(size_t bytes) {
+  return bytes % 1024 == 0 ? std::to_string(bytes / 1024) + " KiB" : std::to_string(bytes) + " bytes";
+}
+
+// `kind` is "secret" or "config": the CLI's word for it in every message.
+Status checkObjectName(const std::string& name, std::string_view kind) {
+  std::string k(kind);
+  if (name.empty()) return invalid("a " + k + " needs a name: give NAME");
+  if (name.size() > kMaxSecretNameLength)
+    return invalid("invalid " + k + " name " + quoteInput(name) + ": a " + k + " name has at most " +
+                   std::to_string(kMaxSecretNameLength) + " characters");
+  for (size_t i = 0; i < name.size(); ++i)
+    if (!nameChar(name[i], i == 0))
+      return invalid("invalid " + k + " name " + quoteInput(name) +
+                     ": a name starts with a letter or digit, followed by letters, digits, "
+                     "'_', '.' or '-'");
+  return {};
+}
+
+Status checkLabels(const objects::AnnotationsT& a, std::string_view kind) {
+  std::set<std::string> seen;
+  for (const auto& l : a.labels) {
+    if (!l || l->key.empty())
+      return invalid("invalid --label on " + std::string(kind) + " " + a.name +
+                     ": a label needs a key (key=value)");
+    if (!seen.insert(l->key).second)
+      return invalid("invalid --label " + quoteInput(l->key) + ": the key is given twice");
+  }
+  return {};
+}
+
+// Drivers (external secret stores) and templating are Swarm features we do not have yet:
+// a spec asking for them is refused, so that nobody believes they work.
+Status checkUnsupported(const objects::DriverT* driver, std::string_view what,
+                        std::string_view kind) {
+  if (!driver || driver->name.empty()) return {};
+  return invalid("invalid " + std::string(what) + " " + quoteInput(driver->name) + ": " +
+                 std::string(kind) + " " + std::string(what) +
+                 "s are not supported; create the " + std::string(kind) + " without it");
+}
+
+template <class T>
+Status checkNewObject(const std::string& name, size_t size, size_t min, size_t max,
+                      const std::vector<std::unique_ptr<T>>& all, std::string_view kind) {
+  std::string k(kind);
+  if (auto st = checkObjectName(name, kind); !st) return st;
+  if (size < min)
+    return invalid(k + " " + name + " has no data: give a file, or - for standard input, that "
+                   "is not empty");
+  if (size > max)
+    return invalid(k + " " + name + " has " + std::to_string(size) + " bytes of data: a " + k +
+                   " holds at most " + sizeText(max));
+  for (const auto& o : all)
+    if (lower(objectName(*o)) == lower(name))
+      return conflict(k + " " + objectName(*o) + " already exists");
+  return {};
+}
+
+template <class T>
+Result<const T*> resolveObject(std::string_view query, const std::vector<std::unique_ptr<T>>& all,
+                               std::string_view kind) {
+  std::string k(kind);
+  if (query.empty()) return invalid("no " + k + " given: give a " + k + " name, ID or ID prefix");
+  if (const T* found = findByIdOrName(all, query)) return found;
+  std::vector<std::string_view> ids;
+  for (const auto& o : all) ids.push_back(o->id);
+  auto id = resolveIdPrefix(query, ids, k);
+  if (!id && id.error().code == ENOENT)
+    return Error{"no " + k + " " + quoteInput(query) + ": no " + k +
+                     " has that name or an ID starting with it; `shoal " + k + " ls` lists them",
+                 static_cast<int>(ErrorCode::NotFound)};
+  if (!id) return invalid(id.error().message);
+  return findByIdOrName(all, *id);
+}
+
+// The names of the services whose spec refers to `id` through `refs` (secrets or configs).
+template <class Refs>
+Status checkUnused(const std::string& id, const std::string& name,
+                   const std::vector<std::unique_ptr<objects::ServiceT>>& services, Refs refs,
+                   std::string_view kind) {
+  std::vector<std::string> users;
+  for (const auto& s : services)
+    if (s->spec && s->spec->task && s->spec->task->container && refs(*s->spec->task->container, id))
+      users.push_back(nameOf(*s));
+  if (users.empty()) return {};
+  std::sort(users.begin(), users.end());
+  std::string list;
+  for (const auto& u : users) list += (list.empty() ? "" : ", ") + u;
+  return conflict(std::string(kind) + " " + name + " is in use by service(s) " + list +
+                  ": remove it from them first");
+}
+
+}  // namespace
+
+Status validateSecret(const objects::SecretSpecT& spec,
+                      const std::vector<std::unique_ptr<objects::SecretT>>& secrets) {
+  std::string name = spec.annotations ? spec.annotations->name : "";
+  if (auto st = checkNewObject(name, spec.data.size(), 1, kMaxSecretBytes, secrets, "secret"); !st)
+    return st;
+  return firstOf({checkLabels(*spec.annotations, "secret"),
+                  checkUnsupported(spec.driver.get(), "driver", "secret"),
+                  checkUnsupported(spec.templating.get(), "template driver", "secret")});
+}
+
+Status validateConfig(const objects::ConfigSpecT& spec,
+                      const std::vector<std::unique_ptr<objects::ConfigT>>& configs) {
+  std::string name = spec.annotations ? spec.annotations->name : "";
+  if (auto st = checkNewObject(name, spec.data.size(), 0, kMaxConfigBytes, configs, "config"); !st)
+    return st;
+  return firstOf({checkLabels(*spec.annotations, "config"),
+                  checkUnsupported(spec.templating.get(), "template driver", "config")});
+}
+
+Result<const objects::SecretT*> resolveSecret(
+    std::string_view query, const std::vector<std::unique_ptr<objects::SecretT>>& secrets) {
+  return resolveObject(query, secrets, "secret");
+}
+
+Result<const objects::ConfigT*> resolveConfig(
+    std::string_view query, const std::vector<std::unique_ptr<objects::ConfigT>>& configs) {
+  return resolveObject(query, configs, "config");
+}
+
+Status checkSecretUnused(const objects::SecretT& secret,
+                         const std::vector<std::unique_ptr<objects::ServiceT>>& services) {
+  auto refers = [](const objects::ContainerSpecT& c, const std::string& id) {
+    return std::any_of(c.secrets.begin(), c.secrets.end(),
+                       [&](const auto& r) { return r && r->secret_id == id; });
+  };
+  return checkUnused(secret.id, objectName(secret), services, refers, "secret");
+}
+
+Status checkConfigUnused(const objects::ConfigT& config,
+                         const std::vector<std::unique_ptr<objects::ServiceT>>& services) {
+  auto refers = [](const objects::ContainerSpecT& c, const std::string& id) {
+    return std::any_of(c.configs.begin(), c.configs.end(),
+                       [&](const auto& r) { return r && r->config_id == id; });
+  };
+  return checkUnused(config.id, objectName(config), services, refers, "config");
+}
+
+std::unique_ptr<objects::SecretT> newSecret(std::string id, const objects::SecretSpecT& spec) {
+  auto s = std::make_unique<objects::SecretT>();
+  s->id = std::move(id);
+  s->meta = std::make_unique<objects::Meta>();
+  s->spec = std::make_unique<objects::SecretSpecT>(spec);
+  return s;
+}
+
+std::unique_ptr<objects::ConfigT> newConfig(std::string id, const objects::ConfigSpecT& spec) {
+  auto c = std::make_unique<objects::ConfigT>();
+  c->id = std::move(id);
+  c->meta = std::make_unique<objects::Meta>();
+  c->spec = std::make_unique<objects::ConfigSpecT>(spec);
+  return c;
+}
+
 }  // namespace shoal::raftd::service_rules

@@ -79,4 +79,38 @@ std::string generatedName(const std::vector<std::unique_ptr<objects::ServiceT>>&
 // The service's name, or its id when it has none.
 std::string nameOf(const objects::ServiceT& service);
 
+// --- secrets and configs (`shoal secret|config create|rm`, docs/containers.md) ---------------
+//
+// Docker's rules: a name is [a-zA-Z0-9][a-zA-Z0-9_.-]* of at most 64 characters, unique per
+// kind (without case, as the store's name index); a secret holds 1 byte to 500 KiB, a config
+// up to 1000 KiB; drivers and templating are not supported yet (refused, never ignored). A
+// duplicate name is a Conflict "secret X already exists"; removing one that a service's spec
+// refers to is a Conflict naming the services.
+
+inline constexpr size_t kMaxSecretNameLength = 64;
+inline constexpr size_t kMaxSecretBytes = 500 * 1024;
+inline constexpr size_t kMaxConfigBytes = 1000 * 1024;
+
+Status validateSecret(const objects::SecretSpecT& spec,
+                      const std::vector<std::unique_ptr<objects::SecretT>>& secrets);
+Status validateConfig(const objects::ConfigSpecT& spec,
+                      const std::vector<std::unique_ptr<objects::ConfigT>>& configs);
+
+// The secret (config) `query` names: id, name (without case) or a unique id prefix. NotFound
+// or InvalidArgument (ambiguous) otherwise.
+Result<const objects::SecretT*> resolveSecret(
+    std::string_view query, const std::vector<std::unique_ptr<objects::SecretT>>& secrets);
+Result<const objects::ConfigT*> resolveConfig(
+    std::string_view query, const std::vector<std::unique_ptr<objects::ConfigT>>& configs);
+
+// Whether the secret (config) may be removed: refused while a service's spec refers to it.
+Status checkSecretUnused(const objects::SecretT& secret,
+                         const std::vector<std::unique_ptr<objects::ServiceT>>& services);
+Status checkConfigUnused(const objects::ConfigT& config,
+                         const std::vector<std::unique_ptr<objects::ServiceT>>& services);
+
+// New objects with a zero meta (the store fills it in).
+std::unique_ptr<objects::SecretT> newSecret(std::string id, const objects::SecretSpecT& spec);
+std::unique_ptr<objects::ConfigT> newConfig(std::string id, const objects::ConfigSpecT& spec);
+
 }  // namespace shoal::raftd::service_rules

@@ -499,3 +499,152 @@ TEST_CASE("update and rollback") {
 
 }  // namespace
 }  // namespace shoal::raftd::service_rules
+
+// --- secrets and configs (`shoal secret|config create|rm`) ---------------------------------------
+
+namespace shoal::raftd::service_rules {
+namespace {
+
+constexpr int kConflict = static_cast<int>(wire::ErrorCode::Conflict);
+
+objects::SecretSpecT secretSpec(const std::string& name, size_t bytes) {
+  objects::SecretSpecT s;
+  s.annotations = std::make_unique<objects::AnnotationsT>();
+  s.annotations->name = name;
+  s.data.assign(bytes, 'x');
+  return s;
+}
+
+objects::ConfigSpecT configSpec(const std::string& name, size_t bytes) {
+  objects::ConfigSpecT c;
+  c.annotations = std::make_unique<objects::AnnotationsT>();
+  c.annotations->name = name;
+  c.data.assign(bytes, 'x');
+  return c;
+}
+
+// A service named `name` whose container refers to the secret and config ids given.
+std::unique_ptr<objects::ServiceT> userOf(const std::string& name, const std::string& secretId,
+                                          const std::string& configId) {
+  auto s = newService(name + "id", webSpec(name));
+  if (!secretId.empty()) {
+    auto r = std::make_unique<objects::SecretReferenceT>();
+    r->secret_id = secretId;
+    s->spec->task->container->secrets.push_back(std::move(r));
+  }
+  if (!configId.empty()) {
+    auto r = std::make_unique<objects::ConfigReferenceT>();
+    r->config_id = configId;
+    s->spec->task->container->configs.push_back(std::move(r));
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a secret's name follows docker's rule and its data is 1 byte to 500 KiB") {
+  std::vector<std::unique_ptr<objects::SecretT>> none;
+  CHECK(validateSecret(secretSpec("db.password_2-x", 1), none).ok());
+  CHECK(validateSecret(secretSpec(std::string(64, 'a'), kMaxSecretBytes), none).ok());
+  auto longName = validateSecret(secretSpec(std::string(65, 'a'), 1), none);
+  REQUIRE_FALSE(longName.ok());
+  CHECK(longName.error().code == kInvalid);
+  CHECK(longName.error().message.find("at most 64 characters") != std::string::npos);
+  auto badFirst = validateSecret(secretSpec("-pw", 1), none);
+  REQUIRE_FALSE(badFirst.ok());
+  CHECK(badFirst.error().message.find("starts with a letter or digit") != std::string::npos);
+  CHECK_FALSE(validateSecret(secretSpec("p/w", 1), none).ok());
+  CHECK_FALSE(validateSecret(secretSpec("", 1), none).ok());
+  auto empty = validateSecret(secretSpec("pw", 0), none);
+  REQUIRE_FALSE(empty.ok());
+  CHECK(empty.error().message == "secret pw has no data: give a file, or - for standard input, that is not empty");
+  auto big = validateSecret(secretSpec("pw", kMaxSecretBytes + 1), none);
+  REQUIRE_FALSE(big.ok());
+  CHECK(big.error().message == "secret pw has 512001 bytes of data: a secret holds at most 500 KiB");
+}
+
+TEST_CASE("a config may be empty and holds up to 1000 KiB; drivers and templating are refused") {
+  std::vector<std::unique_ptr<objects::ConfigT>> none;
+  CHECK(validateConfig(configSpec("conf", 0), none).ok());
+  CHECK(validateConfig(configSpec("conf", kMaxConfigBytes), none).ok());
+  CHECK_FALSE(validateConfig(configSpec("conf", kMaxConfigBytes + 1), none).ok());
+  auto templated = configSpec("conf", 1);
+  templated.templating = std::make_unique<objects::DriverT>();
+  templated.templating->name = "golang";
+  auto t = validateConfig(templated, none);
+  REQUIRE_FALSE(t.ok());
+  CHECK(t.error().message.find("not supported") != std::string::npos);
+  std::vector<std::unique_ptr<objects::SecretT>> noSecrets;
+  auto driven = secretSpec("pw", 1);
+  driven.driver = std::make_unique<objects::DriverT>();
+  driven.driver->name = "vault";
+  CHECK_FALSE(validateSecret(driven, noSecrets).ok());
+  auto labelled = secretSpec("pw", 1);
+  labelled.annotations->labels.push_back(std::make_unique<objects::KeyValueT>());
+  auto l = validateSecret(labelled, noSecrets);
+  REQUIRE_FALSE(l.ok());
+  CHECK(l.error().message.find("a label needs a key") != std::string::npos);
+}
+
+TEST_CASE("a taken name (without case) is a Conflict naming the secret") {
+  Objects o = store();
+  auto dup = validateSecret(secretSpec("PW", 3), o.secrets);
+  REQUIRE_FALSE(dup.ok());
+  CHECK(dup.error().code == kConflict);
+  CHECK(dup.error().message == "secret pw already exists");
+  auto dupConfig = validateConfig(configSpec("conf", 3), o.configs);
+  REQUIRE_FALSE(dupConfig.ok());
+  CHECK(dupConfig.error().message == "config conf already exists");
+  // A secret and a config may share a name: they are different kinds.
+  CHECK(validateConfig(configSpec("pw", 3), o.configs).ok());
+}
+
+TEST_CASE("a secret or config is found by id, name or unique id prefix") {
+  Objects o = store();
+  auto byName = resolveSecret("pw", o.secrets);
+  REQUIRE(byName.ok());
+  CHECK((*byName)->id == "pwid000000000000000000000");
+  auto byPrefix = resolveSecret("pwid0", o.secrets);
+  REQUIRE(byPrefix.ok());
+  CHECK((*byPrefix)->id == "pwid000000000000000000000");
+  auto missing = resolveSecret("nope", o.secrets);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == static_cast<int>(wire::ErrorCode::NotFound));
+  CHECK(missing.error().message.find("`shoal secret ls` lists them") != std::string::npos);
+  auto config = resolveConfig("conf", o.configs);
+  REQUIRE(config.ok());
+  CHECK_FALSE(resolveConfig("", o.configs).ok());
+}
+
+TEST_CASE("a secret or config a service refers to cannot be removed; the error names the services") {
+  Objects o = store();
+  const auto& pw = *o.secrets.front();
+  const auto& conf = *o.configs.front();
+  std::vector<std::unique_ptr<objects::ServiceT>> services;
+  services.push_back(userOf("web", pw.id, ""));
+  services.push_back(userOf("other", "", ""));
+  services.push_back(userOf("db", pw.id, conf.id));
+  auto used = checkSecretUnused(pw, services);
+  REQUIRE_FALSE(used.ok());
+  CHECK(used.error().code == kConflict);
+  CHECK(used.error().message == "secret pw is in use by service(s) db, web: remove it from them first");
+  auto usedConfig = checkConfigUnused(conf, services);
+  REQUIRE_FALSE(usedConfig.ok());
+  CHECK(usedConfig.error().message == "config conf is in use by service(s) db: remove it from them first");
+  services.erase(services.begin());
+  services.pop_back();
+  CHECK(checkSecretUnused(pw, services).ok());
+  CHECK(checkConfigUnused(conf, services).ok());
+}
+
+TEST_CASE("a new secret keeps its spec and has a zero meta for the store to fill") {
+  auto s = newSecret("sid", secretSpec("pw", 4));
+  CHECK(s->id == "sid");
+  REQUIRE(s->meta);
+  CHECK(s->meta->version() == 0);
+  CHECK(s->spec->data.size() == 4);
+  auto c = newConfig("cid", configSpec("conf", 2));
+  CHECK(c->spec->annotations->name == "conf");
+}
+
+}  // namespace shoal::raftd::service_rules
