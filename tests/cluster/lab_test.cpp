@@ -200,3 +200,100 @@ TEST_CASE("a lab owns exactly its own namespaces, so down never takes another la
   CHECK_THROWS_AS(shoal::lab::checkName(std::string(21, 'a')), shoal::lab::LabError);
   CHECK_NOTHROW(shoal::lab::checkName("ci-3"));
 }
+
+TEST_CASE("the lab's registry: its config, the names push takes, and its record in the state file") {
+  using shoal::lab::checkRepositoryRef;
+  CHECK(checkRepositoryRef("busybox") == "");
+  CHECK(checkRepositoryRef("busybox:latest") == "");
+  CHECK(checkRepositoryRef("library/busy-box_1.2:v1.36.1") == "");
+  CHECK(checkRepositoryRef("") != "");
+  CHECK(checkRepositoryRef("BusyBox").find("BusyBox") != std::string::npos);
+  CHECK(checkRepositoryRef("busybox:").find("tag") != std::string::npos);
+  CHECK(checkRepositoryRef("busybox:-x").find("tag") != std::string::npos);
+  CHECK(checkRepositoryRef("a//b") != "");
+  CHECK(checkRepositoryRef("a/../b") != "");
+  CHECK(checkRepositoryRef("busybox@sha256:00").find("digest") != std::string::npos);
+  CHECK(checkRepositoryRef("x:" + std::string(129, 'a')) != "");
+
+  auto config = shoal::lab::registryConfig("198.18.3.254:5000", "/var/lib/shoal-lab/a/registry/data");
+  CHECK(config.find("addr: 198.18.3.254:5000\n") != std::string::npos);
+  CHECK(config.find("rootdirectory: /var/lib/shoal-lab/a/registry/data\n") != std::string::npos);
+  CHECK(config.find("auth") == std::string::npos);
+
+  auto l = shoal::lab::plan("a", 3, 1, 0);
+  CHECK(l.registryHost() == "198.18.3.254");
+  CHECK_FALSE(shoal::lab::Lab::fromJson(l.toJson()).registry);
+  l.registry = shoal::lab::Registry{"198.18.3.254:5000", {{"/usr/bin/docker-registry", "serve", "c.yml"}, 42, 7}};
+  auto back = shoal::lab::Lab::fromJson(l.toJson());
+  REQUIRE(back.registry);
+  CHECK(back.registry->address == "198.18.3.254:5000");
+  CHECK(back.registry->process.pid == 42);
+  CHECK(back.registry->process.startTime == 7);
+  CHECK(back.registry->process.argv.size() == 3);
+}
+
+namespace {
+
+// A container as a runc lab node holds one, made by hand where agentd would make it: a
+// bundle in agentd's state dir with an overlay rootfs (busybox-static) and a tmpfs, in a
+// network namespace bound under the node's run dir as overlayd binds them, run detached with
+// the node's runc root and a cgroup /shoal/<id>. Returns its init's pid.
+pid_t runContainerByHand(const std::string& node, const std::string& id) {
+  namespace fs = std::filesystem;
+  using shoal::testing::run;
+  const std::string bundle = node + "/state/agentd/containers/" + id, netns = node + "/run/netns/" + id;
+  for (auto d : {"/lower/bin", "/upper", "/work", "/rootfs", "/secrets"}) fs::create_directories(bundle + d);
+  fs::create_directories(node + "/run/netns");
+  fs::copy_file("/bin/busybox", bundle + "/lower/bin/busybox");
+  fs::create_symlink("busybox", bundle + "/lower/bin/sleep");
+  auto sh = [](const std::string& cmd) {
+    auto r = run({"/bin/bash", "-c", cmd}, {}, 30s);
+    REQUIRE_MESSAGE(r.status.code == 0, cmd << "\n" << said(r));
+    return r.out;
+  };
+  sh("mount -t overlay overlay -o lowerdir=" + bundle + "/lower,upperdir=" + bundle + "/upper,workdir=" + bundle +
+     "/work " + bundle + "/rootfs && mount -t tmpfs tmpfs " + bundle + "/secrets");
+  sh("touch " + netns + " && unshare --net=" + netns + " true");
+  sh("cd " + bundle + " && runc spec");
+  nlohmann::json spec = nlohmann::json::parse(std::ifstream(bundle + "/config.json"));
+  spec["process"]["terminal"] = false;
+  spec["process"]["args"] = {"sleep", "100000"};
+  spec["linux"]["cgroupsPath"] = "/shoal/" + id;
+  for (auto& ns : spec["linux"]["namespaces"])
+    if (ns["type"] == "network") ns["path"] = netns;
+  std::ofstream(bundle + "/config.json") << spec.dump();
+  sh("runc --root " + node + "/run/runc run -d --bundle " + bundle + " " + id + " </dev/null >/dev/null 2>&1");
+  auto state = nlohmann::json::parse(sh("runc --root " + node + "/run/runc state " + id));
+  return state.value("pid", 0);
+}
+
+bool cgroupsLeft(const std::string& id) {
+  std::error_code ec;
+  for (auto& top : std::filesystem::directory_iterator("/sys/fs/cgroup", ec))
+    if (std::filesystem::exists(top.path() / "shoal" / id)) return true;
+  return std::filesystem::exists("/sys/fs/cgroup/shoal/" + id);
+}
+
+}  // namespace
+
+TEST_CASE("down removes a node's containers (processes, runc state, mounts, cgroups) also without a state file") {
+  requireRoot();
+  const std::string e = uniqueName("e"), id = uniqueName("ctr");
+  auto linksBefore = rootLinks();
+  LabGuard guard{e};
+  auto up = lab({"up", "--name", e, "--managers", "1", "--workers", "0", "--bin-dir", buildDir(), "--executor",
+                 "fake"});
+  REQUIRE_MESSAGE(up.status.code == 0, said(up));
+  auto l = ls(e);
+  pid_t init = runContainerByHand(nodeOf(l, "m1")["dir"], id);
+  REQUIRE(init > 0);
+  CHECK(alive(init));
+  CHECK(cgroupsLeft(id));
+  auto pids = pidsOf(l);
+  pids.push_back(init);
+  std::filesystem::remove("/var/lib/shoal-lab/" + e + "/lab.json");  // a crash of shoal-lab
+  auto d = lab({"down", "--name", e});
+  REQUIRE_MESSAGE(d.status.code == 0, said(d));
+  checkGone(e, pids, linksBefore);
+  CHECK_FALSE(cgroupsLeft(id));
+}
