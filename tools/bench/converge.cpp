@@ -1,10 +1,12 @@
 #include "tools/bench/converge.h"
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -31,7 +33,19 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kInterruptedExit = 130;
 constexpr const char* kService = "bench-converge";
-constexpr const char* kImage = "busybox:bench";
+constexpr const char* kWarmUp = "bench-warmup";
+constexpr const char* kImage = "busybox:bench";  // the fake executor pulls nothing
+// What a runc task runs: busybox's sleep, long enough for any run.
+const std::vector<std::string> kSleep = {"sleep", "1000000"};
+
+// The states a task goes through on its way to RUNNING, as stages_s names them.
+const std::vector<std::pair<objects::TaskState, const char*>>& stages() {
+  static const std::vector<std::pair<objects::TaskState, const char*>> s = {
+      {objects::TaskState::Assigned, "assigned"}, {objects::TaskState::Accepted, "accepted"},
+      {objects::TaskState::Preparing, "preparing"}, {objects::TaskState::Ready, "ready"},
+      {objects::TaskState::Starting, "starting"},   {objects::TaskState::Running, "running"}};
+  return s;
+}
 
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 double round3(double x) { return std::round(x * 1000) / 1000; }
@@ -56,6 +70,7 @@ struct TaskCount {
   size_t total = 0;
   size_t running = 0;  // desired RUNNING and RUNNING
   size_t damaged = 0;  // did not verify as a Task
+  std::vector<size_t> reached = std::vector<size_t>(stages().size());  // desired RUNNING, at or past stage i
 };
 
 // Counts the listed tasks that run, reading two fields of each (no unpacking: a list of
@@ -70,17 +85,24 @@ TaskCount countTasks(const std::vector<std::string>& tasks) {
       continue;
     }
     auto* task = flatbuffers::GetRoot<objects::Task>(t.data());
-    if (task->desired_state() == objects::TaskState::Running && task->status() &&
-        task->status()->state() == objects::TaskState::Running)
-      ++c.running;
+    if (task->desired_state() != objects::TaskState::Running || !task->status()) continue;
+    auto state = task->status()->state();
+    if (state == objects::TaskState::Running) ++c.running;
+    for (size_t i = 0; i < stages().size(); ++i)
+      if (state >= stages()[i].first && state <= objects::TaskState::Running) ++c.reached[i];
   }
   return c;
 }
 
+// When every one of n tasks had reached each stage, in seconds from t0 (as first polled).
+using Stages = std::map<std::string, double>;
+
 // Polls the service's tasks until done(count); the seconds from t0, or nothing (why in *why).
+// With stages, notes when all n tasks had reached each state on the way to RUNNING.
 template <class F>
 std::optional<double> waitTasks(store::SyncClient& client, const std::string& serviceId, Clock::time_point t0,
-                                const ConvergeOptions& o, F done, std::string& why) {
+                                const ConvergeOptions& o, F done, std::string& why, Stages* stagesSeen = nullptr,
+                                size_t n = 0) {
   auto end = t0 + std::chrono::seconds(o.timeoutS);
   store::ListFilter filter;
   filter.serviceId = serviceId;
@@ -93,7 +115,10 @@ std::optional<double> waitTasks(store::SyncClient& client, const std::string& se
       auto c = countTasks(listed->objects);
       why = std::to_string(c.running) + " of " + std::to_string(c.total) + " tasks RUNNING" +
             (c.damaged ? ", " + std::to_string(c.damaged) + " do not verify" : "");
-      if (done(c)) return std::chrono::duration<double>(at - t0).count();
+      double t = std::chrono::duration<double>(at - t0).count();
+      for (size_t i = 0; stagesSeen && i < stages().size(); ++i)
+        if (c.reached[i] == n && !stagesSeen->count(stages()[i].second)) (*stagesSeen)[stages()[i].second] = t;
+      if (done(c)) return t;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(o.pollMs));
   }
@@ -155,6 +180,27 @@ nlohmann::ordered_json managerRssMb(const lab::Lab& l) {
   return j;
 }
 
+// Each node's agentd peak RSS (VmHWM), in MB: what a node pays for its containers' agent.
+nlohmann::ordered_json agentdRssMb(const lab::Lab& l) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (auto& n : l.nodes) {
+    auto it = n.daemons.find("agentd");
+    if (it != n.daemons.end() && lab::sameProcess(it->second.pid, it->second.startTime))
+      j[n.name] = std::round(peakRssKb(it->second.pid) / 102.4) / 10;
+  }
+  return j;
+}
+
+// The containers runc holds on the lab's nodes: the state dirs in each node's runc root
+// (agentd's default <run dir>/runc), which `runc delete` removes. 0 with the fake executor.
+size_t containersOn(const lab::Lab& l) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto& node : l.nodes)
+    for (auto& e : std::filesystem::directory_iterator(l.runDir(node) + "/runc", ec)) n += e.is_directory() ? 1 : 0;
+  return n;
+}
+
 // The lab's node that leads, as m1's `shoal node ls` says.
 std::optional<std::string> leaderOf(const lab::Lab& l, std::string& why) {
   auto r = shoalIn(l, l.nodes.front(), {"node", "ls", "--format", "json"}, 30s);
@@ -187,8 +233,12 @@ struct LabGuard {
 };
 
 std::string checkOptions(const ConvergeOptions& o) {
-  if (o.executor != "fake")
-    return "--executor " + o.executor + ": only the fake executor runs tasks so far (agentd --executor fake)";
+  if (o.executor != "fake" && o.executor != "runc") return "--executor " + o.executor + ": give fake or runc";
+  if (o.executor == "runc" && (o.fakeNodes > 0 || !o.fakeDelay.empty()))
+    return "--fake-nodes and --fake-delay need --executor fake";
+  if (o.executor == "runc" && (o.makeImage.empty() || ::access(o.makeImage.c_str(), X_OK) != 0))
+    return "--executor runc builds a busybox image with tools/images/make-busybox-image: cannot run '" +
+           o.makeImage + "'; give its path with --make-image";
   if (o.replicas < 1) return "--replicas must be positive";
   if (o.fakeNodes < 0) return "--fake-nodes must be 0 or more";
   if (::geteuid() != 0) return "converge makes a shoal-lab, which needs root (run it with sudo)";
@@ -209,6 +259,7 @@ std::optional<lab::Lab> makeLab(const ConvergeOptions& o, LabGuard& guard) {
   if (o.fakeNodes > 0) args.insert(args.end(), {"--fake-nodes", std::to_string(o.fakeNodes)});
   if (!o.fakeDelay.empty()) args.insert(args.end(), {"--fake-delay", o.fakeDelay});
   if (!o.binDir.empty()) args.insert(args.end(), {"--bin-dir", o.binDir});
+  if (o.executor == "runc") args.push_back("--registry");
   std::cerr << "shoal-bench: making lab " << o.labName << " (3 managers, 2 workers"
             << (o.fakeNodes ? ", " + std::to_string(o.fakeNodes) + " fake nodes" : "") << ")\n";
   auto t0 = Clock::now();
@@ -230,11 +281,11 @@ std::optional<lab::Lab> makeLab(const ConvergeOptions& o, LabGuard& guard) {
   }
 }
 
-// The id of the service named kService, read through the store.
-std::optional<std::string> serviceId(store::SyncClient& client, std::string& why) {
-  auto got = client.getByName(objects::ObjectKind::Service, kService, {.timeout = 10s});
+// The id of the service named name, read through the store.
+std::optional<std::string> serviceId(store::SyncClient& client, std::string& why, const std::string& name = kService) {
+  auto got = client.getByName(objects::ObjectKind::Service, name, {.timeout = 10s});
   if (!got) {
-    why = "the service " + std::string(kService) + " cannot be read: " + got.error().message;
+    why = "the service " + name + " cannot be read: " + got.error().message;
     return std::nullopt;
   }
   flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(got->data.data()), got->data.size());
@@ -252,11 +303,66 @@ std::optional<std::string> serviceId(store::SyncClient& client, std::string& why
 
 struct Phases {
   std::optional<double> create, remove;
+  Stages stages;
   std::string why;
 };
 
+// What the service runs: with runc, busybox from the lab's registry sleeping; with the fake
+// executor an image name nobody pulls.
+struct Workload {
+  std::string image = kImage;
+  std::vector<std::string> command;
+};
+
+// `service create -d --name name ARGS... IMAGE COMMAND...` on m1.
+lab::CommandResult createService(const lab::Lab& l, const std::string& name, std::vector<std::string> args,
+                                 const Workload& w) {
+  std::vector<std::string> all = {"service", "create", "-d", "--name", name};
+  all.insert(all.end(), args.begin(), args.end());
+  all.push_back(w.image);
+  all.insert(all.end(), w.command.begin(), w.command.end());
+  return shoalIn(l, l.nodes.front(), all, 60s);
+}
+
+// make-busybox-image into a temp dir, `shoal-lab push` into the lab's registry; the
+// reference the nodes pull, or nothing (said on stderr).
+std::optional<std::string> pushBusybox(const ConvergeOptions& o) {
+  char tmpl[] = "/tmp/shoal-bench-image.XXXXXX";
+  if (!::mkdtemp(tmpl)) return std::cerr << "shoal-bench: cannot make a temp dir in /tmp\n", std::nullopt;
+  std::string dir = tmpl;
+  auto made = lab::runCommand({o.makeImage, "--out", dir + "/oci"}, 120s);
+  auto pushed = made.code == 0 ? labCommand(o, "push", {"oci:" + dir + "/oci:latest", "busybox:latest"}, 300s)
+                               : made;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (pushed.code != 0) return std::cerr << "shoal-bench: making or pushing busybox failed: " << said(pushed), std::nullopt;
+  return pushed.out.substr(0, pushed.out.find('\n'));
+}
+
+// A global service of the workload, so every node pulls the image before anything is timed;
+// removed again, with its containers, before the measure. Empty when done, else why not.
+std::string warmUp(const ConvergeOptions& o, const lab::Lab& l, store::SyncClient& client, const Workload& w) {
+  std::cerr << "shoal-bench: warming up: " << w.image << " pulled on every node (a global service)\n";
+  auto t0 = Clock::now();
+  if (auto r = createService(l, kWarmUp, {"--mode", "global"}, w); r.code != 0)
+    return "the warm-up service create failed: " + said(r);
+  std::string why;
+  auto id = serviceId(client, why, kWarmUp);
+  if (!id) return why;
+  const size_t nodes = l.nodes.size();
+  if (!waitTasks(client, *id, t0, o, [nodes](const TaskCount& c) { return c.running == nodes; }, why))
+    return "the warm-up service did not run on all " + std::to_string(nodes) + " nodes: " + why;
+  if (auto r = shoalIn(l, l.nodes.front(), {"service", "rm", kWarmUp}, 60s); r.code != 0)
+    return "the warm-up service rm failed: " + said(r);
+  if (!waitTasks(client, *id, Clock::now(), o, [&l](const TaskCount& c) { return c.total == 0 && containersOn(l) == 0; },
+                 why))
+    return "the warm-up service's tasks or containers were not removed: " + why;
+  std::cerr << "shoal-bench: warmed up in " << round3(secondsSince(t0)) << " s\n";
+  return "";
+}
+
 // Create → all RUNNING, then rm → no task left, timed from each command's start.
-Phases measure(const ConvergeOptions& o, const lab::Lab& l, store::SyncClient& client) {
+Phases measure(const ConvergeOptions& o, const lab::Lab& l, store::SyncClient& client, const Workload& w) {
   Phases p;
   auto fail = [&p](std::string why) {
     p.why = std::move(why);
@@ -264,24 +370,44 @@ Phases measure(const ConvergeOptions& o, const lab::Lab& l, store::SyncClient& c
   };
   const lab::Node& m1 = l.nodes.front();
   auto t0 = Clock::now();
-  auto created = shoalIn(l, m1, {"service", "create", "-d", "--name", kService, "--replicas",
-                                 std::to_string(o.replicas), kImage}, 60s);
+  auto created = createService(l, kService, {"--replicas", std::to_string(o.replicas)}, w);
   if (created.code != 0) return fail("`shoal service create` failed: " + said(created));
   auto id = serviceId(client, p.why);
   if (!id) return p;
   const size_t n = o.replicas;
-  p.create = waitTasks(client, *id, t0, o, [n](const TaskCount& c) { return c.running == n; }, p.why);
+  p.create = waitTasks(client, *id, t0, o, [n](const TaskCount& c) { return c.running == n; }, p.why, &p.stages, n);
   if (!p.create) return fail("not all RUNNING within " + std::to_string(o.timeoutS) + " s: " + p.why);
   std::cerr << "shoal-bench: " << n << " RUNNING after " << round3(*p.create) << " s; removing\n";
   auto t1 = Clock::now();
   auto removed = shoalIn(l, m1, {"service", "rm", kService}, 60s);
   if (removed.code != 0) return fail("`shoal service rm` failed: " + said(removed));
-  p.remove = waitTasks(client, *id, t1, o, [](const TaskCount& c) { return c.total == 0; }, p.why);
+  // Removed means the tasks gone from the store and, with runc, their containers from the nodes.
+  p.remove = waitTasks(client, *id, t1, o, [&l](const TaskCount& c) { return c.total == 0 && containersOn(l) == 0; },
+                       p.why);
   if (!p.remove) p.why = "tasks left " + std::to_string(o.timeoutS) + " s after the removal: " + p.why;
   return p;
 }
 
+nlohmann::ordered_json stagesJson(const Stages& seen) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (auto& [state, name] : stages())
+    if (seen.count(name)) j[name] = round3(seen.at(name));
+  return j;
+}
+
+std::string exeDir() {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/self/exe", ec).parent_path().string();
+}
+
 }  // namespace
+
+std::string defaultMakeImagePath() {
+  // <source>/<build>/tools/bench/shoal-bench -> <source>/tools/images/make-busybox-image
+  std::string c = exeDir() + "/../../../tools/images/make-busybox-image";
+  std::error_code ec;
+  return ::access(c.c_str(), X_OK) == 0 ? std::filesystem::weakly_canonical(c, ec).string() : "";
+}
 
 int runConverge(const ConvergeOptions& o) {
   if (auto bad = checkOptions(o); !bad.empty()) return std::cerr << "shoal-bench: " << bad << "\n", 1;
@@ -296,8 +422,15 @@ int runConverge(const ConvergeOptions& o) {
   if (auto c = client.connect(store::endpointIn(l->runDir(l->nodes.front()))); !c)
     return std::cerr << "shoal-bench: cannot connect to m1's raftd: " << c.error().message << "\n", 1;
 
+  Workload w;
+  if (o.executor == "runc") {
+    auto ref = pushBusybox(o);
+    if (!ref) return 1;
+    w = Workload{*ref, kSleep};
+    if (auto bad = warmUp(o, *l, client, w); !bad.empty()) return std::cerr << "shoal-bench: " << bad << "\n", 1;
+  }
   double cpu0 = managerCpu(leaderNode);
-  auto p = measure(o, *l, client);
+  auto p = measure(o, *l, client, w);
   double leaderCpu = managerCpu(leaderNode) - cpu0;
   if (!p.remove) {
     std::cerr << "shoal-bench: " << p.why << "\n";
@@ -309,9 +442,11 @@ int runConverge(const ConvergeOptions& o) {
                                 {"fake_nodes", o.fakeNodes},
                                 {"create_to_running_s", round3(*p.create)},
                                 {"remove_s", round3(*p.remove)},
+                                {"stages_s", stagesJson(p.stages)},
                                 {"leader", *leader},
                                 {"leader_cpu_s", round3(leaderCpu)},
                                 {"manager_rss_mb", managerRssMb(*l)},
+                                {"agentd_rss_mb", agentdRssMb(*l)},
                                 {"goal_s", 3}};
   std::cout << out.dump() << std::endl;
   return 0;

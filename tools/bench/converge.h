@@ -1,7 +1,13 @@
 #pragma once
-// `shoal-bench converge` (issue 9): how long a swarm on a shoal-lab of 3 managers and 2
-// workers, whose agentd run the fake executor, takes from `shoal service create -d` of N
-// replicas to N tasks RUNNING, and from `shoal service rm` to no task left. With
+// `shoal-bench converge` (issues 9 and 10): how long a swarm on a shoal-lab of 3 managers and
+// 2 workers takes from `shoal service create -d` of N replicas to N tasks RUNNING, and from
+// `shoal service rm` to no task left (and, with runc, no container left on any node).
+//
+// --executor fake: agentd's fake executor, tasks walk to RUNNING on timers. --executor runc:
+// real containers; the lab gets its registry (shoal-lab up --registry), a busybox image is
+// built (tools/images/make-busybox-image) and pushed to it, and a global warm-up service pulls
+// it onto every node (then is removed) before anything is timed, so the figures are about
+// containers, not downloads. With
 // --fake-nodes M the lab has one more worker whose agentd poses as M nodes (agentd
 // --fake-nodes), so that the managers handle a swarm of M + 5 nodes.
 //
@@ -11,7 +17,9 @@
 //
 // Output, one JSON line on stdout:
 // {"bench":"converge","executor":"fake","replicas":1000,"fake_nodes":0,
-//  "create_to_running_s":..,"remove_s":..,"leader_cpu_s":..,"manager_rss_mb":{...}};
+//  "create_to_running_s":..,"remove_s":..,"stages_s":{"assigned":..,...,"running":..},
+//  "leader_cpu_s":..,"manager_rss_mb":{...},"agentd_rss_mb":{"m1":..,...}};
+// stages_s: when every task had reached that state (polled), which tells where the time goes.
 // progress and errors on stderr. Needs root (shoal-lab does).
 
 #include <string>
@@ -29,7 +37,11 @@ struct ConvergeOptions {
   int pollMs = 100;           // how often the tasks are counted
   int timeoutS = 600;         // for each of the two phases
   bool keep = false;          // leave the lab up at the end
+  std::string makeImage;      // --executor runc: tools/images/make-busybox-image
 };
+
+// tools/images/make-busybox-image of the source tree shoal-bench was built in, or "".
+std::string defaultMakeImagePath();
 
 // Exit code: 0 measured, 1 the lab could not be made or a phase did not finish, 130 interrupted.
 int runConverge(const ConvergeOptions& options);

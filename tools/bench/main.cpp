@@ -70,10 +70,16 @@ int main(int argc, char** argv) {
   shoal::bench::ConvergeOptions co;
   co.shoalLab = shoal::bench::defaultShoalLabPath();
   co.binDir = shoal::bench::defaultBinDir();
+  co.makeImage = shoal::bench::defaultMakeImagePath();
   auto* converge = app.add_subcommand(
-      "converge", "On a shoal-lab of 3 managers and 2 workers with the fake executor (needs root): "
-                  "time from `service create -d` of N replicas to N RUNNING, and from `service rm` to no task");
-  converge->add_option("--executor", co.executor, "agentd's executor (fake)")->capture_default_str();
+      "converge", "On a shoal-lab of 3 managers and 2 workers (needs root): time from `service create -d` of N "
+                  "replicas to N RUNNING, and from `service rm` to no task (and with runc no container) left");
+  converge->add_option("--executor", co.executor,
+                       "agentd's executor: fake, or runc (busybox containers from the lab's registry, pulled "
+                       "onto every node before the measure)")
+      ->capture_default_str();
+  converge->add_option("--make-image", co.makeImage, "With runc: tools/images/make-busybox-image")
+      ->capture_default_str();
   converge->add_option("--replicas", co.replicas, "Replicas of the service")
       ->capture_default_str()->check(CLI::Range(1, 1000000));
   converge->add_option("--fake-nodes", co.fakeNodes, "One more agentd posing as this many nodes")
