@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+// glibc 2.36's <sys/pidfd.h> lacks __BEGIN_DECLS (fixed in 2.37): without this its functions
+// get C++ linkage and agentd does not link.
+extern "C" {
 #include <sys/pidfd.h>
+}
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
