@@ -15,10 +15,28 @@ int main(int argc, char** argv) {
                             "The node's name in the swarm (default: this host's name)");
   daemon.flags()
       .add_option("--executor", executor,
-                  "How tasks run: runc, or fake (no containers: tasks walk to RUNNING on "
-                  "timers, for tests and benchmarks). The runc executor is not available yet "
-                  "and rejects every task, saying so: use --executor fake")
+                  "How tasks run: runc (OCI containers of images pulled from registries), or "
+                  "fake (no containers: tasks walk to RUNNING on timers, for tests and "
+                  "benchmarks)")
       ->capture_default_str();
+  shoal::agentd::TaskOptions tasks;
+  daemon.flags()
+      .add_option("--runtime", tasks.runtimePath,
+                  "With --executor runc: the OCI runtime binary (a path, or a name on $PATH)")
+      ->capture_default_str();
+  daemon.flags().add_option(
+      "--runc-root", tasks.runcRoot,
+      "With --executor runc: the runtime's state dir (runc --root), one per node "
+      "(default: <run dir>/runc)");
+  std::vector<std::string> insecure;
+  daemon.flags().add_option(
+      "--insecure-registry", insecure,
+      "A registry (HOST:PORT) spoken to over plain HTTP, as dockerd's flag; repeatable. "
+      "localhost and 127.0.0.0/8 always are");
+  daemon.flags()
+      .add_option("--registry-ca", tasks.registryCa,
+                  "A PEM CA bundle trusted for HTTPS registries, besides the system's")
+      ->check(CLI::ExistingFile);
   daemon.flags()
       .add_option("--fake-delay", fakeDelay,
                   "With --executor fake: the time between a task's steps (ACCEPTED, PREPARING, "
@@ -31,7 +49,6 @@ int main(int argc, char** argv) {
       "on `shoal swarm join` and keeping its own session; for the scale benchmark");
   if (auto rc = daemon.parse(argc, argv)) return *rc;
 
-  shoal::agentd::TaskOptions tasks;
   auto kind = shoal::agentd::parseExecutorKind(executor);
   auto delay = shoal::parseDuration(fakeDelay);
   std::string bad = !kind    ? kind.error().message
@@ -47,6 +64,14 @@ int main(int argc, char** argv) {
   if (!bad.empty()) {
     std::fprintf(stderr, "agentd: %s\n", bad.c_str());
     return 2;
+  }
+  for (const auto& registry : insecure) {
+    if (registry.empty() || registry.find('/') != std::string::npos) {
+      std::fprintf(stderr, "agentd: --insecure-registry: '%s' is not HOST[:PORT]\n",
+                   registry.c_str());
+      return 2;
+    }
+    tasks.insecureRegistries.insert(registry);
   }
   tasks.executor = *kind;
   tasks.fakeDelay = std::chrono::duration_cast<std::chrono::milliseconds>(*delay);

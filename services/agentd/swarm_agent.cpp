@@ -53,10 +53,33 @@ SwarmState swarmState(bool inSwarm, bool configBroken, bool joining, SessionStat
   return SwarmState::Error;
 }
 
-std::unique_ptr<Executor> makeExecutor(Loop& loop, const TaskOptions& options) {
-  if (options.executor == ExecutorKind::Fake)
-    return std::make_unique<FakeExecutor>(loop, options.fakeDelay);
-  return std::make_unique<UnavailableRuncExecutor>(loop);
+Result<ExecutorParts> makeExecutor(Daemon& daemon, const TaskOptions& options) {
+  ExecutorParts parts;
+  if (options.executor == ExecutorKind::Fake) {
+    parts.executor = std::make_unique<FakeExecutor>(daemon.loop(), options.fakeDelay);
+    return parts;
+  }
+  ImageStore::Options io;
+  io.insecureRegistries = options.insecureRegistries;
+  io.caFile = options.registryCa;
+  auto images = ImageStore::open(daemon.loop(), daemon.stateDir() + "/images", std::move(io));
+  if (!images) return Error{"the image store: " + images.error().message};
+  RuntimeOptions ro;
+  ro.runcPath = options.runtimePath;
+  ro.root = options.runcRoot.empty() ? daemon.runDir() + "/runc" : options.runcRoot;
+  auto runtime = Runtime::open(daemon.loop(), std::move(ro));
+  if (!runtime) return Error{"the runtime: " + runtime.error().message};
+  parts.images = std::move(images).value();
+  parts.runtime = std::move(runtime).value();
+  parts.sandboxes = std::make_unique<SandboxClient>(daemon.loop(), daemon.zmq(), daemon.runDir());
+  RuncExecutorOptions eo;
+  eo.stateDir = daemon.stateDir();
+  auto runc = RuncExecutor::open(daemon.loop(), std::move(eo), *parts.images, *parts.runtime,
+                                 *parts.sandboxes, *parts.secrets);
+  if (!runc) return Error{"the runc executor: " + runc.error().message};
+  parts.runc = runc->get();
+  parts.executor = std::move(runc).value();
+  return parts;
 }
 
 bus::Buffer tasksReply(const nlohmann::json& tasks) {
@@ -83,10 +106,22 @@ Result<std::unique_ptr<SwarmAgent>> SwarmAgent::start(Daemon& daemon, const std:
   if (!facts) return Error{"--hostname: " + facts.error().message};
   auto dir = node::NodeDir::open(daemon.nodeDir());
   if (!dir) return dir.error();
-  std::unique_ptr<SwarmAgent> agent(
-      new SwarmAgent(daemon, std::move(dir).value(), describeNode(*facts, SHOAL_VERSION), tasks));
+  auto parts = makeExecutor(daemon, tasks);
+  if (!parts) return parts.error();
+  std::unique_ptr<SwarmAgent> agent(new SwarmAgent(daemon, std::move(dir).value(),
+                                                   describeNode(*facts, SHOAL_VERSION),
+                                                   std::move(parts).value()));
   SwarmAgent* a = agent.get();
   daemon.server().serve(kAgentProtocol, [a](bus::Call call) { a->serve(std::move(call)); });
+  daemon.server().serve(kLogProtocol, [a](bus::Call call) { a->logs_->serve(std::move(call)); });
+  daemon.addStatus([a](nlohmann::json& j) { a->logs_->status(j); });
+  daemon.server().serve(kContainerProtocol,
+                        [a](bus::Call call) { a->containerApi_->serve(std::move(call)); });
+  if (a->parts_.runc) {
+    a->imageApi_ = std::make_unique<ImageApi>(daemon.server(), daemon.loop(), *a->parts_.images,
+                                              [a] { return a->parts_.runc->imagesInUse(); });
+    daemon.addStatus([a](nlohmann::json& j) { j["image_api"] = a->imageApi_->status(); });
+  }
   daemon.onReload([a] { return a->reload(); });
   daemon.addStatus([a](nlohmann::json& j) { a->status(j); });
   daemon.onStop([a] { a->session_.stop(); });
@@ -102,18 +137,27 @@ Result<std::unique_ptr<SwarmAgent>> SwarmAgent::start(Daemon& daemon, const std:
 }
 
 SwarmAgent::SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description,
-                       const TaskOptions& tasks)
+                       ExecutorParts parts)
     : daemon_(daemon),
       dir_(std::move(dir)),
       description_(std::move(description)),
       local_(daemon.loop(), daemon.zmq(), daemon.runDir()),
-      executor_(makeExecutor(daemon.loop(), tasks)),
+      parts_(std::move(parts)),
+      executor_(std::move(parts_.executor)),
+      containerApi_(std::make_unique<ContainerApi>(parts_.runc)),
       worker_(*executor_, wallClockNs),
+      logs_(std::make_unique<LogAgent>(
+          daemon.loop(), daemon.zmq(), daemon.stateDir() + "/logs",
+          [this](std::string_view ref) { return worker_.find(ref); },
+          [this] { return config_ ? config_->nodeId : std::string(); })),
       session_(daemon.loop(), daemon.zmq(), dir_.key(), description_,
                {[this](const std::vector<node::Manager>& m) { onManagersChanged(m); },
                 [this](const dispatch::SessionReply& r) { onSessionReply(r); },
-                [this] { updateStatusText(); }, {}, {}}) {
+                [this] { updateStatusText(); },
+                [this](bus::Client&, const std::string& sessionId) { openLogs(sessionId); },
+                [this] { logs_->closed(); }}) {
   session_.attach(&worker_);
+  session_.attachSecrets(parts_.secrets.get());
 }
 
 SwarmAgent::~SwarmAgent() {
@@ -601,6 +645,17 @@ void SwarmAgent::status(nlohmann::json& j) const {
   worker_.countStates(states);
   j["tasks"] = {{"executor", executor_->name()}, {"assigned", worker_.size()},
                 {"by_state", states}};
+  if (parts_.runc) j["executor"] = parts_.runc->status();
+}
+
+// ---- logs
+
+void SwarmAgent::openLogs(const std::string& sessionId) {
+  auto manager = session_.activeManager();
+  if (!manager) return spdlog::warn("logs: the session's manager is not in its list; service logs "
+                                    "will not reach this node until the next session");
+  auto key = dir_.key();
+  logs_->opened({"tcp://" + manager->addr, {manager->publicKey, key.publicKey, key.secretKey}, sessionId});
 }
 
 }  // namespace shoal::agentd

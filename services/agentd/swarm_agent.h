@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 
@@ -18,11 +19,18 @@
 #include "common/daemon.h"
 #include "common/identity.h"
 #include "common/node_dir.h"
+#include "services/agentd/container_api.h"
 #include "services/agentd/executor.h"
 #include "services/agentd/fake_executor.h"
+#include "services/agentd/image_api.h"
 #include "services/agentd/join.h"
+#include "services/agentd/log_agent.h"
 #include "services/agentd/local_daemons.h"
 #include "services/agentd/node_description.h"
+#include "services/agentd/runc_executor.h"
+#include "services/agentd/runtime.h"
+#include "services/agentd/sandbox_client.h"
+#include "services/agentd/secrets.h"
 #include "services/agentd/session.h"
 #include "services/agentd/worker.h"
 
@@ -34,14 +42,30 @@ const char* swarmStateName(SwarmState state);
 // configBroken: node.json cannot be read. A node in a swarm is pending until its session is up.
 SwarmState swarmState(bool inSwarm, bool configBroken, bool joining, SessionState session);
 
-// How the node runs its tasks (`--executor`, `--fake-delay`).
+// How the node runs its tasks (`--executor`, `--fake-delay`, and the runc executor's flags).
 struct TaskOptions {
   ExecutorKind executor = ExecutorKind::Runc;
   std::chrono::milliseconds fakeDelay = FakeExecutor::kDefaultDelay;
+  std::string runtimePath = "runc";            // --runtime
+  std::string runcRoot;                        // --runc-root; "" → <run dir>/runc
+  std::set<std::string> insecureRegistries;    // --insecure-registry HOST:PORT
+  std::string registryCa;                      // --registry-ca FILE
 };
 
-// The executor of that kind.
-std::unique_ptr<Executor> makeExecutor(Loop& loop, const TaskOptions& options);
+// The executor and what it runs on. The runc executor's image store, runtime, sandbox client
+// and secrets are the agent's (the image and container APIs use them too); the fake one has
+// none of them but the secrets, which the session fills either way.
+struct ExecutorParts {
+  std::unique_ptr<ImageStore> images;
+  std::unique_ptr<Runtime> runtime;
+  std::unique_ptr<SandboxClient> sandboxes;
+  std::unique_ptr<SecretStore> secrets = std::make_unique<SecretStore>();
+  std::unique_ptr<Executor> executor;
+  RuncExecutor* runc = nullptr;  // executor, when it is the runc one
+};
+// The executor of that kind, opened in the daemon's state and run dirs. Errors name the flag
+// or the path that is wrong.
+Result<ExecutorParts> makeExecutor(Daemon& daemon, const TaskOptions& options);
 
 // agent.fbs replies shared by agentd's two faces (a node, or many fake nodes).
 bus::Buffer tasksReply(const nlohmann::json& tasks);
@@ -64,7 +88,7 @@ class SwarmAgent {
 
  private:
   SwarmAgent(Daemon& daemon, node::NodeDir dir, NodeDescription description,
-             const TaskOptions& tasks);
+             ExecutorParts parts);
 
   void serve(bus::Call call);
   void join(bus::Call call);
@@ -86,6 +110,8 @@ class SwarmAgent {
 
   void onSessionReply(const dispatch::SessionReply& reply);
   void onManagersChanged(const std::vector<node::Manager>& managers);
+  // The session is up: the log agent connects to the same dispatcher (log_agent.h).
+  void openLogs(const std::string& sessionId);
   // A certificate the managers sent (session reply or renewal): checked, stored; a role
   // change starts or stops raft here.
   void takeCertificate(std::span<const uint8_t> bytes, const dispatch::RaftJoin* raft);
@@ -106,9 +132,15 @@ class SwarmAgent {
   node::NodeDir dir_;
   NodeDescription description_;
   LocalDaemons local_;
-  // Before the session, which uses them until it is destroyed.
+  // Before the session, which uses them until it is destroyed; the executor before what it
+  // runs on (destroyed first).
+  ExecutorParts parts_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<ContainerApi> containerApi_;
+  std::unique_ptr<ImageApi> imageApi_;  // with the runc executor's image store
   Worker worker_;
+  // Between the worker (its resolver) and the session (whose hooks call it until it goes).
+  std::unique_ptr<LogAgent> logs_;
   Session session_;
 
   std::optional<node::NodeConfig> config_;
