@@ -81,8 +81,8 @@ struct TempDir {
   }
 };
 
-// The task ids in `service logs` output: docker's prefix `<name>.<slot>.<task id>@<node> | line`,
-// counted only on lines the service printed.
+// The task ids in `service logs --no-trunc` output: docker's prefix
+// `<name>.<slot>.<task id>@<node>    | line`, counted only on lines the service printed.
 std::set<std::string> taskIdsInLogs(const std::string& out) {
   std::set<std::string> ids;
   for (auto& l : lines(out)) {
@@ -237,7 +237,7 @@ TEST_CASE("6 busybox replicas on all 5 nodes: logs from all 6, one removed by ha
   std::set<std::string> inLogs;
   std::string last;
   bool all = waitFor([&] {
-    auto r = l.shoal("m1", {"service", "logs", "demo"}, 30s);
+    auto r = l.shoal("m1", {"service", "logs", "--no-trunc", "demo"}, 30s);  // whole task ids, as ps's
     last = said(r);
     inLogs = taskIdsInLogs(r.out);
     return r.status.code == 0 && inLogs == idsOf(run);
@@ -247,8 +247,7 @@ TEST_CASE("6 busybox replicas on all 5 nodes: logs from all 6, one removed by ha
   // One container removed by hand on its node: the task fails, and the slot runs a new one.
   const json victim = run.front();
   const std::string node = field(victim, "Node"), id = field(victim, "ID");
-  const std::string container = field(victim, "Name") + "." + id;  // Swarm's <service>.<slot>.<task id>
-  auto rm = l.shoal(node, {"container", "rm", "-f", container});
+  auto rm = l.shoal(node, {"container", "rm", "-f", id});  // a task's container id is the task's
   REQUIRE_MESSAGE(rm.status.code == 0, said(rm));
   auto after = l.waitPs("demo", [&](const Rows& r) {
     bool failed = std::any_of(r.begin(), r.end(), [&](const json& x) {
