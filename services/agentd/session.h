@@ -97,6 +97,13 @@ class Session {
 
   SessionState state() const { return state_; }
   const std::vector<node::Manager>& managers() const { return rotation_.managers(); }
+  // The manager the session is open at (the log agent connects there too), while Active.
+  std::optional<node::Manager> activeManager() const {
+    if (state_ != SessionState::Active) return std::nullopt;
+    for (auto& m : rotation_.managers())
+      if (m.addr == manager_) return m;
+    return std::nullopt;
+  }
   Nanos period() const { return period_; }
   // Why the managers refused this node, while state() is Refused.
   const std::string& refusal() const { return refusal_; }
