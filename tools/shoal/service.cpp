@@ -11,8 +11,11 @@
 #include <set>
 #include <thread>
 
+#include "common/image_ref.h"
 #include "common/object_codec.h"
 #include "common/units.h"
+#include "services/agentd/image_store.h"
+#include "tools/shoal/credentials.h"
 #include "tools/shoal/daemons.h"
 #include "tools/shoal/nodes.h"
 #include "tools/shoal/progress.h"
@@ -293,6 +296,31 @@ void addWaitFlags(CLI::App& sub, WaitOptions& o) {
           "DURATION"));
 }
 
+// ---- --with-registry-auth
+
+// Docker's --with-registry-auth: the user's stored credentials (`shoal login`) for the registry
+// of the service's image go into its spec, for the nodes that pull it.
+Status addRegistryAuth(const FlagValues& flags, objects::ServiceSpecT& spec) {
+  auto it = flags.find("with-registry-auth");
+  if (it == flags.end() || it->second.empty() || it->second.back() != "true") return {};
+  if (!spec.task || !spec.task->container) return Error{"--with-registry-auth: the service has no image"};
+  auto& container = *spec.task->container;
+  auto ref = image::parse(container.image);
+  if (!ref) return Error{"--with-registry-auth: " + ref.error().message};
+  auto creds = storedCredentials(ref->registry);
+  if (!creds) return Error{"--with-registry-auth: " + creds.error().message};
+  auto key = loginKey(ref->registry);
+  std::string server = key ? *key : ref->registry;
+  std::string login = "shoal login" + (ref->registry == image::kDockerHub ? "" : " " + ref->registry);
+  if (!*creds)
+    return Error{"--with-registry-auth: no credentials for " + ref->registry +
+                 " are stored; run `" + login +
+                 "` first, or leave out --with-registry-auth for a registry that needs none"};
+  container.registry_auth = agentd::encodeRegistryAuth(
+      {(*creds)->username, (*creds)->password, (*creds)->identityToken, server});
+  return {};
+}
+
 // ---- create
 
 int create(const Globals& g, const CLI::App& sub, const WaitOptions& wait) {
@@ -303,9 +331,14 @@ int create(const Globals& g, const CLI::App& sub, const WaitOptions& wait) {
     return 2;
   }
   std::vector<std::string> args(rest.begin() + 1, rest.end());
-  auto spec = specFromCreateFlags(collect(sub, createFlags()), rest.front(), args);
+  auto flags = collect(sub, createFlags());
+  auto spec = specFromCreateFlags(flags, rest.front(), args);
   if (!spec) {
     std::cerr << "error: " << spec.error().message << "\n";
+    return 1;
+  }
+  if (auto st = addRegistryAuth(flags, *spec); !st) {
+    std::cerr << "error: " << st.error().message << "\n";
     return 1;
   }
   int64_t started = nowNanos();
@@ -398,8 +431,12 @@ int update(const Globals& g, const CLI::App& sub, const std::string& ref, bool r
     return rollback(g, ref, wait);
   }
   return readModifyWrite(
-      g, ref, [&flags](objects::ServiceSpecT& spec) { return applyUpdateFlags(flags, spec); }, wait,
-      ref);
+      g, ref,
+      [&flags](objects::ServiceSpecT& spec) {
+        if (auto st = applyUpdateFlags(flags, spec); !st) return st;
+        return addRegistryAuth(flags, spec);  // after --image: the new image's registry
+      },
+      wait, ref);
 }
 
 int scale(const Globals& g, const std::vector<std::string>& specs, const WaitOptions& wait) {

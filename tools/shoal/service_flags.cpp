@@ -825,6 +825,8 @@ std::vector<FlagInfo> commonFlags() {
       {"cap-add", "", "Add Linux capabilities"},
       {"cap-drop", "", "Drop Linux capabilities"},
       {"endpoint-mode", "", "Endpoint mode (vip or dnsrr)"},
+      // Read by service.cpp, which looks the credentials up (credentials.h).
+      {"with-registry-auth", "", "Send registry authentication details to swarm agents", true},
   };
 }
 
