@@ -131,11 +131,12 @@ Status writeEntry(archive* in, archive* out, archive_entry* e, const std::string
 std::unique_ptr<archive, WriteCloser> diskWriter() {
   std::unique_ptr<archive, WriteCloser> out(archive_write_disk_new());
   // Absolute paths are ours (dest + a checked relative path); SECURE_SYMLINKS refuses to
-  // write through a symlink an earlier entry made, NODOTDOT is a second guard on "..".
+  // write through a symlink an earlier entry made (without EXTRACT_UNLINK, which would
+  // quietly replace the symlink instead), NODOTDOT is a second guard on "..".
   archive_write_disk_set_options(
       out.get(), ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
                      ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                     ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_UNLINK);
+                     ARCHIVE_EXTRACT_SECURE_NODOTDOT);
   archive_write_disk_set_standard_lookup(out.get());
   return out;
 }

@@ -226,6 +226,7 @@ struct Exchange {
   std::string api;    // what is asked (registry-1.docker.io)
   std::string scope;  // repository:<path>:pull, "" for the ping
   const RegistryAuth& auth;
+  std::string repo;   // what errors name: 127.0.0.1:5000/busybox
 
   std::string base() const {
     return (plainHttp(api, registry.options().insecureRegistries) ? "http://" : "https://") +
@@ -285,6 +286,13 @@ Result<Response> exchange(Exchange& x, Request req) {
     if (!ch) return ch.error();
     if (ch->scheme == "bearer") {
       auto token = fetchToken(x, *ch);
+      if (!token && token.error().code == EACCES)
+        return Error{"pull access denied for " + x.repo + ": " +
+                         (x.auth.empty() ? "the token server wants credentials: shoal login " +
+                                               x.host + ", then --with-registry-auth"
+                                         : "wrong username or password") +
+                         " (the token server answered HTTP 401)",
+                     EACCES};
       if (!token) return token.error();
       x.registry.cacheToken(x.tokenKey(), *token);
       req.bearer = token->value;
@@ -367,6 +375,7 @@ Result<Challenge> parseChallenge(std::string_view header) {
     std::string name = lower(trim(std::string_view(text).substr(i, eq - i)));
     std::string value;
     i = eq + 1;
+    while (i < text.size() && text[i] == ' ') ++i;
     if (i < text.size() && text[i] == '"') {
       for (++i; i < text.size() && text[i] != '"'; ++i) {
         if (text[i] == '\\' && i + 1 < text.size()) ++i;
@@ -444,7 +453,8 @@ Result<FetchedManifest> Registry::manifest(const shoal::image::Reference& ref,
                                            const std::string& reference,
                                            const RegistryAuth& auth) {
   curlInit();
-  Exchange x{*this, ref.registry, ref.apiHost(), "repository:" + ref.path + ":pull", auth};
+  Exchange x{*this, ref.registry, ref.apiHost(), "repository:" + ref.path + ":pull", auth,
+             repoName(ref)};
   Request req;
   req.url = x.base() + ref.path + "/manifests/" + reference;
   req.headers = {"Accept: " + agentd::image::acceptHeader()};
@@ -479,7 +489,8 @@ Result<int64_t> Registry::blob(const shoal::image::Reference& ref,
   sink.fd = fd;
   sink.limit = d.size;
   crypto_hash_sha256_init(&sink.hash);
-  Exchange x{*this, ref.registry, ref.apiHost(), "repository:" + ref.path + ":pull", auth};
+  Exchange x{*this, ref.registry, ref.apiHost(), "repository:" + ref.path + ":pull", auth,
+             repoName(ref)};
   Request req;
   req.url = x.base() + ref.path + "/blobs/" + d.digest;
   req.sink = &sink;
@@ -512,7 +523,7 @@ Status Registry::login(const std::string& server, const RegistryAuth& auth) {
                             server.rfind("https://index.docker.io", 0) == 0
                         ? std::string(shoal::image::kDockerHubApi)
                         : server;
-  Exchange x{*this, server, api, "", auth};
+  Exchange x{*this, server, api, "", auth, server};
   Request req;
   req.url = x.base();
   auto r = exchange(x, req);

@@ -5,15 +5,26 @@
 // keep their owners; whiteouts are device nodes).
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "common/loop.h"
 #include "services/agentd/image_store.h"
+#include "tests/support/process.h"
 #include "tests/support/registry.h"
 #include "tests/support/tempdir.h"
 
@@ -252,6 +263,159 @@ TEST_CASE("an image in use survives collect; an unnamed unused one goes with its
       },
       std::chrono::seconds(30)));
   CHECK(s.store->status()["images"] == 0);
+}
+
+// A registry that wants bearer tokens (the docker token spec), in a thread of the test: a
+// token endpoint that takes basic credentials (GET) or a refresh token (POST), and the /v2/
+// API serving an OCI layout from make-busybox-image to whoever shows the token. One request
+// per connection. Counts the tokens it gave, so a test sees the client's cache work.
+class BearerRegistry {
+ public:
+  BearerRegistry(std::string layout, const std::string& user, const std::string& password)
+      : layout_(std::move(layout)) {
+    std::string pair = user + ":" + password;
+    std::string b64(sodium_base64_ENCODED_LEN(pair.size(), sodium_base64_VARIANT_ORIGINAL), 0);
+    sodium_bin2base64(b64.data(), b64.size(), reinterpret_cast<const unsigned char*>(pair.data()),
+                      pair.size(), sodium_base64_VARIANT_ORIGINAL);
+    basic_ = "Basic " + std::string(b64.c_str());
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~BearerRegistry() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  int tokensGiven() const { return tokens_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      timeval tv{5, 0};
+      ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string reply = answer(readRequest(c));
+      for (size_t off = 0; off < reply.size();) {
+        ssize_t w = ::send(c, reply.data() + off, reply.size() - off, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += static_cast<size_t>(w);
+      }
+      ::close(c);
+    }
+  }
+
+  static std::string readRequest(int c) {
+    std::string req;
+    char buf[4096];
+    for (int i = 0; i < 64 && req.find("\r\n\r\n") == std::string::npos; ++i) {
+      ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      req.append(buf, static_cast<size_t>(n));
+    }
+    // A POST's form (the refresh token) follows the headers.
+    if (req.rfind("POST", 0) == 0 && req.find("refresh_token=") == std::string::npos) {
+      ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n > 0) req.append(buf, static_cast<size_t>(n));
+    }
+    return req;
+  }
+
+  static std::string response(int status, const std::string& body,
+                              const std::string& extra = "") {
+    return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + body;
+  }
+
+  std::string blob(const std::string& digest) const {
+    std::ifstream in(layout_ + "/blobs/sha256/" + digest.substr(7), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  std::string answer(const std::string& req) {
+    std::string path = req.substr(req.find(' ') + 1);
+    path = path.substr(0, path.find(' '));
+    if (path.rfind("/token", 0) == 0) {
+      bool ok = req.find("Authorization: " + basic_) != std::string::npos ||
+                req.find("refresh_token=refresh-me") != std::string::npos;
+      if (!ok) return response(401, "{}");
+      ++tokens_;
+      return response(200, R"({"token":"tok-1","expires_in":300})");
+    }
+    if (req.find("Authorization: Bearer tok-1") == std::string::npos)
+      return response(401, R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})",
+                      "WWW-Authenticate: Bearer realm=\"http://" + host() +
+                          "/token\",service=\"test\",scope=\"repository:busybox:pull\"\r\n");
+    return serveV2(path);
+  }
+
+  std::string serveV2(const std::string& path) {
+    const std::string manifests = "/v2/busybox/manifests/", blobs = "/v2/busybox/blobs/";
+    if (path.rfind(manifests, 0) == 0) {
+      std::string ref = path.substr(manifests.size());
+      std::string digest = ref;
+      if (ref == "latest") {
+        std::ifstream in(layout_ + "/index.json");
+        digest = nlohmann::json::parse(in)["manifests"][0]["digest"];
+      }
+      std::string body = blob(digest);
+      if (body.empty()) return response(404, R"({"errors":[{"message":"manifest unknown"}]})");
+      auto type = nlohmann::json::parse(body)["mediaType"].get<std::string>();
+      return response(200, body, "Content-Type: " + type + "\r\n");
+    }
+    if (path.rfind(blobs, 0) == 0) {
+      std::string body = blob(path.substr(blobs.size()));
+      return body.empty() ? response(404, "{}") : response(200, body);
+    }
+    return response(404, "{}");
+  }
+
+  std::string layout_, basic_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> tokens_{0};
+  std::thread thread_;
+};
+
+TEST_CASE("the bearer flow: a token from the realm with basic credentials or a refresh token") {
+  testing::TempDir dir;
+  auto made = testing::run({"/usr/bin/python3", testing::sourceDir() +
+                            "/tools/images/make-busybox-image", "--out", dir / "layout"},
+                           {}, std::chrono::seconds(60));
+  REQUIRE_MESSAGE(made.status.code == 0, made.err);
+  BearerRegistry registry(dir / "layout", "bob", "hunter2");
+  std::string ref = registry.host() + "/busybox:latest";
+
+  Store s;
+  auto wrong = s.failedPull(ref, login("bob", "nope"));
+  CHECK(contains(wrong.message, "pull access denied for " + registry.host() + "/busybox"));
+  CHECK(contains(wrong.message, "wrong username or password"));
+
+  auto image = s.ensure(ref, login("bob", "hunter2"));
+  REQUIRE_MESSAGE(image, (image ? "" : image.error().message));
+  CHECK(image->config.cmd == std::vector<std::string>{"sh"});
+  // One token for the manifest, the config and the layer: the cache works.
+  CHECK(registry.tokensGiven() == 1);
+
+  Store other;
+  RegistryAuth refresh;
+  refresh.identityToken = "refresh-me";
+  auto viaRefresh = other.wait(
+      [&](ImageStore::PullFn done) { other.store->pull(ref, refresh, std::move(done)); });
+  REQUIRE_MESSAGE(viaRefresh, (viaRefresh ? "" : viaRefresh.error().message));
+  CHECK(registry.tokensGiven() == 2);
 }
 
 }  // namespace
