@@ -22,9 +22,53 @@ Result<TaskEntry> readTask(std::string_view bytes) {
   out.version = t->meta() ? t->meta()->version() : 0;
   if (t->node_id()) out.nodeId = t->node_id()->str();
   if (t->status()) out.state = t->status()->state();
+  if (const auto* c = t->spec() ? t->spec()->container() : nullptr) {
+    if (c->secrets())
+      for (const auto* r : *c->secrets())
+        if (r->secret_id()) out.secretIds.push_back(r->secret_id()->str());
+    if (c->configs())
+      for (const auto* r : *c->configs())
+        if (r->config_id()) out.configIds.push_back(r->config_id()->str());
+  }
   out.bytes.assign(bytes);
   return out;
 }
+
+namespace {
+
+template <class T>
+Result<FileEntry> readFile(std::string_view bytes, const char* what) {
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  if (!v.VerifyBuffer<T>(nullptr))
+    return Error{std::string("a stored ") + what + " does not verify (" + std::to_string(bytes.size()) +
+                     " bytes): the store is damaged; left out of the dispatcher's view",
+                 static_cast<int>(wire::ErrorCode::Internal)};
+  auto* o = flatbuffers::GetRoot<T>(bytes.data());
+  if (!o->id() || o->id()->size() == 0)
+    return Error{std::string("a stored ") + what + " has no id; left out of the dispatcher's view",
+                 static_cast<int>(wire::ErrorCode::Internal)};
+  return FileEntry{o->id()->str(), o->meta() ? o->meta()->version() : 0, std::string(bytes)};
+}
+
+// A newer version wins; an older or equal one is a watch event behind a re-read.
+void putNewer(std::map<std::string, FileEntry>& into, FileEntry e) {
+  auto it = into.find(e.id);
+  if (it != into.end() && e.version <= it->second.version && e.version != 0) return;
+  std::string id = e.id;
+  into.insert_or_assign(id, std::move(e));
+}
+
+// The stored object copied into `fbb` through the object API (it was verified when read).
+template <class T>
+flatbuffers::Offset<T> copyInto(flatbuffers::FlatBufferBuilder& fbb, const std::string& bytes) {
+  std::unique_ptr<typename T::NativeTableType> o(flatbuffers::GetRoot<T>(bytes.data())->UnPack());
+  return T::Pack(fbb, o.get());
+}
+
+}  // namespace
+
+Result<FileEntry> readSecret(std::string_view bytes) { return readFile<objects::Secret>(bytes, "Secret"); }
+Result<FileEntry> readConfig(std::string_view bytes) { return readFile<objects::Config>(bytes, "Config"); }
 
 bus::Buffer encodeAssignments(const AssignmentItem& item) {
   size_t size = 256;
@@ -41,8 +85,13 @@ bus::Buffer encodeAssignments(const AssignmentItem& item) {
   }
   auto updatedVec = fbb.CreateVector(updated);
   auto removedVec = fbb.CreateVectorOfStrings(item.removed);
+  std::vector<flatbuffers::Offset<objects::Secret>> secrets;
+  for (auto& b : item.secrets) secrets.push_back(copyInto<objects::Secret>(fbb, b));
+  std::vector<flatbuffers::Offset<objects::Config>> configs;
+  for (auto& b : item.configs) configs.push_back(copyInto<objects::Config>(fbb, b));
   auto body = dispatch::CreateAssignments(fbb, item.full, item.version, item.previous, updatedVec,
-                                          removedVec);
+                                          removedVec, fbb.CreateVector(secrets),
+                                          fbb.CreateVector(configs));
   return bus::message<dispatch::Envelope>(fbb, dispatch::Body::Assignments, body.Union());
 }
 
@@ -116,6 +165,33 @@ void Assignments::replaceAll(std::vector<TaskEntry> tasks) {
   for (auto& [id, s] : streams_)
     if (auto n = byNode_.find(s.nodeId); n != byNode_.end())
       s.dirty.insert(n->second.begin(), n->second.end());
+}
+
+void Assignments::putSecret(FileEntry secret) { putNewer(secrets_, std::move(secret)); }
+void Assignments::eraseSecret(const std::string& id) { secrets_.erase(id); }
+void Assignments::replaceSecrets(std::vector<FileEntry> secrets) {
+  secrets_.clear();
+  for (auto& e : secrets) putNewer(secrets_, std::move(e));
+}
+
+void Assignments::putConfig(FileEntry config) { putNewer(configs_, std::move(config)); }
+void Assignments::eraseConfig(const std::string& id) { configs_.erase(id); }
+void Assignments::replaceConfigs(std::vector<FileEntry> configs) {
+  configs_.clear();
+  for (auto& e : configs) putNewer(configs_, std::move(e));
+}
+
+void Assignments::attachFiles(AssignmentItem& item, const std::vector<std::string>& taskIds) const {
+  std::set<std::string> secretIds, configIds;
+  for (const auto& id : taskIds) {
+    const TaskEntry& t = tasks_.at(id);
+    secretIds.insert(t.secretIds.begin(), t.secretIds.end());
+    configIds.insert(t.configIds.begin(), t.configIds.end());
+  }
+  for (const auto& id : secretIds)
+    if (auto it = secrets_.find(id); it != secrets_.end()) item.secrets.push_back(it->second.bytes);
+  for (const auto& id : configIds)
+    if (auto it = configs_.find(id); it != configs_.end()) item.configs.push_back(it->second.bytes);
 }
 
 const TaskEntry* Assignments::task(const std::string& id) const {
@@ -207,6 +283,7 @@ AssignmentItem Assignments::fullItem(Stream& s) {
   s.held.clear();
   s.dirty.clear();
   size_t bytes = 0;
+  std::vector<std::string> sent;
   if (auto n = byNode_.find(s.nodeId); n != byNode_.end())
     for (auto& taskId : n->second) {
       const TaskEntry& t = tasks_.at(taskId);
@@ -216,9 +293,11 @@ AssignmentItem Assignments::fullItem(Stream& s) {
         continue;
       }
       item.updated.push_back(t.bytes);
+      sent.push_back(taskId);
       bytes += t.bytes.size();
       s.held[taskId] = t.version;
     }
+  attachFiles(item, sent);
   s.continuing = !s.dirty.empty();
   return item;
 }
@@ -228,6 +307,7 @@ AssignmentItem Assignments::increment(Stream& s) {
   item.version = nextVersion_++;
   item.previous = s.version;
   size_t bytes = 0;
+  std::vector<std::string> sent;
   auto it = s.dirty.begin();
   while (it != s.dirty.end()) {
     auto t = tasks_.find(*it);
@@ -237,6 +317,7 @@ AssignmentItem Assignments::increment(Stream& s) {
     if (assignedHere && !(held != s.held.end() && held->second == t->second.version)) {
       if (bytes > 0 && bytes + t->second.bytes.size() > kMaxItemBytes) break;
       item.updated.push_back(t->second.bytes);
+      sent.push_back(*it);
       bytes += t->second.bytes.size();
       s.held[*it] = t->second.version;
     } else if (!assignedHere && held != s.held.end()) {
@@ -247,6 +328,7 @@ AssignmentItem Assignments::increment(Stream& s) {
     }
     it = s.dirty.erase(it);
   }
+  attachFiles(item, sent);
   s.continuing = !s.dirty.empty();
   return item;
 }

@@ -19,6 +19,13 @@
 //
 // The Task view is kept as stored bytes plus the four fields the dispatcher reads, so that
 // 10,000+ tasks stay light: nothing is unpacked until a status is written (task_status.h).
+//
+// Secrets and configs (docs/containers.md "Secrets and configs"): the view also holds the
+// store's Secrets and Configs, and an item carries those the tasks in its `updated` refer to
+// (ContainerSpec.secrets[].secret_id, configs[].config_id), so a complete set carries all
+// those of the node's tasks, and a node only ever gets the secrets of its own tasks (DESIGN.md
+// §4). One the view does not have (removed meanwhile) is left out; the agent then rejects the
+// task naming it.
 
 #include <chrono>
 #include <cstdint>
@@ -43,7 +50,20 @@ struct TaskEntry {
   std::string nodeId;
   objects::TaskState state = objects::TaskState::New;
   std::string bytes;  // as stored (verified): what the agent gets
+  std::vector<std::string> secretIds;  // what its container spec refers to
+  std::vector<std::string> configIds;
 };
+
+// A stored Secret or Config as the dispatcher keeps it.
+struct FileEntry {
+  std::string id;
+  uint64_t version = 0;
+  std::string bytes;  // as stored (verified)
+};
+
+// A Secret (Config) from the store, verified; errors say what is wrong.
+Result<FileEntry> readSecret(std::string_view bytes);
+Result<FileEntry> readConfig(std::string_view bytes);
 
 // A Task from the store, verified before anything reads it. Errors say what is wrong.
 Result<TaskEntry> readTask(std::string_view bytes);
@@ -58,6 +78,8 @@ struct AssignmentItem {
   uint64_t previous = 0;             // 0 for a complete set
   std::vector<std::string> updated;  // Task bytes, as stored
   std::vector<std::string> removed;  // task ids
+  std::vector<std::string> secrets;  // Secret bytes, as stored: those `updated` refer to
+  std::vector<std::string> configs;  // Config bytes, likewise
 };
 
 // The item as a dispatch Envelope (Body::Assignments), ready for ServerStream::send.
@@ -78,6 +100,16 @@ class Assignments {
   void erase(const std::string& id);
   // The view after a resync: exactly these tasks. Open streams get the difference.
   void replaceAll(std::vector<TaskEntry> tasks);
+
+  // The Secrets and Configs, likewise (a newer version wins; replaceSecrets after a resync).
+  void putSecret(FileEntry secret);
+  void eraseSecret(const std::string& id);
+  void replaceSecrets(std::vector<FileEntry> secrets);
+  void putConfig(FileEntry config);
+  void eraseConfig(const std::string& id);
+  void replaceConfigs(std::vector<FileEntry> configs);
+  size_t secrets() const { return secrets_.size(); }
+  size_t configs() const { return configs_.size(); }
 
   const TaskEntry* task(const std::string& id) const;
   size_t tasks() const { return tasks_.size(); }
@@ -123,8 +155,12 @@ class Assignments {
   std::optional<Clock::time_point> readyAt(const Stream& s, Clock::time_point now) const;
   AssignmentItem fullItem(Stream& s);
   AssignmentItem increment(Stream& s);
+  // The secrets and configs the item's updated tasks refer to, into the item.
+  void attachFiles(AssignmentItem& item, const std::vector<std::string>& taskIds) const;
 
   std::map<std::string, TaskEntry> tasks_;
+  std::map<std::string, FileEntry> secrets_;
+  std::map<std::string, FileEntry> configs_;
   std::map<std::string, std::set<std::string>> byNode_;  // assigned tasks only
   std::map<StreamId, Stream> streams_;
   std::map<std::string, std::set<StreamId>> streamsByNode_;

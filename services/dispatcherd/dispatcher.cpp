@@ -181,7 +181,9 @@ Status Dispatcher::bind(const node::NodeConfig& config, const curve::KeyPair& ke
   }
   store_->leadership([this](const store::Leadership& l) { onLeadership(l); });
   store_->watchWithResync(
-      {objects::ObjectKind::Cluster, objects::ObjectKind::Node, objects::ObjectKind::Task}, {},
+      {objects::ObjectKind::Cluster, objects::ObjectKind::Node, objects::ObjectKind::Task,
+       objects::ObjectKind::Secret, objects::ObjectKind::Config},
+      {},
       [this](store::Snapshot s) { onSnapshot(std::move(s)); },
       [this](uint64_t, std::vector<store::Change> events) { onEvents(std::move(events)); });
   tick_ = loop.every(kTick, [this] { tick(); });
@@ -262,10 +264,13 @@ void Dispatcher::readRaftClusterId() {
 void Dispatcher::onSnapshot(store::Snapshot snapshot) {
   nodes_.clear();
   std::vector<TaskEntry> tasks;
+  std::vector<FileEntry> secrets, configs;
   for (auto& kind : snapshot.kinds)
     for (auto& object : kind.objects) {
       if (kind.kind == objects::ObjectKind::Node) putNode(object);
       if (kind.kind == objects::ObjectKind::Cluster) putCluster(object);
+      if (kind.kind == objects::ObjectKind::Secret) keepFile(readSecret(object), secrets);
+      if (kind.kind == objects::ObjectKind::Config) keepFile(readConfig(object), configs);
       if (kind.kind != objects::ObjectKind::Task) continue;
       auto task = readTask(object);
       if (!task)
@@ -273,6 +278,9 @@ void Dispatcher::onSnapshot(store::Snapshot snapshot) {
       else
         tasks.push_back(std::move(task).value());
     }
+  // Before the tasks: the items they cause carry their secrets and configs.
+  assignments_.replaceSecrets(std::move(secrets));
+  assignments_.replaceConfigs(std::move(configs));
   assignments_.replaceAll(std::move(tasks));
   // Nodes deleted while the watch was away.
   std::vector<std::string> gone;
@@ -300,6 +308,8 @@ void Dispatcher::onEvents(std::vector<store::Change> events) {
         assignments_.erase(e.id);
       else
         putTask(e.object, e.version);
+    } else if (e.kind == objects::ObjectKind::Secret || e.kind == objects::ObjectKind::Config) {
+      putFile(e);
     }
   }
   // A whole transaction at a time, so that its tasks reach each node in one item.
@@ -311,6 +321,22 @@ void Dispatcher::putTask(std::string_view bytes, uint64_t version) {
   if (!task) return spdlog::warn("{}", task.error().message);
   if (task->version == 0) task->version = version;
   assignments_.put(std::move(task).value());
+}
+
+void Dispatcher::keepFile(Result<FileEntry> file, std::vector<FileEntry>& into) {
+  if (!file) return spdlog::warn("{}", file.error().message);
+  into.push_back(std::move(file).value());
+}
+
+void Dispatcher::putFile(const store::Change& e) {
+  bool secret = e.kind == objects::ObjectKind::Secret;
+  if (e.operation == objects::Operation::Delete)
+    return secret ? assignments_.eraseSecret(e.id) : assignments_.eraseConfig(e.id);
+  auto file = secret ? readSecret(e.object) : readConfig(e.object);
+  if (!file) return spdlog::warn("{}", file.error().message);
+  if (file->version == 0) file->version = e.version;
+  secret ? assignments_.putSecret(std::move(file).value())
+         : assignments_.putConfig(std::move(file).value());
 }
 
 void Dispatcher::putNode(std::string_view bytes) {

@@ -63,6 +63,9 @@ class Dispatcher {
   void removeNode(const std::string& id);
   void putCluster(std::string_view bytes);
   void putTask(std::string_view bytes, uint64_t version);
+  // Secrets and configs for the assignments (assignments.h).
+  void putFile(const store::Change& e);
+  static void keepFile(Result<FileEntry> file, std::vector<FileEntry>& into);
   void refreshNodes();
   void readRaftClusterId();
   const identity::ClusterCA* ca();
