@@ -354,7 +354,7 @@ class BearerRegistry {
       return response(200, R"({"token":"tok-1","expires_in":300})");
     }
     if (req.find("Authorization: Bearer tok-1") == std::string::npos)
-      return response(401, R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})",
+      return response(401, R"({"errors":[{"code":"UNAUTHORIZED","message":"auth required"}]})",
                       "WWW-Authenticate: Bearer realm=\"http://" + host() +
                           "/token\",service=\"test\",scope=\"repository:busybox:pull\"\r\n");
     return serveV2(path);
