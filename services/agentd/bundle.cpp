@@ -384,7 +384,8 @@ json deviceRule(bool allow, const char* type, int major, int minor, const char* 
   return d;
 }
 
-// Deny all, then docker's allowed list (moby oci/defaults.go and daemon/oci_linux.go).
+// Deny all, then docker's allowed list (moby oci/defaults.go and daemon/oci_linux.go). No
+// deny rule after the mknod wildcards: cgroup v1 cannot punch a hole in a wildcard.
 json devices() {
   return json::array({
       deviceRule(false, nullptr, -1, -1, "rwm"),
@@ -400,7 +401,6 @@ json devices() {
       deviceRule(true, "c", 5, 2, "rwm"),     // /dev/ptmx
       deviceRule(true, "c", 136, -1, "rwm"),  // /dev/pts/*
       deviceRule(true, "c", 10, 200, "rwm"),  // /dev/net/tun
-      deviceRule(false, "c", 10, 229, "rwm"), // /dev/fuse
   });
 }
 

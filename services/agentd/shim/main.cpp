@@ -126,8 +126,16 @@ std::string readAvailable(int fd) {
   return text;
 }
 
-// runc's message, on one line: what agentd shows as the task's error.
+// runc's message, on one line: what agentd shows as the task's error. runc writes
+// logrus's `time="..." level=error msg="..."`: the msg is what a person reads.
 std::string oneLine(std::string text) {
+  size_t msg = text.rfind("msg=\"");
+  if (msg != std::string::npos) {
+    std::string inner;
+    for (size_t i = msg + 5; i < text.size() && text[i] != '"'; ++i)
+      inner += text[i] == '\\' && i + 1 < text.size() ? text[++i] : text[i];
+    text = inner;
+  }
   for (auto& c : text)
     if (c == '\n' || c == '\r') c = ' ';
   size_t b = text.find_first_not_of(' '), e = text.find_last_not_of(' ');
