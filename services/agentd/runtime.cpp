@@ -118,6 +118,8 @@ class RuncRuntime : public Runtime {
     std::string line;
     StartFn started;      // until told
     bool ok = false;      // runc start succeeded: its end goes to onExit
+    Loop::TimerId startTimer = 0;
+    bool startTimedOut = false;
   };
 
   std::vector<std::string> runc(std::vector<std::string> args) const;
@@ -203,6 +205,19 @@ void RuncRuntime::start(const std::string& id, const std::string& bundle,
   ::fcntl(agent[0], F_SETFL, O_NONBLOCK);
   shims_[id] = Shim{*pid, bundle, false, agent[0], "", std::move(started), false};
   loop_.watchFd(agent[0], [this, id] { readAgentLine(id); });
+  // runc create + start take tens of ms; a shim still silent after startTimeout is stuck (a
+  // hung runc, a hook that never returns): killed, so that the task does not hang STARTING.
+  Loop::TimerId timer = loop_.after(o_.startTimeout, [this, id] {
+    auto it = shims_.find(id);
+    if (it == shims_.end() || it->second.agentFd < 0) return;
+    timers_.erase(it->second.startTimer);
+    it->second.startTimedOut = true;
+    spdlog::warn("container {}: its shim said nothing in {} ms: killing it", id,
+                 o_.startTimeout.count());
+    children_->signal(it->second.pid, SIGKILL);
+  });
+  shims_[id].startTimer = timer;
+  timers_.insert(timer);
   spdlog::debug("container {}: shim {} started", id, *pid);
 }
 
@@ -222,6 +237,8 @@ void RuncRuntime::tellStarted(const std::string& id, Shim& shim, bool eof) {
   loop_.unwatchFd(shim.agentFd);
   ::close(shim.agentFd);
   shim.agentFd = -1;
+  loop_.cancel(shim.startTimer);
+  timers_.erase(shim.startTimer);
   std::string line = shim.line.substr(0, shim.line.find('\n'));
   StartFn started = std::move(shim.started);
   shim.started = nullptr;
@@ -232,6 +249,10 @@ void RuncRuntime::tellStarted(const std::string& id, Shim& shim, bool eof) {
     if (pid > 0) result = pid;
   } else if (line.rfind("error ", 0) == 0) {
     result = failed("runc could not start container " + id + ": " + line.substr(6));
+  } else if (shim.startTimedOut) {
+    result = failed("runc did not start container " + id + " within " +
+                        std::to_string(o_.startTimeout.count()) + " ms: its shim was killed",
+                    wire::ErrorCode::DeadlineExceeded);
   } else if (!eof) {
     result = failed("the shim of container " + id + " said \"" + line + "\"");
   }

@@ -35,6 +35,9 @@ struct RuntimeOptions {
   std::string shimPath;           // default: shoal-shim next to agentd's own binary
   int64_t logMaxBytes = 10 << 20;  // a log file is rotated at this size
   int logMaxFiles = 3;             // files kept per task, the current one included
+  // A shim that has not told the outcome of runc create + start by then is killed and the
+  // start fails with DeadlineExceeded (a hung runc or hook).
+  std::chrono::milliseconds startTimeout{60'000};
 };
 
 // How a container ended.

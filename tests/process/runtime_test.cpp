@@ -331,6 +331,29 @@ TEST_CASE("a start runc refuses is told to `started` with runc's message, not as
   host.remove(id);
 }
 
+TEST_CASE("a runc that hangs: the shim is killed at the start timeout, DeadlineExceeded") {
+  Lab lab;
+  std::string fakeRunc = lab.dir / "hung-runc";
+  std::ofstream(fakeRunc) << "#!/bin/sh\necho $$ > " << (lab.dir / "hung.pid") << "\nexec sleep 100\n";
+  fs::permissions(fakeRunc, fs::perms::owner_all);
+  Loop loop;
+  RuntimeOptions o{fakeRunc, lab.runcRoot, shimPath(), 10 << 20, 3, 500ms};
+  auto runtime = Runtime::open(loop, o);
+  REQUIRE(runtime.ok());
+  std::string id = lab.make({"true"});
+  std::optional<Result<int>> got;
+  (*runtime)->start(id, lab.bundle(id), lab.log(id), [&](Result<int> r) { got = std::move(r); });
+  auto end = std::chrono::steady_clock::now() + 30s;
+  while (!got && std::chrono::steady_clock::now() < end) loop.runOnce(10ms);
+  int hung = std::atoi(readFile(lab.dir / "hung.pid").c_str());
+  if (hung > 0) ::kill(hung, SIGKILL);  // the fake runc, orphaned by its killed shim
+  REQUIRE(got.has_value());
+  REQUIRE_FALSE(got->ok());
+  CHECK(got->error().code == static_cast<int>(wire::ErrorCode::DeadlineExceeded));
+  CHECK(contains(got->error().message, "did not start container " + id + " within 500 ms"));
+  CHECK(hung > 0);
+}
+
 TEST_CASE("figures: Runtime::start of busybox (median of 20) and a shim's RSS") {
   Lab lab;
   Host host(lab);
