@@ -1064,4 +1064,159 @@ TEST_CASE("a pending status whose task was deleted, moved or went further is dro
   CHECK(w.inFlight() == 0);
 }
 
+// --- secrets and configs in assignments (docs/containers.md "Secrets and configs") -------------
+
+namespace {
+
+// A task of node `node` whose container refers to the secrets and configs given by id.
+TaskEntry taskUsing(const std::string& id, uint64_t version, const std::string& node,
+                    const std::vector<std::string>& secrets, const std::vector<std::string>& configs) {
+  auto t = std::unique_ptr<objects::TaskT>(
+      flatbuffers::GetRoot<objects::Task>(taskBytes(id, version, node, TaskState::Assigned).data())->UnPack());
+  t->spec = std::make_unique<objects::TaskSpecT>();
+  t->spec->container = std::make_unique<objects::ContainerSpecT>();
+  for (const auto& s : secrets) {
+    auto r = std::make_unique<objects::SecretReferenceT>();
+    r->secret_id = s;
+    t->spec->container->secrets.push_back(std::move(r));
+  }
+  for (const auto& c : configs) {
+    auto r = std::make_unique<objects::ConfigReferenceT>();
+    r->config_id = c;
+    t->spec->container->configs.push_back(std::move(r));
+  }
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(objects::Task::Pack(fbb, t.get()));
+  auto entry = readTask({reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()});
+  REQUIRE(entry.ok());
+  return std::move(entry).value();
+}
+
+template <class T>
+std::string fileBytes(const std::string& id, uint64_t version, const std::string& data) {
+  typename T::NativeTableType o;
+  o.id = id;
+  o.meta = std::make_unique<objects::Meta>(version, 0, 0);
+  o.spec = std::make_unique<typename std::remove_reference_t<decltype(*o.spec)>>();
+  o.spec->annotations = std::make_unique<objects::AnnotationsT>();
+  o.spec->annotations->name = id + "-name";
+  o.spec->data.assign(data.begin(), data.end());
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(T::Pack(fbb, &o));
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+FileEntry secretEntry(const std::string& id, uint64_t version = 1, const std::string& data = "pw") {
+  auto e = readSecret(fileBytes<objects::Secret>(id, version, data));
+  REQUIRE(e.ok());
+  return std::move(e).value();
+}
+
+FileEntry configEntry(const std::string& id, uint64_t version = 1) {
+  auto e = readConfig(fileBytes<objects::Config>(id, version, "conf"));
+  REQUIRE(e.ok());
+  return std::move(e).value();
+}
+
+std::set<std::string> secretIdsOf(const std::vector<std::string>& bytes) {
+  std::set<std::string> out;
+  for (auto& b : bytes) out.insert(flatbuffers::GetRoot<objects::Secret>(b.data())->id()->str());
+  return out;
+}
+
+std::set<std::string> configIdsOf(const std::vector<std::string>& bytes) {
+  std::set<std::string> out;
+  for (auto& b : bytes) out.insert(flatbuffers::GetRoot<objects::Config>(b.data())->id()->str());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("readTask reads the secret and config ids its container refers to; readSecret verifies") {
+  auto t = taskUsing("t1", 3, "n1", {"s1", "s2"}, {"c1"});
+  CHECK(t.secretIds == std::vector<std::string>{"s1", "s2"});
+  CHECK(t.configIds == std::vector<std::string>{"c1"});
+  auto s = secretEntry("s1", 7);
+  CHECK(s.id == "s1");
+  CHECK(s.version == 7);
+  auto bad = readSecret("not a secret");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(contains(bad.error().message, "does not verify"));
+  CHECK_FALSE(readConfig(fileBytes<objects::Config>("", 1, "x")).ok());  // no id
+}
+
+TEST_CASE("a complete set carries the secrets and configs of the node's tasks, and only those") {
+  TestClock clock;
+  Assignments a;
+  a.replaceSecrets({secretEntry("s1"), secretEntry("s2"), secretEntry("s3")});
+  a.replaceConfigs({configEntry("c1"), configEntry("c2")});
+  a.put(taskUsing("t1", 1, "n1", {"s1"}, {"c1"}));
+  a.put(taskUsing("t2", 2, "n1", {"s1", "s2"}, {}));
+  a.put(taskUsing("t3", 3, "n2", {"s3"}, {"c2"}));  // another node's: never sent to n1
+  a.put(taskUsing("t4", 4, "n1", {"gone"}, {}));    // a secret the view has not: left out
+  a.open(1, "n1");
+  auto first = a.take(1, clock.now, 10);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].full);
+  CHECK(secretIdsOf(first[0].secrets) == std::set<std::string>{"s1", "s2"});
+  CHECK(configIdsOf(first[0].configs) == std::set<std::string>{"c1"});
+
+  // An increment: those of its updated tasks only.
+  clock.advance(200ms);
+  a.put(taskUsing("t5", 5, "n1", {"s3"}, {"c2"}));
+  auto second = a.take(1, clock.now, 10);
+  REQUIRE(second.size() == 1);
+  CHECK(idsOf(second[0].updated) == std::set<std::string>{"t5"});
+  CHECK(secretIdsOf(second[0].secrets) == std::set<std::string>{"s3"});
+  CHECK(configIdsOf(second[0].configs) == std::set<std::string>{"c2"});
+
+  // A removal carries nothing; a task without references neither.
+  clock.advance(200ms);
+  a.erase("t5");
+  a.put(taskUsing("t6", 6, "n1", {}, {}));
+  auto third = a.take(1, clock.now, 10);
+  REQUIRE(third.size() == 1);
+  CHECK(third[0].removed == std::vector<std::string>{"t5"});
+  CHECK(third[0].secrets.empty());
+  CHECK(third[0].configs.empty());
+}
+
+TEST_CASE("secrets follow the store's view: newer versions win, deleted ones are not sent") {
+  TestClock clock;
+  Assignments a;
+  a.putSecret(secretEntry("s1", 5, "new"));
+  a.putSecret(secretEntry("s1", 4, "old"));  // a watch event behind a re-read
+  a.putSecret(secretEntry("s2", 1));
+  a.eraseSecret("s2");
+  CHECK(a.secrets() == 1);
+  a.put(taskUsing("t1", 1, "n1", {"s1", "s2"}, {}));
+  a.open(1, "n1");
+  auto items = a.take(1, clock.now, 10);
+  REQUIRE(items.size() == 1);
+  REQUIRE(items[0].secrets.size() == 1);
+  auto* s = flatbuffers::GetRoot<objects::Secret>(items[0].secrets[0].data());
+  CHECK(std::string(s->spec()->data()->begin(), s->spec()->data()->end()) == "new");
+}
+
+TEST_CASE("an item's secrets and configs go on the wire as the agent reads them") {
+  AssignmentItem item;
+  item.full = true;
+  item.version = 3;
+  item.updated = {taskUsing("t1", 1, "n1", {"s1"}, {"c1"}).bytes};
+  item.secrets = {secretEntry("s1", 2, "p@ss").bytes};
+  item.configs = {configEntry("c1").bytes};
+  auto buf = encodeAssignments(item);
+  const bus::Protocol* protocols[] = {&kDispatchProtocol};
+  REQUIRE(bus::verify({buf.data(), buf.size()}, protocols).ok());
+  auto* body = flatbuffers::GetRoot<dispatch::Envelope>(buf.data())->body_as_Assignments();
+  REQUIRE(body);
+  REQUIRE(body->secrets()->size() == 1);
+  auto* s = body->secrets()->Get(0);
+  CHECK(s->id()->str() == "s1");
+  CHECK(s->spec()->annotations()->name()->str() == "s1-name");
+  CHECK(std::string(s->spec()->data()->begin(), s->spec()->data()->end()) == "p@ss");
+  REQUIRE(body->configs()->size() == 1);
+  CHECK(body->configs()->Get(0)->id()->str() == "c1");
+}
+
 }  // namespace shoal::dispatcherd
