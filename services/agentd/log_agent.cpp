@@ -171,8 +171,14 @@ Result<std::vector<std::string>> LogAgent::resolveLocal(const logapi::LogSelecto
       ids.push_back(*id);
       continue;
     }
-    // A task the node no longer holds may still have its logs here.
     std::string text = ref->str();
+    // A container's name, <service>.<slot>.<task id>, also names it by its last part.
+    if (auto dot = text.rfind('.'); dot != std::string::npos && plausibleTaskId(text.substr(dot + 1)))
+      if (auto byId = resolve_(text.substr(dot + 1)); byId && *byId == text.substr(dot + 1)) {
+        ids.push_back(*byId);
+        continue;
+      }
+    // A task the node no longer holds may still have its logs here.
     if (plausibleTaskId(text) && TaskLog(logsDir_ + "/" + text).readAll({0, 0}).ok()) {
       ids.push_back(text);
       continue;
