@@ -37,10 +37,9 @@ const objects::ContainerSpec* specOf(const objects::Task& t) {
   return t.spec() ? t.spec()->container() : nullptr;
 }
 
-// The name `container ls` shows: the task's <service>.<slot>.<id>, as Swarm names it.
+// The name `container ls` shows: <service>.<slot>.<task id> (global: <service>.<node
+// id>.<task id>), as Swarm names a task's container.
 std::string containerName(const objects::Task& t) {
-  std::string name = t.annotations() ? str(t.annotations()->name()) : "";
-  if (!name.empty()) return name;
   std::string service = t.service_annotations() ? str(t.service_annotations()->name()) : "";
   return service + "." + (t.slot() ? std::to_string(t.slot()) : str(t.node_id())) + "." +
          str(t.id());
@@ -317,7 +316,11 @@ void RuncExecutor::makeSandbox(const std::string& id) {
   sandboxes_.create(id, [this, alive, id, gen](Result<std::string> path) {
     if (!alive.lock()) return;
     Container* c = find(id);
-    if (!c || c->generation != gen || c->step != Step::Preparing) return;
+    if (!c || c->generation != gen || c->step != Step::Preparing) {
+      // Cancelled while overlayd made it: the teardown's remove may have come first.
+      if (path && (!c || c->step == Step::Ended)) sandboxes_.remove(id, [](Status) {});
+      return;
+    }
     if (!path) return reject(id, "network sandbox: " + path.error().message);
     c->netns = std::move(path).value();
     finishPrepare(id);
@@ -400,40 +403,37 @@ Result<std::vector<ResolvedMount>> RuncExecutor::etcFiles(Container& c,
 Result<std::vector<ResolvedMount>> RuncExecutor::secretFiles(Container& c,
                                                              const objects::Task& task) {
   const auto* spec = specOf(task);
+  std::vector<SecretFile> files;
+  if (spec->secrets())
+    for (const auto* ref : *spec->secrets())
+      files.push_back({str(ref->secret_id()), str(ref->secret_name()), ref->file(), false});
+  if (spec->configs())
+    for (const auto* ref : *spec->configs())
+      files.push_back({str(ref->config_id()), str(ref->config_name()), ref->file(), true});
   std::vector<ResolvedMount> out;
-  bool any = (spec->secrets() && spec->secrets()->size()) ||
-             (spec->configs() && spec->configs()->size());
-  if (!any) return out;
+  if (files.empty()) return out;
   std::string dir = c.record.bundle + "/secrets";
   if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=1m,mode=0755") != 0)
     return Error{"cannot mount the secrets tmpfs at " + dir + ": " + errnoText(errno)};
-  int n = 0;
-  if (spec->secrets())
-    for (const auto* ref : *spec->secrets()) {
-      auto item = secrets_.secret(str(ref->secret_id()));
-      std::string what = "secret " + str(ref->secret_name()) + " (" + str(ref->secret_id()) + ")";
-      if (!item) return Error{what + " is not on this node"};
-      std::string file = "s" + std::to_string(n++);
-      if (auto st = writeSecretFile(dir, file, item->data, ref->file(), what); !st)
-        return st.error();
-      std::string target = ref->file() ? str(ref->file()->name()) : "";
-      if (target.empty()) target = str(ref->secret_name());
-      out.push_back(bindFile(dir + "/" + file, secretTarget(target, false), true));
-    }
-  if (spec->configs())
-    for (const auto* ref : *spec->configs()) {
-      auto item = secrets_.config(str(ref->config_id()));
-      std::string what = "config " + str(ref->config_name()) + " (" + str(ref->config_id()) + ")";
-      if (!item) return Error{what + " is not on this node"};
-      std::string file = "c" + std::to_string(n++);
-      if (auto st = writeSecretFile(dir, file, item->data, ref->file(), what); !st)
-        return st.error();
-      std::string target = ref->file() ? str(ref->file()->name()) : "";
-      if (target.empty()) target = str(ref->config_name());
-      out.push_back(bindFile(dir + "/" + file, secretTarget(target, true), true));
-    }
+  for (size_t i = 0; i < files.size(); ++i) {
+    auto mount = writeSecret(dir, std::to_string(i), files[i]);
+    if (!mount) return mount.error();
+    out.push_back(std::move(mount).value());
+  }
   return out;
+}
+
+// One secret or config from the assignments' store, as file `file` of the tmpfs.
+Result<ResolvedMount> RuncExecutor::writeSecret(const std::string& dir, const std::string& file,
+                                                const SecretFile& s) {
+  std::string what = std::string(s.config ? "config " : "secret ") + s.name + " (" + s.id + ")";
+  auto item = s.config ? secrets_.config(s.id) : secrets_.secret(s.id);
+  if (!item) return Error{what + " is not on this node"};
+  if (auto st = writeSecretFile(dir, file, item->data, s.target, what); !st) return st.error();
+  std::string target = s.target ? str(s.target->name()) : "";
+  if (target.empty()) target = s.name;
+  return bindFile(dir + "/" + file, secretTarget(target, s.config), true);
 }
 
 Status RuncExecutor::writeSecretFile(const std::string& dir, const std::string& file,
@@ -543,7 +543,11 @@ void RuncExecutor::onStarted(const std::string& id, uint64_t gen, Result<int> pi
   (void)save(*c);
   c->step = Step::Running;
   spdlog::info("task {} ({}): started, pid {}", id, c->record.name, *pid);
-  if (c->stopping || c->byHand) return kill(id, c->byHand ? SIGKILL : c->stopSignal);
+  if (c->byHand) return kill(id, SIGKILL);
+  if (c->stopping) {  // a stop came while runc started it: now it can be signalled
+    c->stopping = false;
+    return stop(id);
+  }
   setupHealth(*c);
   if (c->health) return scheduleProbe(id, *c);
   later({id, TaskState::Running, "started"});
@@ -582,9 +586,11 @@ void RuncExecutor::ended(Container& c, const std::string& id, TaskEvent event) {
   c.record.phase = Phase::Ended;
   (void)save(c);
   later(std::move(event));
-  // `container rm -f` takes the container with it; a removed task goes altogether.
   if (c.removing) return forget(id);
-  if (c.byHand) runtime_.remove(id, [](Status) {});
+  // An ended task stays in the store (history) for a while; what it held goes now (runc's
+  // state, cgroup, mounts, netns, bundle), its record and log stay until it is removed.
+  c.tornDown = true;
+  teardown(c.record, true, [] {});
 }
 
 void RuncExecutor::kill(const std::string& id, int signal) {
@@ -610,6 +616,8 @@ void RuncExecutor::stop(const std::string& id) {
       c->step = Step::Ended;
       c->record.phase = Phase::Ended;
       (void)save(*c);
+      c->tornDown = true;
+      teardown(c->record, false, [] {});
       return later({id, TaskState::Shutdown, "shutdown"});
     case Step::Starting:
       c->stopping = true;  // signalled once runc start returned
@@ -763,13 +771,13 @@ void RuncExecutor::adoptRecord(const std::string& id, const objects::Task& task,
   }
   if (const auto* spec = specOf(task); spec && spec->stop_grace_period() > 0)
     c.grace = std::chrono::nanoseconds(spec->stop_grace_period());
-  if (record.phase == Phase::Ended) {
-    c.step = Step::Ended;
-    ContainerExit exit{record.exitCode, 0, record.ended, record.error};
-    return later(exitEvent(id, exit));
-  }
   if (record.phase != Phase::Started) {
+    // Ended (its teardown may not have finished before the restart) or never started.
     c.step = Step::Ended;
+    c.tornDown = true;
+    teardown(record, record.started != 0, [] {});
+    if (record.phase == Phase::Ended)
+      return later(exitEvent(id, ContainerExit{record.exitCode, 0, record.ended, record.error}));
     return later({id, TaskState::Failed, "starting",
                   "agentd restarted before the container was started"});
   }
@@ -864,7 +872,8 @@ nlohmann::json RuncExecutor::containers(bool all) const {
   int64_t t = now();
   for (const auto& [id, c] : containers_) {
     bool running = c.step == Step::Running || c.step == Step::Starting;
-    if (c.hidden || c.tornDown || (!all && !running)) continue;
+    bool neverRan = c.tornDown && c.record.started == 0;  // rejected or stopped early
+    if (c.hidden || neverRan || (!all && !running)) continue;
     std::string state = running ? "running" : c.step == Step::Ended ? "exited" : "created";
     std::string status =
         running ? "Up " + since(c.record.started, t)
@@ -887,7 +896,7 @@ Result<std::string> RuncExecutor::resolve(const std::string& ref) const {
     return wireError(wire::ErrorCode::InvalidArgument, "give a container name or id");
   std::vector<std::string> matches;
   for (const auto& [id, c] : containers_) {
-    if (c.hidden || c.tornDown) continue;
+    if (c.hidden || (c.tornDown && c.record.started == 0)) continue;
     if (id == ref || c.record.name == ref) return id;
     if (id.rfind(ref, 0) == 0 || c.record.name.rfind(ref, 0) == 0) matches.push_back(id);
   }
@@ -923,8 +932,7 @@ Status RuncExecutor::removeByHand(const std::string& ref, bool force) {
       c.byHand = true;
       if (c.step == Step::Running) kill(*id, SIGKILL);
       break;
-    case Step::Ended:
-      runtime_.remove(*id, [](Status) {});
+    case Step::Ended:  // its container is gone already (ended() tore it down)
       break;
   }
   c.hidden = true;

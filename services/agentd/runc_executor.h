@@ -123,6 +123,13 @@ class RuncExecutor : public Executor {
   Status makeVolumes(Container& c, const objects::ContainerSpec& spec);
   Result<std::vector<ResolvedMount>> etcFiles(Container& c, const objects::Task& task);
   Result<std::vector<ResolvedMount>> secretFiles(Container& c, const objects::Task& task);
+  struct SecretFile {
+    std::string id, name;
+    const objects::FileTarget* target;
+    bool config;
+  };
+  Result<ResolvedMount> writeSecret(const std::string& dir, const std::string& file,
+                                    const SecretFile& s);
   Status writeSecretFile(const std::string& dir, const std::string& file, const std::string& data,
                          const objects::FileTarget* target, const std::string& what);
   Status mountRootfs(Container& c);
