@@ -1,7 +1,7 @@
 #pragma once
 // How agentd runs a task (DESIGN.md §8): the interface between the worker (worker.h), which
 // decides what each assigned task should be doing, and whatever runs it: the fake executor
-// (fake_executor.h, `--executor fake`) now, runc in the next issue.
+// (fake_executor.h, `--executor fake`) or runc (runc_executor.h, the default).
 //
 // Every call is asynchronous and returns at once; what happens is told by events, one per
 // state the task reaches (ACCEPTED, PREPARING, READY, STARTING, RUNNING, then COMPLETE,
@@ -85,28 +85,5 @@ class Executor {
 // The executors agentd offers (`--executor`).
 enum class ExecutorKind { Runc, Fake };
 Result<ExecutorKind> parseExecutorKind(std::string_view text);
-
-// What the runc executor answers until the next issue brings it: every task is REJECTED,
-// saying so, and nothing is ever run. It is a real executor in that it tells the managers
-// the truth, and the tasks are placed elsewhere.
-class UnavailableRuncExecutor : public Executor {
- public:
-  static constexpr const char* kMessage =
-      "the runc executor is not available yet: start agentd with --executor fake";
-
-  explicit UnavailableRuncExecutor(Loop& loop) : loop_(loop) {}
-  ~UnavailableRuncExecutor() override;
-  std::string_view name() const override { return "runc"; }
-  void prepare(const objects::Task& task) override;
-  void start(const std::string& taskId) override { later(taskId, objects::TaskState::Rejected); }
-  void stop(const std::string& taskId) override { later(taskId, objects::TaskState::Shutdown); }
-  void remove(const std::string&) override {}
-  void adopt(const objects::Task& task) override;
-
- private:
-  void later(const std::string& taskId, objects::TaskState state);
-  Loop& loop_;
-  std::set<Loop::TimerId> timers_;  // events not emitted yet
-};
 
 }  // namespace shoal::agentd

@@ -876,16 +876,27 @@ TEST_CASE("the fake executor walks to RUNNING on timers and obeys a test's actio
   CHECK(fake.size() == 0);
 }
 
-TEST_CASE("the runc executor, until it exists, rejects every task saying so") {
+// An executor that only records what the worker tells it about complete sets.
+struct ReconcileRecorder : FakeExecutor {
+  using FakeExecutor::FakeExecutor;
+  std::vector<std::set<std::string>> sets;
+  void reconcile(const std::set<std::string>& assigned) override { sets.push_back(assigned); }
+};
+
+TEST_CASE("a complete set tells the executor every task the node holds (reconcile), after "
+          "the tasks were prepared or adopted") {
   Loop loop;
-  UnavailableRuncExecutor runc(loop);
-  Worker w(runc, [] { return int64_t{0}; });
-  w.replaceAll({assigned("t1", TaskState::Running)});
-  REQUIRE(runUntil(loop, [&] { return w.reports().size() == 1; }, 2s));
-  auto batch = w.reports().take(1);
-  CHECK(batch[0].report.state == TaskState::Rejected);
-  CHECK(batch[0].report.err ==
-        "the runc executor is not available yet: start agentd with --executor fake");
+  ReconcileRecorder exec(loop, 1ms);
+  Worker w(exec, [] { return int64_t{0}; });
+  w.replaceAll({assigned("t1", TaskState::Running), assigned("t2", TaskState::Running)});
+  REQUIRE(exec.sets.size() == 1);
+  CHECK(exec.sets[0] == std::set<std::string>{"t1", "t2"});
+  CHECK(exec.size() == 2);  // prepared before the reconcile
+  w.update({assigned("t3", TaskState::Running)}, {"t1"});
+  CHECK(exec.sets.size() == 1);  // increments do not reconcile
+  w.replaceAll({});
+  REQUIRE(exec.sets.size() == 2);
+  CHECK(exec.sets[1].empty());
 }
 
 // A dispatcher that opens sessions, streams scripted assignments and takes status reports.
