@@ -95,6 +95,8 @@ Daemon::Daemon(std::string name, std::string summary)
 
 Daemon::~Daemon() {
   server_.reset();
+  // A socket kept alive by a posted callback or a timer would hold zmq_'s termination.
+  loop_.discardPending();
   zmq_.reset();
   for (int fd : {signalFd_, stateLockFd_, runLockFd_, readyPipe_})
     if (fd >= 0) ::close(fd);

@@ -62,6 +62,15 @@ void Loop::post(Callback fn) {
   [[maybe_unused]] auto n = ::write(wakeFd_, &one, sizeof one);
 }
 
+void Loop::discardPending() {
+  std::vector<Callback> posted;
+  {
+    std::lock_guard lock(postedMutex_);
+    posted.swap(posted_);
+  }
+  timers_.clear();
+}
+
 void Loop::drainPosted() {
   uint64_t count;
   [[maybe_unused]] auto n = ::read(wakeFd_, &count, sizeof count);

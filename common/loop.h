@@ -46,6 +46,10 @@ class Loop {
   bool runOnce(Clock::duration maxWait);
   void stop();
   bool stopped() const { return stopped_; }
+  // Destroys, without running them, the callbacks posted and the timers not run yet: after
+  // the loop stopped, what they hold (a bus::Client whose destruction was deferred to the
+  // loop, say) must go before the ZeroMQ context it uses, or terminating it waits forever.
+  void discardPending();
 
   Clock::time_point now() const { return Clock::now(); }
 
