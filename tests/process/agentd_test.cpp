@@ -624,7 +624,7 @@ TEST_CASE("--executor fake: a task assigned to the node reaches RUNNING in the s
                         20s), m.logs());
 }
 
-TEST_CASE("the runc executor, not available yet, rejects a task and says what to do") {
+TEST_CASE("the runc executor rejects a task it cannot run, saying why, and refuses fake actions") {
   TempDir tmp;
   Node m(tmp.path(), "m1");
   uint16_t port = testing::freeRaftPort();
@@ -643,8 +643,8 @@ TEST_CASE("the runc executor, not available yet, rejects a task and says what to
               .ok());
   REQUIRE_MESSAGE(waitFor([&] { return storedState(store, t1) == objects::TaskState::Rejected; },
                           20s), m.logs());
-  CHECK(storedTask(store, t1)->status->err ==
-        "the runc executor is not available yet: start agentd with --executor fake");
+  // The test's task has no image (tests/process/runc_agent_test.cpp runs real ones).
+  CHECK(storedTask(store, t1)->status->err == "the task's spec names no image");
   CHECK(contains(errorOf(fakeTask(m, t1, agentapi::FakeAction::Fail, 1)), "--executor fake"));
 }
 
