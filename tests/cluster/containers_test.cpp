@@ -176,7 +176,8 @@ class ContainerLab {
   // The pids of the containers' inits, from each node's runc root.
   std::vector<pid_t> containerPids() {
     std::vector<pid_t> pids;
-    for (auto& n : ls(name_)["nodes"]) {
+    auto l = ls(name_);  // named: a loop over a temporary's member would read a dead object
+    for (auto& n : l["nodes"]) {
       std::string dir = n["dir"];
       auto r = shoal::testing::run({"/usr/sbin/runc", "--root", dir + "/run/runc", "list", "--format", "json"});
       auto j = json::parse(r.out, nullptr, false);
