@@ -35,8 +35,11 @@ constexpr int kInterruptedExit = 130;
 constexpr const char* kService = "bench-converge";
 constexpr const char* kWarmUp = "bench-warmup";
 constexpr const char* kImage = "busybox:bench";  // the fake executor pulls nothing
-// What a runc task runs: busybox's sleep, long enough for any run.
-const std::vector<std::string> kSleep = {"sleep", "1000000"};
+// What a runc task runs: busybox's sleep, long enough for any run, under a shell that exits on
+// SIGTERM. A bare `sleep` as the container's PID 1 ignores SIGTERM (the kernel gives PID 1 no
+// default action), so every removal would wait out the 10 s stop grace period and measure
+// that, not shoal (docker's `stop` of such a container takes the same 10 s).
+const std::vector<std::string> kSleep = {"sh", "-c", "trap 'exit 0' TERM; sleep 1000000 & wait"};
 
 // The states a task goes through on its way to RUNNING, as stages_s names them.
 const std::vector<std::pair<objects::TaskState, const char*>>& stages() {
