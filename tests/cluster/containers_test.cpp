@@ -29,31 +29,10 @@ namespace {
 
 using namespace shoal::labtest;
 using nlohmann::json;
-using Rows = std::vector<json>;
 namespace fs = std::filesystem;
 
 // Prints a line every second, naming the container (its hostname is the task's container id).
 const std::vector<std::string> kLoop = {"sh", "-c", "while true; do echo \"hello from $(hostname)\"; sleep 1; done"};
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string field(const json& row, const char* name) {
-  auto it = row.find(name);
-  return it != row.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-bool runs(const json& row) {
-  return lower(field(row, "DesiredState")) == "running" && lower(field(row, "CurrentState")).starts_with("running");
-}
-
-Rows running(const Rows& rows) {
-  Rows out;
-  std::copy_if(rows.begin(), rows.end(), std::back_inserter(out), runs);
-  return out;
-}
 
 std::string dump(const Rows& rows) {
   std::string s;

@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -173,6 +175,31 @@ inline std::vector<nlohmann::json> jsonLines(const std::string& text) {
 
 inline void requireRoot() {
   REQUIRE_MESSAGE(::geteuid() == 0, "this test needs root: it makes network namespaces");
+}
+
+// Rows of `shoal service ps --format json`, as the lab tests read them.
+using Rows = std::vector<nlohmann::json>;
+
+inline std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+inline std::string field(const nlohmann::json& row, const char* name) {
+  auto it = row.find(name);
+  return it != row.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// A live task that runs: desired Running and current "Running 3 seconds ago".
+inline bool runs(const nlohmann::json& row) {
+  return lower(field(row, "DesiredState")) == "running" &&
+         lower(field(row, "CurrentState")).starts_with("running");
+}
+
+inline Rows running(const Rows& rows) {
+  Rows out;
+  std::copy_if(rows.begin(), rows.end(), std::back_inserter(out), runs);
+  return out;
 }
 
 }  // namespace shoal::labtest

@@ -23,28 +23,6 @@ namespace {
 
 using namespace shoal::labtest;
 using nlohmann::json;
-using Rows = std::vector<json>;
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string field(const json& row, const char* name) {
-  auto it = row.find(name);
-  return it != row.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-// A live task that runs: desired Running and current "Running 3 seconds ago".
-bool runs(const json& row) {
-  return lower(field(row, "DesiredState")) == "running" && lower(field(row, "CurrentState")).starts_with("running");
-}
-
-Rows running(const Rows& rows) {
-  Rows out;
-  std::copy_if(rows.begin(), rows.end(), std::back_inserter(out), runs);
-  return out;
-}
 
 size_t desiredRunning(const Rows& rows) {
   return std::count_if(rows.begin(), rows.end(),
