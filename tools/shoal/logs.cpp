@@ -246,33 +246,38 @@ void measure(Target& t, const LogFlags& f) {
   }
 }
 
-int serviceLogs(const Globals& g, const LogFlags& f) {
+// --tail and --since read, or the usage error printed (false).
+struct Window {
+  int64_t tail = -1, since = 0;
+};
+std::optional<Window> readWindow(const LogFlags& f) {
   auto tail = parseTail(f.tail);
   auto since = parseSince(f.since, nowNanos());
   for (auto* e : {tail ? nullptr : &tail.error(), since ? nullptr : &since.error()})
     if (e) {
       std::cerr << "error: " << e->message << "\n";
-      return 2;
+      return std::nullopt;
     }
+  return Window{*tail, *since};
+}
+
+int serviceLogs(const Globals& g, const LogFlags& f) {
+  auto w = readWindow(f);
+  if (!w) return 2;
   CallError why;
   auto target = resolveTarget(g, f.ref, why);
   if (!target) return printCallError(why);
   measure(*target, f);
-  return stream(g, subscribeRequest(target->services, target->tasks, f.follow, *tail, *since, false),
+  return stream(g, subscribeRequest(target->services, target->tasks, f.follow, w->tail, w->since, false),
                 &target->labels, f);
 }
 
 int containerLogs(const Globals& g, const LogFlags& f) {
-  auto tail = parseTail(f.tail);
-  auto since = parseSince(f.since, nowNanos());
-  for (auto* e : {tail ? nullptr : &tail.error(), since ? nullptr : &since.error()})
-    if (e) {
-      std::cerr << "error: " << e->message << "\n";
-      return 2;
-    }
+  auto w = readWindow(f);
+  if (!w) return 2;
   LogFlags raw = f;
   raw.raw = true;
-  return stream(g, subscribeRequest({}, {f.ref}, f.follow, *tail, *since, true), nullptr, raw);
+  return stream(g, subscribeRequest({}, {f.ref}, f.follow, w->tail, w->since, true), nullptr, raw);
 }
 
 void addCommonFlags(CLI::App* cmd, LogFlags& f) {
